@@ -1,0 +1,142 @@
+import Foundation
+
+// Pointwise nonlinearities and softmax. Each forward kernel is followed by the kernel of its derivative.
+
+/// max(x, 0)   ∂/∂x = [x > 0]
+public func relu(_ x: Tensor) -> Tensor {
+    Kernels.map(x) { y, x, r in for i in r { y[i] = Swift.max(x[i], 0) } }
+        .recording(inputs: [x]) { g in [Kernels.zip(g, x) { o, g, x, r in for i in r { o[i] = x[i] > 0 ? g[i] : 0 } }] }
+}
+
+/// x for x > 0, a·x otherwise   ∂/∂x = 1 or a
+public func leakyRelu(_ x: Tensor, slope a: Float = 0.2) -> Tensor {
+    Kernels.map(x) { y, x, r in for i in r { y[i] = x[i] > 0 ? x[i] : a * x[i] } }
+        .recording(inputs: [x]) { g in [Kernels.zip(g, x) { o, g, x, r in for i in r { o[i] = x[i] > 0 ? g[i] : a * g[i] } }] }
+}
+
+@inline(__always) @usableFromInline func sigmoidScalar(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
+
+/// σ(x) = 1/(1 + e⁻ˣ)   ∂/∂x = σ(1 − σ)
+public func sigmoid(_ x: Tensor) -> Tensor {
+    let y = Kernels.map(x) { y, x, r in for i in r { y[i] = sigmoidScalar(x[i]) } }
+    return y.recording(inputs: [x]) { g in [Kernels.zip(g, y) { o, g, y, r in for i in r { o[i] = g[i] * y[i] * (1 - y[i]) } }] }
+}
+
+/// tanh x   ∂/∂x = 1 − tanh²
+public func tanh(_ x: Tensor) -> Tensor {
+    let y = Kernels.map(x) { y, x, r in for i in r { y[i] = Foundation.tanh(x[i]) } }
+    return y.recording(inputs: [x]) { g in [Kernels.zip(g, y) { o, g, y, r in for i in r { o[i] = g[i] * (1 - y[i] * y[i]) } }] }
+}
+
+/// x·σ(x)   ∂/∂x = σ + x·σ·(1 − σ)
+public func silu(_ x: Tensor) -> Tensor {
+    Kernels.map(x) { y, x, r in for i in r { y[i] = x[i] * sigmoidScalar(x[i]) } }
+        .recording(inputs: [x]) { g in
+            [Kernels.zip(g, x) { o, g, x, r in
+                for i in r { let s = sigmoidScalar(x[i]); o[i] = g[i] * (s + x[i] * s * (1 - s)) }
+            }]
+        }
+}
+
+/// GELU. Exact: x·Φ(x), Φ the standard normal CDF, ∂/∂x = Φ(x) + x·φ(x).
+/// With `approximate`: ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³), ∂/∂x = ½(1 + tanh u) + ½x(1 − tanh²u)·u′.
+public func gelu(_ x: Tensor, approximate: Bool = false) -> Tensor {
+    let k: Float = 0.7978845608028654, c: Float = 0.044715
+    let invSqrt2: Float = 0.7071067811865476, invSqrt2Pi: Float = 0.3989422804014327
+    if approximate {
+        return Kernels.map(x) { y, x, r in
+            for i in r { let v = x[i]; y[i] = 0.5 * v * (1 + Foundation.tanh(k * (v + c * v * v * v))) }
+        }.recording(inputs: [x]) { g in
+            [Kernels.zip(g, x) { o, g, x, r in
+                for i in r {
+                    let v = x[i], t = Foundation.tanh(k * (v + c * v * v * v))
+                    o[i] = g[i] * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * k * (1 + 3 * c * v * v))
+                }
+            }]
+        }
+    }
+    return Kernels.map(x) { y, x, r in for i in r { y[i] = 0.5 * x[i] * (1 + erf(x[i] * invSqrt2)) } }
+        .recording(inputs: [x]) { g in
+            [Kernels.zip(g, x) { o, g, x, r in
+                for i in r {
+                    let v = x[i]
+                    o[i] = g[i] * (0.5 * (1 + erf(v * invSqrt2)) + v * invSqrt2Pi * Foundation.exp(-0.5 * v * v))
+                }
+            }]
+        }
+}
+
+extension Kernels {
+    /// Runs `body(row)` over the rows of length `x.shape.last` of `x`, in parallel.
+    static func rows(_ x: Tensor, _ body: (Int, Int) -> Void) {
+        let n = x.shape.last ?? 1
+        let rows = x.count / Swift.max(n, 1)
+        parallelFor(rows, grain: Swift.max(1, 2048 / Swift.max(n, 1))) { r in for row in r { body(row * n, n) } }
+    }
+}
+
+/// Applies a function of the last axis along `axis` by moving that axis last and back.
+private func alongAxis(_ x: Tensor, _ axis: Int, _ f: (Tensor) -> Tensor) -> Tensor {
+    let a = x.axis(axis)
+    if a == x.rank - 1 { return f(x) }
+    return f(x.transposed(a, -1)).transposed(a, -1)
+}
+
+/// softmax(x)_i = e^{x_i − max} / Σ_j e^{x_j − max} along `axis`   ∂L/∂x = y ⊙ (g − Σ g ⊙ y)
+public func softmax(_ x: Tensor, axis: Int = -1) -> Tensor {
+    alongAxis(x, axis) { x in
+        let y = Tensor(uninitialized: x.shape)
+        let px = x.storage.pointer, py = y.storage.pointer
+        Kernels.rows(x) { o, n in
+            var m = -Float.infinity
+            for i in 0..<n { m = Swift.max(m, px[o + i]) }
+            var s: Float = 0
+            for i in 0..<n { let e = Foundation.exp(px[o + i] - m); py[o + i] = e; s += e }
+            let inv = 1 / s
+            for i in 0..<n { py[o + i] *= inv }
+        }
+        return y.recording(inputs: [x]) { g in
+            let gx = Tensor(uninitialized: x.shape)
+            let pg = g.storage.pointer, pgx = gx.storage.pointer
+            Kernels.rows(x) { o, n in
+                var dot: Float = 0
+                for i in 0..<n { dot += pg[o + i] * py[o + i] }
+                for i in 0..<n { pgx[o + i] = py[o + i] * (pg[o + i] - dot) }
+            }
+            return [gx]
+        }
+    }
+}
+
+/// log softmax(x) = x − max − log Σ e^{x − max} along `axis`   ∂L/∂x = g − softmax(x)·Σ g
+public func logSoftmax(_ x: Tensor, axis: Int = -1) -> Tensor {
+    alongAxis(x, axis) { x in
+        let y = Tensor(uninitialized: x.shape)
+        let px = x.storage.pointer, py = y.storage.pointer
+        Kernels.rows(x) { o, n in
+            var m = -Float.infinity
+            for i in 0..<n { m = Swift.max(m, px[o + i]) }
+            var s: Float = 0
+            for i in 0..<n { s += Foundation.exp(px[o + i] - m) }
+            let lse = m + Foundation.log(s)
+            for i in 0..<n { py[o + i] = px[o + i] - lse }
+        }
+        return y.recording(inputs: [x]) { g in
+            let gx = Tensor(uninitialized: x.shape)
+            let pg = g.storage.pointer, pgx = gx.storage.pointer
+            Kernels.rows(x) { o, n in
+                var s: Float = 0
+                for i in 0..<n { s += pg[o + i] }
+                for i in 0..<n { pgx[o + i] = pg[o + i] - Foundation.exp(py[o + i]) * s }
+            }
+            return [gx]
+        }
+    }
+}
+
+/// Attention(Q, K, V) = softmax(Q·Kᵀ·scale)·V over the last two dimensions ([..., L, D] queries, [..., S, D] keys and
+/// values); scale defaults to 1/√D. Its gradient follows from those of matmul and softmax.
+public func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, scale: Float? = nil) -> Tensor {
+    let s = scale ?? 1 / Float(q.shape[q.rank - 1]).squareRoot()
+    return matmul(softmax(matmul(q * s, k, transposeB: true)), v)
+}

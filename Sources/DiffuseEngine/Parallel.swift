@@ -1,0 +1,43 @@
+import Dispatch
+import Foundation
+
+/// How many threads the engine's own kernels use. Results never depend on it: work is cut into pieces whose
+/// boundaries depend only on the problem size, and partial results are combined in a fixed order.
+public enum Engine {
+    nonisolated(unsafe) public static var threads = ProcessInfo.processInfo.activeProcessorCount
+}
+
+/// Runs `body` over `0..<n` cut into contiguous pieces of at least `grain` items, on `Engine.threads` threads.
+/// The pieces are fixed by `n` and `grain` alone.
+@inlinable
+public func parallelFor(_ n: Int, grain: Int = 4096, _ body: (Range<Int>) -> Void) {
+    if n <= 0 { return }
+    let pieces = min((n + grain - 1) / grain, 64)
+    if pieces <= 1 || Engine.threads <= 1 {
+        body(0..<n)
+        return
+    }
+    let size = (n + pieces - 1) / pieces
+    let run = { (i: Int) in
+        let lo = i * size
+        let hi = min(n, lo + size)
+        if lo < hi { body(lo..<hi) }
+    }
+    withoutActuallyEscaping(run) { run in
+        DispatchQueue.concurrentPerform(iterations: pieces) { run($0) }
+    }
+}
+
+/// Sums `value(piece)` over the fixed pieces of `0..<n`, adding the partial sums in piece order, so that the
+/// result is the same bits for any thread count.
+@inlinable
+public func parallelSum(_ n: Int, grain: Int = 16384, _ value: (Range<Int>) -> Double) -> Double {
+    let pieces = max(1, (n + grain - 1) / grain)
+    var partial = [Double](repeating: 0, count: pieces)
+    partial.withUnsafeMutableBufferPointer { partial in
+        parallelFor(pieces, grain: 1) { r in
+            for i in r { partial[i] = value(i * grain..<min(n, (i + 1) * grain)) }
+        }
+    }
+    return partial.reduce(0, +)
+}

@@ -1,0 +1,101 @@
+import Foundation
+
+/// A counter-based generator (Philox-4×32-10, Salmon et al. 2011). The i-th block of four 32-bit words is a pure
+/// function of (seed, stream, offset + i), so any split of the work over threads gives the same numbers, and the
+/// whole state is three integers that a checkpoint can save.
+public struct RandomGenerator: Sendable, Equatable, Codable {
+    public let seed: UInt64
+    public let stream: UInt64
+    /// Blocks used so far.
+    public var offset: UInt64
+
+    public init(seed: UInt64, stream: UInt64 = 0, offset: UInt64 = 0) {
+        self.seed = seed
+        self.stream = stream
+        self.offset = offset
+    }
+
+    /// The 4 words of block `counter`.
+    @inlinable
+    public func block(_ counter: UInt64) -> (UInt32, UInt32, UInt32, UInt32) {
+        var c0 = UInt32(truncatingIfNeeded: counter), c1 = UInt32(truncatingIfNeeded: counter >> 32)
+        var c2 = UInt32(truncatingIfNeeded: stream), c3 = UInt32(truncatingIfNeeded: stream >> 32)
+        var k0 = UInt32(truncatingIfNeeded: seed), k1 = UInt32(truncatingIfNeeded: seed >> 32)
+        for _ in 0..<10 {
+            let p0 = UInt64(0xD251_1F53) &* UInt64(c0), p1 = UInt64(0xCD9E_8D57) &* UInt64(c2)
+            let (hi0, lo0) = (UInt32(p0 >> 32), UInt32(truncatingIfNeeded: p0))
+            let (hi1, lo1) = (UInt32(p1 >> 32), UInt32(truncatingIfNeeded: p1))
+            (c0, c1, c2, c3) = (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0)
+            k0 = k0 &+ 0x9E37_79B9
+            k1 = k1 &+ 0xBB67_AE85
+        }
+        return (c0, c1, c2, c3)
+    }
+
+    /// A generator for an independent purpose (data order, dropout, noise), derived from this one's seed.
+    public func derived(stream: UInt64) -> RandomGenerator { RandomGenerator(seed: seed, stream: stream) }
+
+    /// Runs `body(words, first)` for the blocks that cover `count` values, 4 per block (`first` = index of the
+    /// block's first value), in parallel, and advances past them.
+    private mutating func forEachBlock(_ count: Int, _ body: ((UInt32, UInt32, UInt32, UInt32), Int) -> Void) {
+        let base = offset, gen = self
+        parallelFor((count + 3) / 4, grain: 1024) { r in
+            for b in r { body(gen.block(base + UInt64(b)), 4 * b) }
+        }
+        offset += UInt64((count + 3) / 4)
+    }
+
+    /// A uniform value in (0, 1) from the top 24 bits of a word.
+    @inlinable static func unit(_ w: UInt32) -> Float { (Float(w >> 8) + 0.5) * 0x1p-24 }
+
+    /// Uniform values in (low, high).
+    public mutating func uniform(_ shape: [Int], low: Float = 0, high: Float = 1) -> Tensor {
+        let out = Tensor(uninitialized: shape)
+        let count = out.count, p = out.storage.pointer, width = high - low
+        forEachBlock(count) { w, i in
+            let u = SIMD4(Self.unit(w.0), Self.unit(w.1), Self.unit(w.2), Self.unit(w.3))
+            for k in 0..<Swift.min(4, count - i) { p[i + k] = low + width * u[k] }
+        }
+        return out
+    }
+
+    /// Normal values (Box–Muller on the two pairs of each block).
+    public mutating func normal(_ shape: [Int], mean: Float = 0, std: Float = 1) -> Tensor {
+        let out = Tensor(uninitialized: shape)
+        let count = out.count, p = out.storage.pointer
+        forEachBlock(count) { w, i in
+            let r0 = (-2 * Foundation.log(Self.unit(w.0))).squareRoot(), t0 = 2 * Float.pi * Self.unit(w.1)
+            let r1 = (-2 * Foundation.log(Self.unit(w.2))).squareRoot(), t1 = 2 * Float.pi * Self.unit(w.3)
+            let z = SIMD4(r0 * Foundation.cos(t0), r0 * Foundation.sin(t0), r1 * Foundation.cos(t1), r1 * Foundation.sin(t1))
+            for k in 0..<Swift.min(4, count - i) { p[i + k] = mean + std * z[k] }
+        }
+        return out
+    }
+
+    /// `count` raw 32-bit words.
+    private mutating func words(_ count: Int) -> [UInt32] {
+        var out = [UInt32](repeating: 0, count: count)
+        for b in 0..<(count + 3) / 4 {
+            let w = block(offset + UInt64(b))
+            let quad = SIMD4(w.0, w.1, w.2, w.3)
+            for k in 0..<Swift.min(4, count - 4 * b) { out[4 * b + k] = quad[k] }
+        }
+        offset += UInt64((count + 3) / 4)
+        return out
+    }
+
+    /// Integers uniform in 0..<bound.
+    public mutating func integers(_ count: Int, below bound: Int) -> [Int] {
+        words(count).map { Int((UInt64($0) &* UInt64(bound)) >> 32) }
+    }
+
+    /// A uniformly random ordering of 0..<n (Fisher–Yates).
+    public mutating func permutation(_ n: Int) -> [Int] {
+        var order = Array(0..<n)
+        let w = words(n)
+        for i in stride(from: n - 1, to: 0, by: -1) {
+            order.swapAt(i, Int((UInt64(w[i]) &* UInt64(i + 1)) >> 32))
+        }
+        return order
+    }
+}

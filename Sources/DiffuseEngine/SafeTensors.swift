@@ -1,0 +1,207 @@
+import Foundation
+
+/// A malformed or unreadable safetensors file, with the file and what is wrong with it.
+public struct SafeTensorsError: Error, CustomStringConvertible, LocalizedError {
+    public let path: String
+    public let problem: String
+    public var description: String { "safetensors \(path): \(problem)" }
+    public var errorDescription: String? { description }
+}
+
+/// The element types of the safetensors format that Diffuse reads.
+public enum SafeTensorsDType: String, Sendable {
+    case f32 = "F32", f16 = "F16", bf16 = "BF16", f64 = "F64", i64 = "I64"
+
+    public var size: Int {
+        switch self {
+        case .f16, .bf16: 2
+        case .f32: 4
+        case .f64, .i64: 8
+        }
+    }
+}
+
+/// A safetensors file (https://github.com/huggingface/safetensors): an 8-byte little-endian header length N, N bytes
+/// of JSON mapping each tensor name to {dtype, shape, data_offsets: [begin, end]} (plus an optional
+/// "__metadata__" of string pairs), then the data, the tensors' byte ranges relative to its start, which cover it
+/// exactly. Everything is checked when the file is opened; a file that breaks a rule is refused with the rule.
+public struct SafeTensorsFile {
+    public struct Entry: Sendable {
+        public let dtype: SafeTensorsDType
+        public let shape: [Int]
+        public let range: Range<Int>
+    }
+
+    public let path: String
+    public let metadata: [String: String]
+    public let entries: [String: Entry]
+    private let data: Data
+    private let dataStart: Int
+
+    public var names: [String] { entries.keys.sorted() }
+
+    public init(path: String) throws {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) }
+        catch { throw SafeTensorsError(path: path, problem: "cannot be read (\(error.localizedDescription))") }
+        try self.init(data: data, path: path)
+    }
+
+    public init(data: Data, path: String = "<memory>") throws {
+        func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(path: path, problem: problem) }
+        guard data.count >= 8 else { throw fail("file of \(data.count) bytes is too short for the 8-byte header length") }
+        let n = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        guard n <= UInt64(data.count - 8) else {
+            throw fail("header length \(n) runs past the end of the file (\(data.count) bytes)")
+        }
+        let headerEnd = 8 + Int(n)
+        let json: Any
+        do { json = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<headerEnd)) }
+        catch { throw fail("header is not valid JSON") }
+        guard let header = json as? [String: Any] else { throw fail("header is not a JSON object") }
+        let dataSize = data.count - headerEnd
+        var entries: [String: Entry] = [:]
+        var metadata: [String: String] = [:]
+        for (name, value) in header {
+            if name == "__metadata__" {
+                guard let m = value as? [String: Any], let strings = m as? [String: String], strings.count == m.count else {
+                    throw fail("__metadata__ must map strings to strings")
+                }
+                metadata = strings
+                continue
+            }
+            guard let info = value as? [String: Any] else { throw fail("tensor '\(name)' is not described by an object") }
+            guard let dt = info["dtype"] as? String else { throw fail("tensor '\(name)' has no dtype") }
+            guard let dtype = SafeTensorsDType(rawValue: dt) else {
+                throw fail("tensor '\(name)' has dtype \(dt), which Diffuse does not read (F32, F16, BF16, F64, I64)")
+            }
+            guard let shapeAny = info["shape"] as? [Any], let shape = shapeAny as? [Int], shape.allSatisfy({ $0 >= 0 }) else {
+                throw fail("tensor '\(name)' has no valid shape")
+            }
+            guard let offs = info["data_offsets"] as? [Any], let o = offs as? [Int], o.count == 2 else {
+                throw fail("tensor '\(name)' has no valid data_offsets")
+            }
+            guard o[0] >= 0, o[0] <= o[1], o[1] <= dataSize else {
+                throw fail("tensor '\(name)' has data_offsets [\(o[0]), \(o[1])] outside the \(dataSize) data bytes")
+            }
+            var elements = dtype.size
+            for d in shape {
+                let (product, overflow) = elements.multipliedReportingOverflow(by: d)
+                guard !overflow else { throw fail("tensor '\(name)' has shape \(shape), too large to address") }
+                elements = product
+            }
+            guard o[1] - o[0] == elements else {
+                throw fail("tensor '\(name)' of shape \(shape) and dtype \(dt) needs \(elements) bytes, "
+                    + "its data_offsets give \(o[1] - o[0])")
+            }
+            entries[name] = Entry(dtype: dtype, shape: shape, range: o[0]..<o[1])
+        }
+        var end = 0
+        for e in entries.values.sorted(by: { ($0.range.lowerBound, $0.range.upperBound) < ($1.range.lowerBound, $1.range.upperBound) }) {
+            guard e.range.lowerBound == end else {
+                throw fail(e.range.lowerBound < end ? "tensors overlap at data byte \(e.range.lowerBound)"
+                           : "data bytes \(end)..<\(e.range.lowerBound) belong to no tensor")
+            }
+            end = e.range.upperBound
+        }
+        guard end == dataSize else { throw fail("data bytes \(end)..<\(dataSize) belong to no tensor") }
+        self.path = path
+        self.data = data
+        self.dataStart = headerEnd
+        self.entries = entries
+        self.metadata = metadata
+    }
+
+    private func entry(_ name: String) throws -> Entry {
+        guard let e = entries[name] else { throw SafeTensorsError(path: path, problem: "has no tensor '\(name)'") }
+        return e
+    }
+
+    /// Calls `body` with the raw little-endian bytes of a tensor.
+    private func bytes<T>(_ e: Entry, _ body: (UnsafeRawBufferPointer) -> T) -> T {
+        data.withUnsafeBytes { raw in body(UnsafeRawBufferPointer(rebasing: raw[(dataStart + e.range.lowerBound)..<(dataStart + e.range.upperBound)])) }
+    }
+
+    /// A floating-point tensor as Float32 (F32, F16, BF16 and F64 are converted).
+    public func tensor(_ name: String) throws -> Tensor {
+        let e = try entry(name)
+        let out = Tensor(uninitialized: e.shape)
+        let p = out.storage.pointer, n = out.count
+        bytes(e) { raw in
+            switch e.dtype {
+            case .f32: for i in 0..<n { p[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
+            case .f16: for i in 0..<n { p[i] = Float(Float16(bitPattern: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))) }
+            case .bf16: for i in 0..<n { p[i] = Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16) }
+            case .f64: for i in 0..<n { p[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))) }
+            case .i64: for i in 0..<n { p[i] = Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))) }
+            }
+        }
+        return out
+    }
+
+    /// An F64 tensor's values (or F32's, widened), for callers that need double precision.
+    public func doubles(_ name: String) throws -> [Double] {
+        let e = try entry(name)
+        switch e.dtype {
+        case .f64:
+            return bytes(e) { raw in (0..<(raw.count / 8)).map { Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self))) } }
+        default:
+            return try tensor(name).scalars.map(Double.init)
+        }
+    }
+
+    /// An I64 tensor's values.
+    public func integers(_ name: String) throws -> [Int64] {
+        let e = try entry(name)
+        guard e.dtype == .i64 else { throw SafeTensorsError(path: path, problem: "tensor '\(name)' is \(e.dtype.rawValue), not I64") }
+        return bytes(e) { raw in (0..<(raw.count / 8)).map { Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self)) } }
+    }
+
+    /// The bytes of a file holding `tensors` as F32, names in sorted order, header padded with spaces to 8 bytes.
+    public static func encode(_ tensors: [String: Tensor], metadata: [String: String] = [:]) throws -> Data {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        let names = tensors.keys.sorted()
+        for name in names {
+            let t = tensors[name]!
+            header[name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + 4 * t.count]] as [String: Any]
+            offset += 4 * t.count
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while json.count % 8 != 0 { json.append(0x20) }
+        var out = Data(capacity: 8 + json.count + offset)
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        for name in names {
+            let t = tensors[name]!
+            out.append(UnsafeBufferPointer(start: t.storage.pointer, count: t.count))
+        }
+        return out
+    }
+
+    /// Writes `tensors` as F32 to `path` atomically (see `writeAtomically`).
+    public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to path: String) throws {
+        try writeAtomically(encode(tensors, metadata: metadata), to: path)
+    }
+}
+
+/// Writes `data` to a temporary file beside `path`, flushes it, then renames it over `path`: a reader sees the old
+/// file or the new one, never a part.
+public func writeAtomically(_ data: Data, to path: String) throws {
+    let url = URL(fileURLWithPath: path)
+    let temp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
+    guard FileManager.default.createFile(atPath: temp.path, contents: nil),
+          let handle = FileHandle(forWritingAtPath: temp.path) else {
+        throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: temp.path])
+    }
+    do {
+        try handle.write(contentsOf: data)
+        try handle.synchronize()
+        try handle.close()
+        if rename(temp.path, url.path) != 0 { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
+    } catch {
+        try? FileManager.default.removeItem(at: temp)
+        throw error
+    }
+}

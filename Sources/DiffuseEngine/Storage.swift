@@ -1,0 +1,64 @@
+import Foundation
+
+/// A cache of Float32 buffers by element count. A training step asks for the same sizes every step, so after
+/// the first step every buffer comes from here and the step allocates no new tensor memory.
+public final class BufferPool: @unchecked Sendable {
+    public static let shared = BufferPool()
+
+    private var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
+    private let lock = NSLock()
+    /// Buffers obtained from the system allocator since the process started (misses of the cache).
+    public private(set) var freshAllocations = 0
+    /// Bytes currently held by live tensors or waiting in the cache.
+    public private(set) var bytesHeld = 0
+
+    func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+        lock.lock()
+        defer { lock.unlock() }
+        if var list = free[count], let p = list.popLast() {
+            free[count] = list
+            return p
+        }
+        freshAllocations += 1
+        bytesHeld += max(count, 1) * MemoryLayout<Float>.stride
+        return UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+    }
+
+    func give(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
+        lock.lock()
+        free[count, default: []].append(p)
+        lock.unlock()
+    }
+
+    /// Returns every cached buffer to the system.
+    public func trim() {
+        lock.lock()
+        for (count, list) in free {
+            for p in list { p.deallocate() }
+            bytesHeld -= list.count * max(count, 1) * MemoryLayout<Float>.stride
+        }
+        free.removeAll()
+        lock.unlock()
+    }
+}
+
+/// Reference-counted Float32 memory behind one or more tensors (a reshape shares it).
+public final class TensorStorage: @unchecked Sendable {
+    public let count: Int
+    public let pointer: UnsafeMutablePointer<Float>
+
+    /// Uninitialised memory for `count` floats.
+    public init(uninitializedCount count: Int) {
+        self.count = count
+        pointer = BufferPool.shared.take(count)
+    }
+
+    public convenience init(zeros count: Int) {
+        self.init(uninitializedCount: count)
+        pointer.initialize(repeating: 0, count: count)
+    }
+
+    deinit { BufferPool.shared.give(pointer, count) }
+
+    public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
+}
