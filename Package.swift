@@ -16,10 +16,11 @@ let package = Package(
     targets: [
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS",
                        providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "DiffuseEngine", dependencies: ["COpenBLAS"]),
         .target(name: "DiffuseNN", dependencies: ["DiffuseEngine"]),
         .target(name: "DiffuseModels", dependencies: ["DiffuseNN"]),
-        .target(name: "DiffuseData", dependencies: ["DiffuseEngine"]),
+        .target(name: "DiffuseData", dependencies: ["DiffuseEngine", "CZlib"]),
         .executableTarget(name: "diffuse", dependencies: [
             "DiffuseEngine", "DiffuseNN", "DiffuseModels", "DiffuseData",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -19,6 +19,12 @@ public final class GradNode {
 
     public func zeroGrad() { grad = nil }
 
+    /// A node with no inputs, whose gradient accumulates (a parameter's).
+    public static func makeLeaf() -> GradNode { GradNode(inputs: [], backward: nil) }
+
+    /// Replaces a leaf's gradient.
+    public func setGrad(_ g: Tensor?) { grad = g?.detached }
+
     func accumulate(_ g: Tensor) {
         grad = grad.map { add($0.detached, g) } ?? g.detached
     }
@@ -44,7 +50,7 @@ extension Tensor {
     /// This tensor as a leaf of the graph: after `backward()`, its gradient is in `grad`.
     public func requiringGrad() -> Tensor {
         var t = detached
-        t.node = GradNode(inputs: [], backward: nil)
+        t.node = GradNode.makeLeaf()
         return t
     }
 

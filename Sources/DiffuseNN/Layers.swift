@@ -1,0 +1,157 @@
+import DiffuseEngine
+
+/// PyTorch's default initialisation of a layer with `fanIn` inputs: U(−1/√fanIn, 1/√fanIn) for weight and bias.
+func uniformInit(_ shape: [Int], fanIn: Int, _ generator: inout RandomGenerator) -> Parameter {
+    let bound = 1 / Float(max(fanIn, 1)).squareRoot()
+    return Parameter(generator.uniform(shape, low: -bound, high: bound))
+}
+
+/// y = x·Wᵀ + b
+public final class Linear: Module {
+    public let weight: Parameter
+    public let bias: Parameter?
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, generator: inout RandomGenerator) {
+        weight = uniformInit([outFeatures, inFeatures], fanIn: inFeatures, &generator)
+        self.bias = bias ? uniformInit([outFeatures], fanIn: inFeatures, &generator) : nil
+        super.init()
+        register("weight", weight)
+        if let b = self.bias { register("bias", b) }
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight.tensor, bias: bias?.tensor) }
+}
+
+/// A 2D convolution over NCHW input.
+public final class Conv2d: Module {
+    public let weight: Parameter
+    public let bias: Parameter?
+    public let stride: Int
+    public let padding: Int
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true,
+                generator: inout RandomGenerator) {
+        let fanIn = inChannels * kernel * kernel
+        weight = uniformInit([outChannels, inChannels, kernel, kernel], fanIn: fanIn, &generator)
+        self.bias = bias ? uniformInit([outChannels], fanIn: fanIn, &generator) : nil
+        self.stride = stride
+        self.padding = padding
+        super.init()
+        register("weight", weight)
+        if let b = self.bias { register("bias", b) }
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        conv2d(x, weight: weight.tensor, bias: bias?.tensor, stride: stride, padding: padding)
+    }
+}
+
+/// GroupNorm with a learned per-channel scale (1) and shift (0).
+public final class GroupNorm: Module {
+    public let groups: Int
+    public let eps: Float
+    public let weight: Parameter
+    public let bias: Parameter
+
+    public init(groups: Int, channels: Int, eps: Float = 1e-5) {
+        self.groups = groups
+        self.eps = eps
+        weight = Parameter(Tensor(repeating: 1, shape: [channels]))
+        bias = Parameter(Tensor(zeros: [channels]))
+        super.init()
+        register("weight", weight)
+        register("bias", bias)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        groupNorm(x, groups: groups, weight: weight.tensor, bias: bias.tensor, eps: eps)
+    }
+}
+
+/// LayerNorm over the last dimension, with a learned scale (1) and shift (0).
+public final class LayerNorm: Module {
+    public let eps: Float
+    public let weight: Parameter
+    public let bias: Parameter
+
+    public init(_ features: Int, eps: Float = 1e-5) {
+        self.eps = eps
+        weight = Parameter(Tensor(repeating: 1, shape: [features]))
+        bias = Parameter(Tensor(zeros: [features]))
+        super.init()
+        register("weight", weight)
+        register("bias", bias)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { layerNorm(x, weight: weight.tensor, bias: bias.tensor, eps: eps) }
+}
+
+/// BatchNorm over the channels of [N, C, ...]: batch statistics in training, which also update the running
+/// averages (r ← (1 − momentum)·r + momentum·batch, with the unbiased batch variance); running ones in evaluation.
+public final class BatchNorm: Module {
+    public let eps: Float
+    public let momentum: Float
+    public let weight: Parameter
+    public let bias: Parameter
+    public let runningMean: Parameter
+    public let runningVariance: Parameter
+
+    public init(_ channels: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
+        self.eps = eps
+        self.momentum = momentum
+        weight = Parameter(Tensor(repeating: 1, shape: [channels]))
+        bias = Parameter(Tensor(zeros: [channels]))
+        runningMean = Parameter(Tensor(zeros: [channels]))
+        runningVariance = Parameter(Tensor(repeating: 1, shape: [channels]))
+        super.init()
+        register("weight", weight)
+        register("bias", bias)
+        registerBuffer("running_mean", runningMean)
+        registerBuffer("running_var", runningVariance)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        guard isTraining else {
+            return batchNorm(x, runningMean: runningMean.value, runningVariance: runningVariance.value,
+                             weight: weight.tensor, bias: bias.tensor, eps: eps)
+        }
+        let (y, mean, variance) = batchNorm(x, weight: weight.tensor, bias: bias.tensor, eps: eps)
+        let m = momentum
+        let rm = runningMean.value.storage.pointer, rv = runningVariance.value.storage.pointer
+        for c in mean.indices {
+            rm[c] = (1 - m) * rm[c] + m * mean[c]
+            rv[c] = (1 - m) * rv[c] + m * variance[c]
+        }
+        return y
+    }
+}
+
+/// A lookup table of `count` vectors of `dimension` values, initialised N(0, 1) as in PyTorch.
+public final class Embedding: Module {
+    public let weight: Parameter
+
+    public init(_ count: Int, _ dimension: Int, generator: inout RandomGenerator) {
+        weight = Parameter(generator.normal([count, dimension]))
+        super.init()
+        register("weight", weight)
+    }
+
+    public func callAsFunction(_ indices: [Int]) -> Tensor { embedding(weight.tensor, indices: indices) }
+}
+
+/// Inverted dropout while training, the identity in evaluation. It draws from its own generator, whose state a
+/// checkpoint can save.
+public final class Dropout: Module {
+    public let p: Float
+    public var generator: RandomGenerator
+
+    public init(_ p: Float, generator: RandomGenerator) {
+        self.p = p
+        self.generator = generator
+        super.init()
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        isTraining && p > 0 ? dropout(x, p: p, generator: &generator) : x
+    }
+}

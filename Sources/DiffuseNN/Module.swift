@@ -1,0 +1,123 @@
+import DiffuseEngine
+
+/// A trainable tensor with a persistent graph leaf, so gradients from every backward pass accumulate on it until
+/// `zeroGrad()`. Optimizers update its values in place.
+public final class Parameter {
+    public private(set) var value: Tensor
+    private let leaf = GradNode.makeLeaf()
+
+    public init(_ value: Tensor) { self.value = value.detached }
+
+    /// The value as an input of the graph (a constant inside `withoutGradients`).
+    public var tensor: Tensor { value.withLeafNode(leaf) }
+    public var shape: [Int] { value.shape }
+    public var grad: Tensor? { leaf.grad }
+    public func zeroGrad() { leaf.zeroGrad() }
+    /// Replaces the gradient (clipping, for instance).
+    public func setGrad(_ g: Tensor?) { leaf.setGrad(g) }
+
+    /// Overwrites the values with `new`, which must have the same shape.
+    public func assign(_ new: Tensor) {
+        precondition(new.shape == value.shape, "assigning \(new.shape) to a parameter of shape \(value.shape)")
+        value.storage.pointer.update(from: new.storage.pointer, count: value.count)
+    }
+}
+
+/// A node of the model tree. Its parameters and children are registered under names, and the dotted paths of
+/// those names are the checkpoint keys (`down_blocks.0.resnets.1.conv1.weight`), as in PyTorch and diffusers.
+open class Module {
+    public private(set) var localParameters: [(name: String, parameter: Parameter)] = []
+    /// Tensors saved with the parameters but not trained (BatchNorm's running statistics).
+    public private(set) var localBuffers: [(name: String, buffer: Parameter)] = []
+    public private(set) var children: [(name: String, module: Module)] = []
+    public private(set) var isTraining = true
+
+    public init() {}
+
+    @discardableResult
+    public func register(_ name: String, _ p: Parameter) -> Parameter {
+        localParameters.append((name, p))
+        return p
+    }
+
+    @discardableResult
+    public func registerBuffer(_ name: String, _ b: Parameter) -> Parameter {
+        localBuffers.append((name, b))
+        return b
+    }
+
+    @discardableResult
+    public func register<M: Module>(_ name: String, _ m: M) -> M {
+        children.append((name, m))
+        return m
+    }
+
+    /// Every parameter under this module, by its dotted path.
+    public func namedParameters(prefix: String = "") -> [(String, Parameter)] {
+        localParameters.map { (prefix + $0.name, $0.parameter) }
+            + children.flatMap { $0.module.namedParameters(prefix: prefix + $0.name + ".") }
+    }
+
+    /// Every buffer under this module, by its dotted path.
+    public func namedBuffers(prefix: String = "") -> [(String, Parameter)] {
+        localBuffers.map { (prefix + $0.name, $0.buffer) }
+            + children.flatMap { $0.module.namedBuffers(prefix: prefix + $0.name + ".") }
+    }
+
+    public var parameters: [Parameter] { namedParameters().map(\.1) }
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
+
+    /// Switches dropout and batch statistics on (training) or off (evaluation), here and below.
+    public func train(_ on: Bool = true) {
+        isTraining = on
+        for c in children { c.module.train(on) }
+    }
+
+    public func eval() { train(false) }
+
+    public func zeroGrad() { for p in parameters { p.zeroGrad() } }
+
+    /// Parameters and buffers by key: what a checkpoint holds.
+    public func stateDict() -> [String: Tensor] {
+        Dictionary(uniqueKeysWithValues: (namedParameters() + namedBuffers()).map { ($0.0, $0.1.value) })
+    }
+
+    /// Copies every tensor of `state` into the parameter or buffer of the same key. Every key must be present with
+    /// the right shape; a problem is reported with the key, both shapes and what to check.
+    public func load(_ state: [String: Tensor]) throws {
+        let own = namedParameters() + namedBuffers()
+        for (key, p) in own {
+            guard let t = state[key] else { throw StateError.missing(key: key, shape: p.shape) }
+            guard t.shape == p.shape else { throw StateError.shape(key: key, found: t.shape, expected: p.shape) }
+        }
+        let known = Set(own.map(\.0))
+        if let extra = state.keys.sorted().first(where: { !known.contains($0) }) { throw StateError.unexpected(key: extra) }
+        for (key, p) in own { p.assign(state[key]!) }
+    }
+}
+
+/// Why a set of tensors does not fit a model.
+public enum StateError: Error, CustomStringConvertible {
+    case missing(key: String, shape: [Int])
+    case shape(key: String, found: [Int], expected: [Int])
+    case unexpected(key: String)
+
+    public var description: String {
+        switch self {
+        case let .missing(key, shape): "tensor '\(key)' (shape \(shape)) is missing: was it saved from another model?"
+        case let .shape(key, found, expected):
+            "tensor '\(key)' has shape \(found), the model expects \(expected) (was it trained with other sizes?)"
+        case let .unexpected(key): "tensor '\(key)' belongs to no parameter of this model: was it saved from another model?"
+        }
+    }
+}
+
+/// Children named 0, 1, 2, … (PyTorch's ModuleList).
+public final class ModuleList<M: Module>: Module {
+    public let items: [M]
+    public init(_ items: [M]) {
+        self.items = items
+        super.init()
+        for (i, m) in items.enumerated() { register(String(i), m) }
+    }
+}

@@ -1,0 +1,14 @@
+import ArgumentParser
+
+@main
+struct Diffuse: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "diffuse",
+        abstract: "Denoising diffusion models in Swift: train, sample, evaluate and compare them on the CPU.",
+        discussion: """
+        Diffuse runs on its own tensor and autodiff engine over OpenBLAS. Each verb has its own --help.
+        """,
+        version: "0.1.0",
+        subcommands: [Demo.self, Bench.self]
+    )
+}
