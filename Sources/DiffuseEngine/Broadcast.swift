@@ -40,7 +40,7 @@ struct BroadcastWalk {
             if strides.allSatisfy({ $0[i] == $0[i + 1] * dims[i + 1] }) {
                 dims[i] *= dims[i + 1]
                 dims.remove(at: i + 1)
-                for k in strides.indices { strides[k].remove(at: i + 1) }
+                for k in strides.indices { strides[k].remove(at: i) }
             }
             i -= 1
         }
