@@ -51,4 +51,29 @@ final class TrainingTests: XCTestCase {
                      Date().timeIntervalSince(start)))
         XCTAssertGreaterThanOrEqual(accuracy, 0.97)
     }
+
+    /// After warm-up, a training step (forward, backward, clipping, AdamW, EMA) takes every tensor buffer from the
+    /// engine's pool: no new tensor memory is allocated, so a long run's memory stays flat.
+    func testTrainingStepAllocatesNoNewTensorMemoryAfterWarmUp() {
+        var generator = RandomGenerator(seed: 5)
+        let resnet = ResnetBlock2D(inChannels: 8, outChannels: 16, timeEmbeddingChannels: 12, groups: 4,
+                                   dropout: 0.1, generator: &generator)
+        let attention = SpatialSelfAttention(channels: 16, headDimension: 8, groups: 4, generator: &generator)
+        let params = resnet.namedParameters(prefix: "r.") + attention.namedParameters(prefix: "a.")
+        let optimizer = Adam.adamW(params)
+        let ema = ExponentialMovingAverage(params)
+        func step() {
+            let x = generator.normal([4, 8, 8, 8]), t = generator.normal([4, 12])
+            optimizer.zeroGrad()
+            let loss = mseLoss(attention(resnet(x, timeEmbedding: t)), generator.normal([4, 16, 8, 8]))
+            loss.backward()
+            clipGradientNorm(params.map(\.1), maxNorm: 0.1)
+            optimizer.step()
+            ema.update()
+        }
+        for _ in 0..<3 { step() }
+        let before = BufferPool.shared.freshAllocations
+        for _ in 0..<20 { step() }
+        XCTAssertEqual(BufferPool.shared.freshAllocations, before, "tensor buffers allocated after warm-up")
+    }
 }
