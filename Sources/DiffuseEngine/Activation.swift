@@ -97,7 +97,9 @@ public func softmax(_ x: Tensor, axis: Int = -1) -> Tensor {
         }
         return y.recording(inputs: [x]) { g in
             let gx = Tensor(uninitialized: x.shape)
-            let pg = g.storage.pointer, pgx = gx.storage.pointer
+            // y's storage is read through y, which the closure keeps alive: when `axis` is not the last, the
+            // caller only holds the transposed copy, so a pointer captured from the forward pass would dangle.
+            let pg = g.storage.pointer, pgx = gx.storage.pointer, py = y.storage.pointer
             Kernels.rows(x) { o, n in
                 var dot: Float = 0
                 for i in 0..<n { dot += pg[o + i] * py[o + i] }
@@ -123,7 +125,9 @@ public func logSoftmax(_ x: Tensor, axis: Int = -1) -> Tensor {
         }
         return y.recording(inputs: [x]) { g in
             let gx = Tensor(uninitialized: x.shape)
-            let pg = g.storage.pointer, pgx = gx.storage.pointer
+            // y's storage is read through y, which the closure keeps alive: when `axis` is not the last, the
+            // caller only holds the transposed copy, so a pointer captured from the forward pass would dangle.
+            let pg = g.storage.pointer, pgx = gx.storage.pointer, py = y.storage.pointer
             Kernels.rows(x) { o, n in
                 var s: Float = 0
                 for i in 0..<n { s += pg[o + i] }
