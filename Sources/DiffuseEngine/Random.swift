@@ -45,8 +45,9 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
         offset += UInt64((count + 3) / 4)
     }
 
-    /// A uniform value in (0, 1) from the top 24 bits of a word.
-    @inlinable static func unit(_ w: UInt32) -> Float { (Float(w >> 8) + 0.5) * 0x1p-24 }
+    /// A uniform value in (0, 1) from the top 23 bits of a word: (k + ½)·2⁻²³ for k < 2²³ is exact in Float32, the
+    /// largest being 1 − 2⁻²⁴. (With 24 bits, (2²⁴ − 1 + ½)·2⁻²⁴ would round to exactly 1.)
+    @inlinable static func unit(_ w: UInt32) -> Float { (Float(w >> 9) + 0.5) * 0x1p-23 }
 
     /// Uniform values in (low, high).
     public mutating func uniform(_ shape: [Int], low: Float = 0, high: Float = 1) -> Tensor {
