@@ -195,7 +195,10 @@ public func avgPool2d(_ x: Tensor, kernel k: Int = 2) -> Tensor {
         parallelFor(planes * oh, grain: 64) { rows in
             for r in rows {
                 let s = pg + r * ow, d = pgx + r * k * w
-                for a in 0..<k { for j in 0..<w { d[a * w + j] = s[j / k] * inv } }
+                for j in 0..<ow {
+                    let v = s[j] * inv
+                    for a in 0..<k { for b in 0..<k { d[a * w + j * k + b] = v } }
+                }
             }
         }
         return [gx]

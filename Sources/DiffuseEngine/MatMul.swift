@@ -1,13 +1,39 @@
 import COpenBLAS
 
 extension Kernels {
-    /// C[m×n] = α·op(A)·op(B) + β·C, row-major, through OpenBLAS.
+    /// OpenBLAS runs single-threaded: the engine splits products over its own threads, so that one pool of threads
+    /// serves every kernel (OpenBLAS's idle threads would otherwise spin beside the engine's) and the split, fixed
+    /// by the shape alone, never changes the result.
+    static let blasSingleThreaded: Void = openblas_set_num_threads(1)
+
+    /// C[m×n] = α·op(A)·op(B) + β·C, row-major, through OpenBLAS. Large products are cut into column blocks (or row
+    /// blocks when C is tall) computed in parallel; each element of C is the same dot product whatever the cut.
     static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                       _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, beta: Float = 0,
                       _ c: UnsafeMutablePointer<Float>) {
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(transA ? m : k), b, Int32(transB ? k : n),
-                    beta, c, Int32(n))
+        _ = blasSingleThreaded
+        let (lda, ldb) = (transA ? m : k, transB ? k : n)
+        func block(rows: Range<Int>, columns: Range<Int>) {
+            let ai = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
+            let bj = transB ? b + columns.lowerBound * ldb : b + columns.lowerBound
+            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                        Int32(rows.count), Int32(columns.count), Int32(k), alpha, ai, Int32(lda), bj, Int32(ldb),
+                        beta, c + rows.lowerBound * n + columns.lowerBound, Int32(n))
+        }
+        let work = m * n * k
+        guard work >= 1 << 18 else { return block(rows: 0..<m, columns: 0..<n) }
+        // Blocks of at least 64 rows or columns, about 2·10⁶ multiply-adds each.
+        let splitColumns = n >= m
+        let length = splitColumns ? n : m
+        let pieces = max(1, min(length / 64, work >> 21, 16))
+        let size = (length + pieces - 1) / pieces
+        parallelFor(pieces, grain: 1) { r in
+            for i in r {
+                let range = (i * size)..<min(length, (i + 1) * size)
+                if range.isEmpty { continue }
+                splitColumns ? block(rows: 0..<m, columns: range) : block(rows: range, columns: 0..<n)
+            }
+        }
     }
 
     /// op(A)·op(B) for each of the leading (batch) indices; both operands have the same batch shape.
@@ -20,9 +46,9 @@ extension Kernels {
         precondition(k == k2 && batch == Array(b.shape.dropLast(2)),
                      "matmul of \(a.shape)\(transA ? "ᵀ" : "") and \(b.shape)\(transB ? "ᵀ" : "")")
         let out = Tensor(uninitialized: batch + [m, n])
-        for i in 0..<batch.reduce(1, *) {
-            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a.storage.pointer + i * m * k,
-                  b.storage.pointer + i * k * n, out.storage.pointer + i * m * n)
+        let (pa, pb, po) = (a.storage.pointer, b.storage.pointer, out.storage.pointer)
+        parallelFor(batch.reduce(1, *), grain: 1) { r in
+            for i in r { sgemm(transA: transA, transB: transB, m: m, n: n, k: k, pa + i * m * k, pb + i * k * n, po + i * m * n) }
         }
         return out
     }

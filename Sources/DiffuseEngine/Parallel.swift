@@ -1,3 +1,4 @@
+import COpenBLAS
 import Dispatch
 import Foundation
 
@@ -14,11 +15,13 @@ public func parallelFor(_ n: Int, grain: Int = 4096, _ body: (Range<Int>) -> Voi
     if n <= 0 { return }
     let pieces = min((n + grain - 1) / grain, 64)
     if pieces <= 1 || Engine.threads <= 1 {
+        flushDenormals()
         body(0..<n)
         return
     }
     let size = (n + pieces - 1) / pieces
     let run = { (i: Int) in
+        flushDenormals()
         let lo = i * size
         let hi = min(n, lo + size)
         if lo < hi { body(lo..<hi) }
@@ -41,3 +44,8 @@ public func parallelSum(_ n: Int, grain: Int = 16384, _ value: (Range<Int>) -> D
     }
     return partial.reduce(0, +)
 }
+
+/// Sets flush-to-zero for denormal floats on the calling thread (a few cycles; every kernel piece calls it, since
+/// the pieces run on pool threads).
+@inlinable
+public func flushDenormals() { diffuse_flush_denormals() }
