@@ -8,7 +8,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "diffuse", targets: ["diffuse"]),
-        .library(name: "Diffuse", targets: ["DiffuseEngine", "DiffuseNN", "DiffuseModels", "DiffuseData"]),
+        .library(name: "Diffuse", targets: ["DiffuseEngine", "DiffuseNN", "DiffuseDiffusion", "DiffuseModels", "DiffuseData"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -19,10 +19,11 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "DiffuseEngine", dependencies: ["COpenBLAS"]),
         .target(name: "DiffuseNN", dependencies: ["DiffuseEngine"]),
-        .target(name: "DiffuseModels", dependencies: ["DiffuseNN"]),
+        .target(name: "DiffuseDiffusion", dependencies: ["DiffuseEngine"]),
+        .target(name: "DiffuseModels", dependencies: ["DiffuseNN", "DiffuseDiffusion"]),
         .target(name: "DiffuseData", dependencies: ["DiffuseEngine", "CZlib"]),
         .executableTarget(name: "diffuse", dependencies: [
-            "DiffuseEngine", "DiffuseNN", "DiffuseModels", "DiffuseData",
+            "DiffuseEngine", "DiffuseNN", "DiffuseModels", "DiffuseData", "COpenBLAS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "DiffuseEngineTests", dependencies: ["DiffuseEngine"]),

@@ -1,0 +1,82 @@
+import DiffuseEngine
+import Foundation
+
+/// What the network ε_θ(x_t, t) is trained to output.
+public enum Prediction: String, CaseIterable, Codable, Sendable {
+    /// The noise ε that was added (DDPM's choice, the default).
+    case epsilon
+    /// The clean sample x_0.
+    case sample
+    /// The velocity v = √ᾱ_t·ε − √(1 − ᾱ_t)·x_0 (Salimans & Ho).
+    case velocity = "v_prediction"
+}
+
+/// Per-sample factors [c(t_0), c(t_1), ...] as a tensor of shape [N, 1, ..., 1] that broadcasts over samples of `rank`.
+public func perSample(_ values: [Double], rank: Int) -> Tensor {
+    Tensor(values.map(Float.init), shape: [values.count] + [Int](repeating: 1, count: max(rank - 1, 0)))
+}
+
+/// The forward (noising) process of a diffusion model and the quantities its training and sampling use.
+public struct GaussianDiffusion: Sendable {
+    public let schedule: NoiseSchedule
+    public let prediction: Prediction
+
+    public init(schedule: NoiseSchedule = NoiseSchedule(), prediction: Prediction = .epsilon) {
+        self.schedule = schedule
+        self.prediction = prediction
+    }
+
+    /// One Markov step of the forward process, q(x_t | x_{t−1}) = N(√(1 − β_t)·x_{t−1}, β_t·I):
+    /// x_t = √(1 − β_t)·x_{t−1} + √β_t·ε.
+    public func markovStep(_ previous: Tensor, t: Int, noise: Tensor) -> Tensor {
+        let beta = Float(schedule.betas[t])
+        return previous * (1 - beta).squareRoot() + noise * beta.squareRoot()
+    }
+
+    /// The forward process in closed form, q(x_t | x_0) = N(√ᾱ_t·x_0, (1 − ᾱ_t)·I):
+    /// x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε, one timestep per sample.
+    public func noised(_ x0: Tensor, t: [Int], noise: Tensor) -> Tensor {
+        let a = perSample(t.map { schedule.alphaBar[$0].squareRoot() }, rank: x0.rank)
+        let s = perSample(t.map { (1 - schedule.alphaBar[$0]).squareRoot() }, rank: x0.rank)
+        return x0 * a + noise * s
+    }
+
+    /// What the network should output for x_t built from x_0 and ε: ε, x_0, or v = √ᾱ_t·ε − √(1 − ᾱ_t)·x_0.
+    public func target(x0: Tensor, noise: Tensor, t: [Int]) -> Tensor {
+        switch prediction {
+        case .epsilon: return noise
+        case .sample: return x0
+        case .velocity:
+            return noise * perSample(t.map { schedule.alphaBar[$0].squareRoot() }, rank: x0.rank)
+                - x0 * perSample(t.map { (1 - schedule.alphaBar[$0]).squareRoot() }, rank: x0.rank)
+        }
+    }
+
+    /// The estimates of x_0 and ε implied by the network output at x_t:
+    /// ε-prediction: x̂_0 = (x_t − √(1 − ᾱ_t)·ε̂)/√ᾱ_t;  x_0-prediction: ε̂ = (x_t − √ᾱ_t·x̂_0)/√(1 − ᾱ_t);
+    /// v-prediction: x̂_0 = √ᾱ_t·x_t − √(1 − ᾱ_t)·v̂, ε̂ = √(1 − ᾱ_t)·x_t + √ᾱ_t·v̂.
+    public func estimates(output: Tensor, xt: Tensor, t: [Int]) -> (x0: Tensor, noise: Tensor) {
+        let a = perSample(t.map { schedule.alphaBar[$0].squareRoot() }, rank: xt.rank)
+        let s = perSample(t.map { (1 - schedule.alphaBar[$0]).squareRoot() }, rank: xt.rank)
+        switch prediction {
+        case .epsilon: return ((xt - output * s) / a, output)
+        case .sample: return (output, (xt - output * a) / s)
+        case .velocity: return (xt * a - output * s, xt * s + output * a)
+        }
+    }
+
+    /// The simple loss of DDPM, mean ‖target − output‖², optionally weighted per sample by min-SNR-γ
+    /// (Hang et al. 2023): w_t = min(SNR(t), γ)/SNR(t) for ε-prediction, min(SNR, γ) for x_0, min(SNR, γ)/(SNR + 1) for v.
+    public func loss(output: Tensor, target: Tensor, t: [Int], minSNRGamma: Double? = nil) -> Tensor {
+        guard let gamma = minSNRGamma else { return mseLoss(output, target) }
+        let weights = t.map { step -> Double in
+            let snr = schedule.snr(step), clipped = min(snr, gamma)
+            switch prediction {
+            case .epsilon: return clipped / snr
+            case .sample: return clipped
+            case .velocity: return clipped / (snr + 1)
+            }
+        }
+        return mean(square(output - target) * perSample(weights, rank: output.rank))
+    }
+}
