@@ -1,0 +1,230 @@
+import DiffuseEngine
+import Foundation
+import XCTest
+
+final class SafeTensorsTests: XCTestCase {
+    var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("safetensors-tests-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// An 8-byte little-endian header length, the header, then `data`.
+    func file(header: String, data: [UInt8] = [], headerLength: UInt64? = nil) -> Data {
+        let json = Data(header.utf8)
+        var out = Data()
+        withUnsafeBytes(of: (headerLength ?? UInt64(json.count)).littleEndian) { out.append(contentsOf: $0) }
+        return out + json + Data(data)
+    }
+
+    /// Opening `data` must throw a SafeTensorsError whose message contains `problem`.
+    func assertRejected(_ data: Data, _ problem: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try SafeTensorsFile(data: data, path: "bad.safetensors"), file: file, line: line) { error in
+            guard let e = error as? SafeTensorsError else {
+                return XCTFail("threw \(type(of: error)), not SafeTensorsError", file: file, line: line)
+            }
+            XCTAssertEqual(e.path, "bad.safetensors", file: file, line: line)
+            XCTAssertTrue(e.problem.contains(problem), "'\(e.problem)' does not mention '\(problem)'", file: file, line: line)
+            XCTAssertTrue(e.description.contains("bad.safetensors") && e.description.contains(e.problem), file: file, line: line)
+        }
+    }
+
+    // MARK: - Writing and reading back
+
+    func testRoundTripWithMetadata() throws {
+        var g = RandomGenerator(seed: 1)
+        let tensors: [String: Tensor] = [
+            "weight": g.normal([3, 4]),
+            "layer.bias": Tensor([1, -2, 3.5]),
+            "scalar": Tensor(scalar: 0.25),
+            "empty": Tensor(zeros: [0, 3]),
+            "special": Tensor([.infinity, -.infinity, -0.0, .leastNonzeroMagnitude, .greatestFiniteMagnitude]),
+        ]
+        let metadata = ["format": "pt", "step": "1200", "note": "ünïcode, \"quotes\" and {braces}"]
+        let path = directory.appendingPathComponent("round.safetensors").path
+        try SafeTensorsFile.write(tensors, metadata: metadata, to: path)
+        let read = try SafeTensorsFile(path: path)
+        XCTAssertEqual(read.metadata, metadata)
+        XCTAssertEqual(read.names, tensors.keys.sorted())
+        for (name, t) in tensors {
+            let back = try read.tensor(name)
+            XCTAssertEqual(read.entries[name]?.dtype, .f32)
+            XCTAssertEqual(back.shape, t.shape, name)
+            XCTAssertEqual(back.scalars.map(\.bitPattern), t.scalars.map(\.bitPattern), name)
+            XCTAssertEqual(try read.doubles(name), t.scalars.map(Double.init), name)
+        }
+        // The header is padded to a multiple of 8 bytes, so the data starts aligned.
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        let headerLength = bytes.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        XCTAssertEqual(headerLength % 8, 0)
+        // Writing again replaces the file; no temporary file is left beside it.
+        try SafeTensorsFile.write(["x": Tensor([7])], to: path)
+        XCTAssertEqual(try SafeTensorsFile(path: path).names, ["x"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), ["round.safetensors"])
+    }
+
+    func testNoMetadataAndNoTensors() throws {
+        let data = try SafeTensorsFile.encode([:])
+        let read = try SafeTensorsFile(data: data)
+        XCTAssertEqual(read.names, [])
+        XCTAssertEqual(read.metadata, [:])
+    }
+
+    func testReadsTheFileWrittenByPython() throws {
+        let read = try SafeTensorsFile(path: Fixtures.path("dtypes.safetensors"))
+        XCTAssertEqual(read.metadata, ["format": "pt"])
+        XCTAssertEqual(read.names, ["bf16", "f16", "f32", "f64", "i64"])
+        XCTAssertEqual(read.entries["f16"]?.dtype, .f16)
+        XCTAssertEqual(read.entries["bf16"]?.dtype, .bf16)
+        XCTAssertEqual(read.entries["f64"]?.dtype, .f64)
+        XCTAssertEqual(read.entries["i64"]?.dtype, .i64)
+
+        let f16 = try read.tensor("f16")
+        XCTAssertEqual(f16.shape, [2, 3])
+        XCTAssertEqual(f16.scalars, [0.5, -1.25, 3, 65504, -0, 0x1p-24])  // the largest half, a subnormal
+        XCTAssertEqual(f16.scalars[4].sign, .minus, "-0 keeps its sign")
+
+        let bf16 = try read.tensor("bf16")
+        XCTAssertEqual(bf16.shape, [2, 3])
+        XCTAssertEqual(bf16.scalars, [1, -2.5, 0.15625, 0x1p100, -0x1p-20, 7])
+
+        XCTAssertEqual(try read.tensor("f32").scalars, [1.5, -2])
+
+        // F64: exact through doubles(), rounded to Float32 through tensor().
+        let f64: [Double] = [0.1, -1.0 / 3.0, 1e300, 2.0.squareRoot()]
+        XCTAssertEqual(try read.doubles("f64"), f64)
+        XCTAssertEqual(try read.tensor("f64").scalars, f64.map { Float($0) })
+        XCTAssertEqual(try read.tensor("f64").scalars[2], .infinity)
+
+        // I64: exact through integers(), rounded to Float32 through tensor().
+        let i64: [Int64] = [-3, 0, 7, 1 << 40, (1 << 53) + 1]
+        XCTAssertEqual(try read.integers("i64"), i64)
+        XCTAssertEqual(try read.tensor("i64").scalars, i64.map { Float($0) })
+    }
+
+    func testEveryHalfIsReadExactlyEvenWhenDenormalsAreFlushed() throws {
+        // The engine's kernels set flush-to-zero on their threads; subnormal halves are normal Float32 values and
+        // must survive it. Set it here so the result does not depend on which tests ran before.
+        flushDenormals()
+        var bytes: [UInt8] = []
+        for bits in 0...UInt16.max { bytes += [UInt8(bits & 0xFF), UInt8(bits >> 8)] }
+        let header = #"{"all": {"dtype": "F16", "shape": [65536], "data_offsets": [0, 131072]}}"#
+        let values = try SafeTensorsFile(data: file(header: header, data: bytes)).tensor("all").scalars
+        for bits in 0...UInt16.max {
+            let v = values[Int(bits)], half = Float16(bitPattern: bits)
+            if half.isNaN { XCTAssertTrue(v.isNaN); continue }
+            let expected = half.isSubnormal ? (bits & 0x8000 != 0 ? -1 : 1) * Float(bits & 0x3FF) * 0x1p-24 : Float(half)
+            if v != expected || v.sign != expected.sign {
+                XCTFail("half \(String(bits, radix: 16)): read \(v), expected \(expected)")
+                break
+            }
+        }
+    }
+
+    func testMissingTensorAndWrongTypeAreErrors() throws {
+        let read = try SafeTensorsFile(path: Fixtures.path("dtypes.safetensors"))
+        XCTAssertThrowsError(try read.tensor("nope")) { error in
+            XCTAssertTrue((error as? SafeTensorsError)?.problem.contains("no tensor 'nope'") == true, "\(error)")
+        }
+        XCTAssertThrowsError(try read.integers("f32")) { error in
+            XCTAssertTrue((error as? SafeTensorsError)?.problem.contains("not I64") == true, "\(error)")
+        }
+    }
+
+    // MARK: - Malformed files
+
+    func testMissingFile() {
+        let path = directory.appendingPathComponent("absent.safetensors").path
+        XCTAssertThrowsError(try SafeTensorsFile(path: path)) { error in
+            guard let e = error as? SafeTensorsError else { return XCTFail("threw \(error)") }
+            XCTAssertEqual(e.path, path)
+            XCTAssertTrue(e.problem.contains("cannot be read"), e.problem)
+        }
+    }
+
+    func testFileShorterThanTheHeaderLength() {
+        assertRejected(Data(), "too short")
+        assertRejected(Data([1, 0, 0, 0, 0, 0, 0]), "too short")
+    }
+
+    func testHeaderLengthPastTheEnd() {
+        assertRejected(file(header: "{}", headerLength: 3), "runs past the end")
+        assertRejected(file(header: "{}", headerLength: 1000), "runs past the end")
+        assertRejected(file(header: "{}", headerLength: .max), "runs past the end")
+    }
+
+    func testTruncatedFile() throws {
+        let whole = try SafeTensorsFile.encode(["a": Tensor([1, 2, 3]), "b": Tensor([4, 5])])
+        XCTAssertNoThrow(try SafeTensorsFile(data: whole))
+        for cut in [1, 4, 8, 19] { assertRejected(whole.prefix(whole.count - cut), "outside the") }
+        assertRejected(whole.prefix(30), "runs past the end")  // cut inside the header
+        assertRejected(whole.prefix(5), "too short")
+    }
+
+    func testHeaderThatIsNotJSONOrNotAnObject() {
+        assertRejected(file(header: "{not json"), "not valid JSON")
+        assertRejected(file(header: "{\"a\": {\"dtype\": \"F32\", "), "not valid JSON")
+        assertRejected(file(header: "[1, 2]"), "not a JSON object")
+        assertRejected(file(header: "\"text\""), "JSON")
+    }
+
+    func testBadEntries() {
+        assertRejected(file(header: #"{"a": 5}"#), "'a' is not described by an object")
+        assertRejected(file(header: #"{"a": {"shape": [1], "data_offsets": [0, 4]}}"#, data: [0, 0, 0, 0]), "'a' has no dtype")
+        assertRejected(file(header: #"{"a": {"dtype": "Q7", "shape": [1], "data_offsets": [0, 4]}}"#, data: [0, 0, 0, 0]),
+                       "dtype Q7")
+        assertRejected(file(header: #"{"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}"#, data: [0, 0, 0, 0]),
+                       "'a' has no valid shape")
+        assertRejected(file(header: #"{"a": {"dtype": "F32", "shape": [1]}}"#, data: [0, 0, 0, 0]), "no valid data_offsets")
+        assertRejected(file(header: #"{"__metadata__": {"n": 3}}"#), "__metadata__")
+    }
+
+    func testOffsetsOutOfRange() {
+        let data = [UInt8](repeating: 0, count: 8)
+        assertRejected(file(header: #"{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}"#, data: data),
+                       "outside the 8 data bytes")
+        assertRejected(file(header: #"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [-4, 0]}}"#, data: data),
+                       "outside")
+        assertRejected(file(header: #"{"a": {"dtype": "F32", "shape": [0], "data_offsets": [8, 4]}}"#, data: data),
+                       "outside")
+    }
+
+    func testByteCountNotMatchingShapeAndDType() {
+        // 8 bytes hold two F32 but only one F64 / four F16.
+        let data = [UInt8](repeating: 0, count: 8)
+        assertRejected(file(header: #"{"a": {"dtype": "F64", "shape": [2], "data_offsets": [0, 8]}}"#, data: data),
+                       "needs 16 bytes, its data_offsets give 8")
+        assertRejected(file(header: #"{"a": {"dtype": "F16", "shape": [2], "data_offsets": [0, 8]}}"#, data: data),
+                       "needs 4 bytes")
+        assertRejected(file(header: #"{"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}"#, data: data),
+                       "needs 12 bytes")
+        assertRejected(file(header: #"{"a": {"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 8]}}"#,
+                            data: data), "too large")
+    }
+
+    func testOverlappingTensors() {
+        let data = [UInt8](repeating: 0, count: 12)
+        assertRejected(file(header: #"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},"#
+                            + #""b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}"#, data: data),
+                       "overlap at data byte 4")
+        assertRejected(file(header: #"{"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]},"#
+                            + #""b": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]}}"#, data: data),
+                       "overlap")
+    }
+
+    func testGapsInTheData() {
+        let data = [UInt8](repeating: 0, count: 12)
+        assertRejected(file(header: #"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},"#
+                            + #""b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}}"#, data: data),
+                       "data bytes 4..<8 belong to no tensor")
+        assertRejected(file(header: #"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}"#, data: data),
+                       "data bytes 0..<4 belong to no tensor")
+        assertRejected(file(header: #"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}"#, data: data),
+                       "data bytes 8..<12 belong to no tensor")  // trailing bytes
+    }
+}
