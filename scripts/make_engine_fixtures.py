@@ -75,12 +75,14 @@ for op, f in [("add", torch.add), ("sub", torch.sub), ("mul", torch.mul)]:
     case(f"{op}_bias", f, randn(2, 3, 2, 2), randn(1, 3, 1, 1))
     case(f"{op}_outer", f, randn(3, 1), randn(1, 4))
     case(f"{op}_row", f, randn(2, 3, 4), randn(4))
+    case(f"{op}_cross", f, randn(2, 1, 4, 1), randn(3, 1, 5))
 # Denominators kept away from zero.
 case("div_same", torch.div, randn(3, 4), uniform(3, 4, low=0.5, high=2.0))
 case("div_bcast", torch.div, randn(2, 3, 4), uniform(3, 1, low=0.5, high=2.0))
 case("div_bias", torch.div, randn(2, 3, 2, 2), -uniform(1, 3, 1, 1, low=0.5, high=2.0))
 case("div_outer", torch.div, randn(3, 1), uniform(1, 4, low=0.5, high=2.0))
 case("div_row", torch.div, randn(2, 3, 4), uniform(4, low=0.5, high=2.0))
+case("div_cross", torch.div, randn(2, 1, 4, 1), uniform(3, 1, 5, low=0.5, high=2.0))
 case("scale", lambda x: x * -1.5, randn(3, 4))
 case("shift", lambda x: x + 0.75, randn(3, 4))
 

@@ -104,15 +104,16 @@ final class OpTests: XCTestCase {
     func testFixtureFileIsTheExpectedOne() throws {
         let fixtures = try Fixtures.ops()
         let cases = Set(fixtures.names.map { String($0.split(separator: ".")[0]) })
-        XCTAssertEqual(cases.count, 106, "regenerated fixtures: update the case lists below")
+        XCTAssertEqual(cases.count, 110, "regenerated fixtures: update the case lists below")
         for name in fixtures.names { XCTAssertEqual(fixtures.entries[name]?.dtype, .f32, name) }
     }
 
     func testBinaryElementwiseWithBroadcasting() throws {
         let ops: [(String, (Tensor, Tensor) -> Tensor)] = [("add", add), ("sub", sub), ("mul", mul), ("div", div)]
         for (op, f) in ops {
-            // Shapes: same [3,4]+[3,4]; bcast [2,3,4]+[3,1]; bias [2,3,2,2]+[1,3,1,1]; outer [3,1]+[1,4]; row [2,3,4]+[4].
-            for shapes in ["same", "bcast", "bias", "outer", "row"] {
+            // Shapes: same [3,4]+[3,4]; bcast [2,3,4]+[3,1]; bias [2,3,2,2]+[1,3,1,1]; outer [3,1]+[1,4];
+            // row [2,3,4]+[4]; cross [2,1,4,1]+[3,1,5] (both operands broadcast, in alternate dimensions).
+            for shapes in ["same", "bcast", "bias", "outer", "row", "cross"] {
                 try checkOp("\(op)_\(shapes)") { x in f(x[0], x[1]) }
             }
         }
