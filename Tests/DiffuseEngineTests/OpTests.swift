@@ -331,6 +331,29 @@ final class OpTests: XCTestCase {
         }
     }
 
+    func testNoOpDependsOnTheThreadCount() {
+        // Sizes above the kernels' grains, so that 2 threads really split the work.
+        var g = RandomGenerator(seed: 14)
+        let x = g.normal([4, 16, 32, 32]), w = g.normal([16, 16, 3, 3], std: 0.1), gamma = g.normal([16])
+        let q = g.normal([2, 4, 64, 32]), kv = g.normal([2, 4, 48, 32]), targets = g.uniform([4, 16, 32, 32])
+        let gout = g.normal([4, 16, 32, 32])
+        let results = withThreads([1, 2]) { () -> [[Float]] in
+            let xl = x.requiringGrad(), wl = w.requiringGrad(), ql = q.requiringGrad()
+            let h = silu(groupNorm(conv2d(xl, weight: wl, bias: gamma, padding: 1), groups: 4, weight: gamma, bias: nil))
+            let y = avgPool2d(upsampleNearest2x(softmax(layerNorm(h, weight: nil, bias: nil), axis: 1)))
+            let bn = batchNorm(y, weight: gamma, bias: gamma)
+            let a = scaledDotProductAttention(ql, kv, kv)
+            let loss = binaryCrossEntropyWithLogits(bn.output, targets) + mean(a) + variance(sum(gelu(xl), axes: [1]))
+            (bn.output * gout).backward(gout)
+            loss.backward()
+            return [bn.output.scalars, bn.mean, bn.unbiasedVariance, loss.scalars, a.scalars,
+                    xl.grad!.scalars, wl.grad!.scalars, ql.grad!.scalars]
+        }
+        for (i, (one, two)) in zip(results[0], results[1]).enumerated() {
+            XCTAssertEqual(one, two, "result \(i) differs between 1 and 2 threads")
+        }
+    }
+
     func testDropout() {
         var g = RandomGenerator(seed: 8)
         let x = Tensor(repeating: 2, shape: [100, 100]).requiringGrad()
