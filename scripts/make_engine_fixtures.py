@@ -138,6 +138,8 @@ case("bmm4d", lambda a, b: a @ b, randn(2, 2, 3, 4), randn(2, 2, 4, 5))
 case("bmm4d_tB", lambda a, b: a @ b.transpose(-2, -1), randn(2, 2, 3, 4), randn(2, 2, 5, 4))
 case("mm_shared", lambda a, b: a @ b, randn(2, 3, 4), randn(4, 5))
 case("mm_shared_tB", lambda a, b: a @ b.T, randn(2, 3, 4), randn(5, 4))
+case("mm_shared_tA", lambda a, b: a.transpose(-2, -1) @ b, randn(2, 2, 4, 3), randn(4, 5))
+case("mm_shared_tAB", lambda a, b: a.transpose(-2, -1) @ b.T, randn(2, 4, 3), randn(5, 4))
 case("linear", F.linear, randn(2, 3, 4), randn(5, 4), randn(5))
 case("linear_nobias", F.linear, randn(3, 4), randn(5, 4))
 

@@ -59,9 +59,15 @@ extension Kernels {
 ///   ∂L/∂A = ∂L/∂C·Bᵀ, ∂L/∂B = Aᵀ·∂L/∂C (transposed to match op)
 public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
     precondition(a.rank >= 2 && b.rank >= 2, "matmul needs matrices, got \(a.shape) and \(b.shape)")
-    if b.rank == 2 && a.rank > 2 && !transposeA {
-        let flat = matmul(a.reshaped([-1, a.shape[a.rank - 1]]), b, transposeB: transposeB)
-        return flat.reshaped(Array(a.shape.dropLast()) + [flat.shape[1]])
+    if b.rank == 2 && a.rank > 2 {
+        if !transposeA {
+            let flat = matmul(a.reshaped([-1, a.shape[a.rank - 1]]), b, transposeB: transposeB)
+            return flat.reshaped(Array(a.shape.dropLast()) + [flat.shape[1]])
+        }
+        // Each batch's Aᵀ is not a block of one flat matrix: give every batch B (expand sums the gradients back).
+        let batch = Array(a.shape.dropLast(2))
+        let shared = expand(b.reshaped([Int](repeating: 1, count: batch.count) + b.shape), to: batch + b.shape)
+        return matmul(a, shared, transposeA: true, transposeB: transposeB)
     }
     let c = Kernels.matmul(a, b, transA: transposeA, transB: transposeB)
     return c.recording(inputs: [a, b]) { g in

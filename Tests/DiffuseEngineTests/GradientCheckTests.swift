@@ -86,6 +86,9 @@ final class GradientCheckTests: XCTestCase {
             }
         }
         checkGradients("matmul [B,M,K]×[K,N]", [normal([2, 3, 4]), normal([4, 5])]) { x in matmul(x[0], x[1]) }
+        checkGradients("matmul [B,K,M]ᵀ×[N,K]ᵀ", [normal([2, 4, 3]), normal([5, 4])]) { x in
+            matmul(x[0], x[1], transposeA: true, transposeB: true)
+        }
         checkGradients("linear", [normal([3, 4]), normal([2, 4]), normal([2])]) { x in
             linear(x[0], weight: x[1], bias: x[2])
         }

@@ -104,7 +104,7 @@ final class OpTests: XCTestCase {
     func testFixtureFileIsTheExpectedOne() throws {
         let fixtures = try Fixtures.ops()
         let cases = Set(fixtures.names.map { String($0.split(separator: ".")[0]) })
-        XCTAssertEqual(cases.count, 110, "regenerated fixtures: update the case lists below")
+        XCTAssertEqual(cases.count, 112, "regenerated fixtures: update the case lists below")
         for name in fixtures.names { XCTAssertEqual(fixtures.entries[name]?.dtype, .f32, name) }
     }
 
@@ -178,6 +178,8 @@ final class OpTests: XCTestCase {
         try checkOp("bmm4d_tB") { x in matmul(x[0], x[1], transposeB: true) }
         try checkOp("mm_shared") { x in matmul(x[0], x[1]) }
         try checkOp("mm_shared_tB") { x in matmul(x[0], x[1], transposeB: true) }
+        try checkOp("mm_shared_tA") { x in matmul(x[0], x[1], transposeA: true) }  // [2,2,4,3]ᵀ × [4,5]
+        try checkOp("mm_shared_tAB") { x in matmul(x[0], x[1], transposeA: true, transposeB: true) }
     }
 
     func testLinear() throws {
