@@ -78,6 +78,8 @@ extension Tensor {
     public func backward(_ seed: Tensor? = nil) {
         guard let root = node else { return }
         precondition(seed != nil || count == 1, "backward() without a seed needs a scalar, got shape \(shape)")
+        // The backward rules read the gradient with the output's layout.
+        precondition(seed.map { $0.shape == shape } ?? true, "backward seed of shape \(seed!.shape) for output \(shape)")
         let order = topologicalOrder(root)
         var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed ?? Tensor(repeating: 1, shape: shape)]
         withoutGradients {

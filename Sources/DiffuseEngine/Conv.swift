@@ -91,6 +91,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     let geo = ConvGeometry(n: x.shape[0], c: x.shape[1], h: x.shape[2], w: x.shape[3], o: weight.shape[0],
                            kh: weight.shape[2], kw: weight.shape[3], stride: stride, padding: padding)
     precondition(geo.oh > 0 && geo.ow > 0, "conv2d kernel \(weight.shape) larger than padded input \(x.shape)")
+    precondition(bias.map { $0.count == geo.o } ?? true, "conv2d bias of shape \(bias!.shape) for \(geo.o) output channels")
     let out = Tensor(uninitialized: [geo.n, geo.o, geo.oh, geo.ow])
     let spatial = geo.oh * geo.ow
     let cols = Tensor(uninitialized: [geo.rows, geo.columns])

@@ -55,6 +55,7 @@ public func gaussianKL(mean1: Tensor, logVariance1: Tensor, mean2: Tensor, logVa
 public func embedding(_ weight: Tensor, indices: [Int], shape: [Int]? = nil) -> Tensor {
     let (v, d) = (weight.shape[0], weight.shape[1])
     precondition(indices.allSatisfy { $0 >= 0 && $0 < v }, "an index is outside the \(v) rows of the embedding")
+    precondition((shape ?? [indices.count]).reduce(1, *) == indices.count, "\(indices.count) indices in shape \(shape!)")
     let out = Tensor(uninitialized: (shape ?? [indices.count]) + [d])
     let pw = weight.storage.pointer, po = out.storage.pointer
     for (i, idx) in indices.enumerated() { (po + i * d).update(from: pw + idx * d, count: d) }
