@@ -2,7 +2,7 @@
 # Installs the C libraries Diffuse links (Debian packages) when they are missing. Sourced by run.sh and test.sh.
 set -euo pipefail
 missing=()
-for pkg in libopenblas-dev zlib1g-dev; do
+for pkg in libopenblas-dev zlib1g-dev libpng-dev; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

@@ -56,7 +56,7 @@ public struct IDXFile {
     }
 }
 
-/// Images [N, C, H, W] with values in [0, 1] and a class label each.
+/// Images [N, C, H, W] with values in [−1, 1] (the range diffusion models work in) and a class label each.
 public struct LabeledImages {
     public let images: Tensor
     public let labels: [Int]
@@ -85,7 +85,7 @@ public struct LabeledImages {
         }
         let t = Tensor(uninitialized: [images.shape[0], 1, images.shape[1], images.shape[2]])
         let p = t.storage.pointer
-        for (i, v) in images.values.enumerated() { p[i] = Float(v) / 255 }
+        for (i, v) in images.values.enumerated() { p[i] = Float(v) / 127.5 - 1 }
         return LabeledImages(images: t, labels: labels.values.map(Int.init))
     }
 }
