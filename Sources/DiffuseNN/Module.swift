@@ -65,6 +65,9 @@ open class Module {
     }
 
     public var parameters: [Parameter] { namedParameters().map(\.1) }
+
+    /// This module and every module below it, parents before children.
+    public var allModules: [Module] { [self] + children.flatMap { $0.module.allModules } }
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
 
     /// Switches dropout and batch statistics on (training) or off (evaluation), here and below.

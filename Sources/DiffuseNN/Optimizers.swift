@@ -203,6 +203,14 @@ public final class ExponentialMovingAverage {
         updates += 1
     }
 
+    /// Runs `body` with the averaged weights in the parameters, then puts the trained weights back.
+    public func withAveragedWeights<T>(_ body: () throws -> T) rethrows -> T {
+        let trained = parameters.map { $0.1.value.copy() }
+        for (s, (_, p)) in zip(shadow, parameters) { p.assign(s) }
+        defer { for (t, (_, p)) in zip(trained, parameters) { p.assign(t) } }
+        return try body()
+    }
+
     /// The averaged weights by parameter key.
     public func stateDict() -> [String: Tensor] {
         Dictionary(uniqueKeysWithValues: zip(parameters, shadow).map { ($0.0.0, $0.1) })

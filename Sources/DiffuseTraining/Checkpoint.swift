@@ -1,0 +1,78 @@
+import DiffuseEngine
+import DiffuseNN
+import Foundation
+
+/// Where a run stands besides its tensors: saved in the checkpoint's metadata so that a resumed run continues with
+/// the same random numbers, the same batches and the same dropout masks as an uninterrupted one.
+public struct TrainingState: Codable, Equatable, Sendable {
+    /// Optimizer steps done.
+    public var step = 0
+    /// The generator of timesteps and noise.
+    public var generator: RandomGenerator
+    /// The epoch and the position in its order of the next batch.
+    public var epoch = 0
+    public var position = 0
+    /// The offsets of the dropout layers' generators, in module order.
+    public var dropoutOffsets: [UInt64] = []
+    public var emaUpdates = 0
+}
+
+/// A checkpoint that cannot be used, with the file and the reason.
+public struct CheckpointError: Error, CustomStringConvertible, LocalizedError {
+    public let path: String
+    public let problem: String
+    public var description: String { "checkpoint \(path): \(problem)" }
+    public var errorDescription: String? { description }
+}
+
+/// One safetensors file with the model weights (`model.*`), their moving average (`ema.*`), the optimizer's state
+/// (`optimizer.*`) and the `TrainingState` as JSON metadata. Written atomically: an interrupted write leaves the
+/// previous checkpoint intact.
+public struct Checkpoint {
+    public static let format = "diffuse-checkpoint-1"
+    public var model: [String: Tensor]
+    public var ema: [String: Tensor]
+    public var optimizer: [String: Tensor]
+    public var state: TrainingState
+
+    public init(model: [String: Tensor], ema: [String: Tensor], optimizer: [String: Tensor], state: TrainingState) {
+        self.model = model
+        self.ema = ema
+        self.optimizer = optimizer
+        self.state = state
+    }
+
+    public func write(to path: String) throws {
+        var tensors: [String: Tensor] = [:]
+        for (prefix, group) in [("model", model), ("ema", ema), ("optimizer", optimizer)] {
+            for (k, v) in group { tensors["\(prefix).\(k)"] = v }
+        }
+        let json = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
+        try SafeTensorsFile.write(tensors, metadata: ["format": Self.format, "state": json], to: path)
+    }
+
+    public init(path: String) throws {
+        let file = try SafeTensorsFile(path: path)
+        guard file.metadata["format"] == Self.format, let json = file.metadata["state"] else {
+            throw CheckpointError(path: path, problem: "is a safetensors file but not a Diffuse checkpoint (no training state)")
+        }
+        do { state = try JSONDecoder().decode(TrainingState.self, from: Data(json.utf8)) }
+        catch { throw CheckpointError(path: path, problem: "its training state is unreadable (\(error))") }
+        var groups: [String: [String: Tensor]] = ["model": [:], "ema": [:], "optimizer": [:]]
+        for name in file.names {
+            guard let dot = name.firstIndex(of: "."), groups[String(name[..<dot])] != nil else {
+                throw CheckpointError(path: path, problem: "tensor '\(name)' belongs to no part of a checkpoint")
+            }
+            groups[String(name[..<dot])]![String(name[name.index(after: dot)...])] = try file.tensor(name)
+        }
+        model = groups["model"]!
+        ema = groups["ema"]!
+        optimizer = groups["optimizer"]!
+    }
+
+    /// Loads `weights` into `module`, naming the file in any mismatch.
+    public static func load(_ weights: [String: Tensor], into module: Module, from path: String) throws {
+        do { try module.load(weights) }
+        catch { throw CheckpointError(path: path, problem: "\(error)") }
+    }
+}

@@ -1,0 +1,56 @@
+import DiffuseDiffusion
+import DiffuseModels
+import Foundation
+
+/// Everything that defines a training run, saved as `config.json` in its folder: a run can be resumed, sampled
+/// and exported from its folder alone.
+public struct RunConfig: Codable, Equatable, Sendable {
+    /// The data (see `DataSource`): `shapes`, `swiss-roll`, `mnist:DIR`, ...
+    public var data = "shapes"
+    /// The U-Net for image data (diffusers' config keys), or nil for 2D data.
+    public var unet: UNet2DConfig?
+    /// Hidden layer widths of the MLP denoiser for 2D data.
+    public var mlpHidden = [128, 128, 128]
+    public var schedule = BetaSchedule.linear
+    public var timesteps = 1000
+    public var betaStart = 1e-4
+    public var betaEnd = 0.02
+    public var prediction = Prediction.epsilon
+    public var minSNRGamma: Double?
+    public var steps = 2000
+    public var batchSize = 32
+    public var learningRate: Float = 2e-4
+    public var warmup = 100
+    public var weightDecay: Float = 0
+    public var emaDecay: Float = 0.999
+    public var gradientClip: Float? = 1
+    public var seed: UInt64 = 0
+    /// Write a sample grid every this many steps (0: only at the end).
+    public var sampleEvery = 500
+    public var checkpointEvery = 250
+    public var sampleCount = 16
+    /// DDIM steps of the sample grids written during training.
+    public var sampleSteps = 50
+
+    public init() {}
+
+    public var diffusion: GaussianDiffusion {
+        GaussianDiffusion(schedule: NoiseSchedule(schedule, timesteps: timesteps, betaStart: betaStart, betaEnd: betaEnd),
+                          prediction: prediction)
+    }
+
+    /// Checks that the numbers make sense before any work starts.
+    public func validate() throws {
+        func check(_ ok: Bool, _ message: String) throws { if !ok { throw ConfigError(message) } }
+        try check(steps > 0, "steps must be positive, got \(steps)")
+        try check(batchSize > 0, "batch size must be positive, got \(batchSize)")
+        try check(learningRate > 0 && learningRate.isFinite, "learning rate must be positive, got \(learningRate)")
+        try check(timesteps >= 2, "timesteps must be at least 2, got \(timesteps)")
+        try check(betaStart > 0 && betaEnd < 1 && betaStart <= betaEnd, "need 0 < beta start ≤ beta end < 1, got \(betaStart), \(betaEnd)")
+        try check(emaDecay >= 0 && emaDecay < 1, "EMA decay must be in [0, 1), got \(emaDecay)")
+        try check(warmup >= 0 && sampleEvery >= 0 && checkpointEvery >= 0, "warm-up and intervals must not be negative")
+        try check(sampleCount > 0 && sampleSteps > 0 && sampleSteps <= timesteps, "sample count and steps must be positive (steps ≤ timesteps)")
+        if let g = minSNRGamma { try check(g > 0, "min-SNR γ must be positive, got \(g)") }
+        if let c = gradientClip { try check(c > 0, "gradient clip must be positive, got \(c)") }
+    }
+}
