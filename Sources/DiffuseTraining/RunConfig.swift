@@ -9,6 +9,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var data = "shapes"
     /// The U-Net for image data (diffusers' config keys), or nil for 2D data.
     public var unet: UNet2DConfig?
+    /// The shape of one example ([C, H, W] or [D]), recorded when the run starts.
+    public var exampleShape: [Int] = []
     /// Hidden layer widths of the MLP denoiser for 2D data.
     public var mlpHidden = [128, 128, 128]
     public var schedule = BetaSchedule.linear

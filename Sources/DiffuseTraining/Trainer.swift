@@ -62,7 +62,7 @@ public struct RunFolder: Sendable {
 /// Why training stopped.
 public enum TrainingOutcome: Equatable {
     case finished
-    /// Stopped by Ctrl-C or SIGTERM after writing a checkpoint.
+    /// Stopped by Ctrl-C, SIGTERM or the time limit, after writing a checkpoint.
     case interrupted(step: Int)
 }
 
@@ -104,9 +104,15 @@ public final class DiffusionTrainer {
     let data: TrainingSet
     private let schedule: WarmupCosineSchedule
 
-    /// A new run in `folder` (created), or with `resume` the run already there, continued from its checkpoint.
+    /// A new run in `folder` (created), or with `resume` the run already there, continued from its checkpoint (the
+    /// caller passes the folder's configuration, possibly with more steps).
     public init(config: RunConfig, data: TrainingSet, folder: RunFolder, resume: Bool) throws {
         try config.validate()
+        var config = config
+        if config.exampleShape.isEmpty { config.exampleShape = data.exampleShape }
+        guard config.exampleShape == data.exampleShape else {
+            throw ConfigError("the run was trained on examples of shape \(config.exampleShape), the data has \(data.exampleShape)")
+        }
         self.config = config
         self.folder = folder
         self.data = data
@@ -119,10 +125,6 @@ public final class DiffusionTrainer {
                                         minimum: config.learningRate / 10)
         state = TrainingState(generator: RandomGenerator(seed: config.seed, stream: 2))
         if resume {
-            let saved = try folder.readConfig()
-            guard saved == config else {
-                throw CheckpointError(path: folder.config, problem: "the run was made with other settings; resume it without changing them")
-            }
             let checkpoint = try Checkpoint(path: folder.checkpoint)
             try Checkpoint.load(checkpoint.model, into: network, from: folder.checkpoint)
             do {
@@ -136,6 +138,7 @@ public final class DiffusionTrainer {
             }
             for (d, offset) in zip(dropouts, state.dropoutOffsets) { d.generator.offset = offset }
             try keepLogRows(before: state.step)
+            try folder.write(config)
         } else {
             try FileManager.default.createDirectory(atPath: folder.samples, withIntermediateDirectories: true)
             try folder.write(config)
@@ -178,14 +181,15 @@ public final class DiffusionTrainer {
                               minSNRGamma: config.minSNRGamma)
     }
 
-    /// Trains until `config.steps`, writing the log, checkpoints and sample grids; stops cleanly (checkpoint first)
-    /// when an interruption is requested.
-    public func train(progress: ProgressBar? = nil) throws -> TrainingOutcome {
+    /// Trains until `config.steps` (or `deadline`), writing the log, checkpoints and sample grids; stops cleanly
+    /// (checkpoint and sample grid first) when an interruption is requested.
+    public func train(progress: ProgressBar? = nil, until deadline: Date? = nil) throws -> TrainingOutcome {
         network.train()
         var lastTime = Date()
         while state.step < config.steps {
-            if Interruption.requested {
+            if Interruption.requested || deadline.map({ Date() >= $0 }) == true {
                 try saveCheckpoint()
+                if !Interruption.requested { try writeSampleGrid() }
                 return .interrupted(step: state.step)
             }
             let (x0, labels) = data.batch(nextBatch())
