@@ -20,12 +20,12 @@ extension Kernels {
                         Int32(rows.count), Int32(columns.count), Int32(k), alpha, ai, Int32(lda), bj, Int32(ldb),
                         beta, c + rows.lowerBound * n + columns.lowerBound, Int32(n))
         }
-        let work = m * n * k
-        guard work >= 1 << 18 else { return block(rows: 0..<m, columns: 0..<n) }
-        // Blocks of at least 64 rows or columns, about 2·10⁶ multiply-adds each.
         let splitColumns = n >= m
         let length = splitColumns ? n : m
-        let pieces = max(1, min(length / 64, work >> 21, 16))
+        // Two halves (one per core here) when each has ≥ 64 rows or columns and ≥ 2¹⁸ multiply-adds: more pieces
+        // would pack the shared operand again for each one.
+        guard m * n * k >= 1 << 19, length >= 128 else { return block(rows: 0..<m, columns: 0..<n) }
+        let pieces = 2
         let size = (length + pieces - 1) / pieces
         parallelFor(pieces, grain: 1) { r in
             for i in r {

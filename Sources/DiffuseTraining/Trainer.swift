@@ -137,7 +137,7 @@ public final class DiffusionTrainer {
                 throw CheckpointError(path: folder.checkpoint, problem: "holds \(state.dropoutOffsets.count) dropout states for \(dropouts.count) layers")
             }
             for (d, offset) in zip(dropouts, state.dropoutOffsets) { d.generator.offset = offset }
-            try keepLogRows(before: state.step)
+            try keepLogRows(through: state.step)
             try folder.write(config)
         } else {
             try FileManager.default.createDirectory(atPath: folder.samples, withIntermediateDirectories: true)
@@ -148,11 +148,11 @@ public final class DiffusionTrainer {
 
     private var dropoutLayers: [Dropout] { network.allModules.compactMap { $0 as? Dropout } }
 
-    /// The log without the rows of steps a resumed run will redo.
-    private func keepLogRows(before step: Int) throws {
+    /// The log without the rows of steps a resumed run will redo (those after `step`).
+    private func keepLogRows(through step: Int) throws {
         let text = (try? String(contentsOfFile: folder.log, encoding: .utf8)) ?? "step\n"
         let lines = text.split(separator: "\n", omittingEmptySubsequences: true)
-        let kept = lines.prefix(1) + lines.dropFirst().filter { Int($0.prefix { $0 != "," }).map { $0 < step } ?? false }
+        let kept = lines.prefix(1) + lines.dropFirst().filter { Int($0.prefix { $0 != "," }).map { $0 <= step } ?? false }
         try writeAtomically(Data((kept.joined(separator: "\n") + "\n").utf8), to: folder.log)
     }
 
