@@ -31,6 +31,6 @@ public enum SyntheticShapes {
                 }
             }
         }
-        return LabeledImages(images: images, labels: kinds)
+        return LabeledImages(images: images, labels: kinds, classes: classes)
     }
 }
