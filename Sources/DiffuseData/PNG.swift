@@ -1,8 +1,9 @@
+import CPNG
 import CZlib
 import DiffuseEngine
 import Foundation
 
-/// PNG files: written with zlib's deflate (8-bit grey or RGB, no interlace), read back by the same rules.
+/// PNG files: written with zlib's deflate (8-bit grey or RGB, no interlace); read, of any kind, with libpng.
 public enum PNG {
     private static func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] {
         var out = bigEndian(UInt32(data.count))
@@ -48,6 +49,83 @@ public enum PNG {
             }
         }
         try writeAtomically(encode(pixels: pixels, width: w, height: h, channels: c), to: path)
+    }
+
+    /// The largest image `decode` reads (it needs the whole image in memory, and a corrupt header can claim
+    /// anything up to 2³¹ × 2³¹ pixels).
+    static let maxPixels = 1 << 28
+
+    /// Runs `body` on a `png_image` whose header libpng's simplified API has read from `path`, then frees what
+    /// libpng allocated. The `png_image` lives at one address throughout: libpng keeps a pointer to it for its
+    /// error handler.
+    private static func withHeader<T>(_ path: String, _ body: (UnsafeMutablePointer<png_image>) throws -> T) throws -> T {
+        guard FileManager.default.fileExists(atPath: path) else { throw DataError(path: path, problem: "no such file") }
+        let image = UnsafeMutablePointer<png_image>.allocate(capacity: 1)
+        image.initialize(to: png_image())
+        image.pointee.version = png_uint_32(PNG_IMAGE_VERSION)
+        defer {
+            png_image_free(image)
+            image.deallocate()
+        }
+        guard png_image_begin_read_from_file(image, path) != 0 else {
+            throw DataError(path: path, problem: "is not a readable PNG file (libpng: \(message(image.pointee)))")
+        }
+        return try body(image)
+    }
+
+    /// Whether the header libpng read says colour (RGB or palette) rather than greyscale.
+    private static func isColour(_ image: UnsafeMutablePointer<png_image>) -> Bool {
+        image.pointee.format & png_uint_32(PNG_FORMAT_FLAG_COLOR) != 0
+    }
+
+    /// Whether a PNG file holds colour, from its header alone.
+    static func isColour(_ path: String) throws -> Bool { try withHeader(path, isColour) }
+
+    /// A PNG file's pixels, 8-bit and interleaved, `channels` per pixel (1 grey, 3 RGB) or, when nil, 1 for a
+    /// greyscale file and 3 otherwise, converted by libpng as `read` says.
+    static func decode(_ path: String, channels: Int? = nil) throws -> (pixels: [UInt8], width: Int, height: Int, channels: Int) {
+        precondition(channels == nil || channels == 1 || channels == 3, "PNG read as \(channels!) channels")
+        return try withHeader(path) { image in
+            let c = channels ?? (isColour(image) ? 3 : 1)
+            let (w, h) = (Int(image.pointee.width), Int(image.pointee.height))
+            guard w * h <= maxPixels else {
+                throw DataError(path: path, problem: "is \(w)×\(h) pixels, more than the \(maxPixels) this reader takes")
+            }
+            image.pointee.format = c == 1 ? png_uint_32(PNG_FORMAT_GRAY) : png_uint_32(PNG_FORMAT_RGB)
+            image.pointee.flags |= png_uint_32(PNG_IMAGE_FLAG_16BIT_sRGB)
+            var pixels = [UInt8](repeating: 0, count: w * h * c)
+            var black = png_color(red: 0, green: 0, blue: 0)
+            let ok = pixels.withUnsafeMutableBytes { png_image_finish_read(image, &black, $0.baseAddress, png_int_32(w * c), nil) }
+            guard ok != 0 else { throw DataError(path: path, problem: "is a corrupt PNG file (libpng: \(message(image.pointee)))") }
+            return (pixels, w, h, c)
+        }
+    }
+
+    /// The error text libpng left in `image`.
+    private static func message(_ image: png_image) -> String {
+        withUnsafeBytes(of: image.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    /// Reads a PNG file as an image [C, H, W] with values in [−1, 1]: C = `channels` (1 grey, 3 RGB) or, when nil,
+    /// 1 for a greyscale file and 3 otherwise. libpng's simplified API reads every PNG kind (bit depths 1–16,
+    /// palette, grey, alpha, interlaced) and converts it: transparent pixels are composited onto black, and
+    /// 16-bit files without gamma information are taken as sRGB like 8-bit ones (libpng would take them as
+    /// linear). What `write` wrote reads back exactly, up to its 8-bit rounding. A missing, non-PNG or corrupt
+    /// file is a `DataError` with libpng's reason.
+    public static func read(_ path: String, channels: Int? = nil) throws -> Tensor {
+        let (pixels, w, h, c) = try decode(path, channels: channels)
+        let image = Tensor(uninitialized: [c, h, w])
+        toPlanes(pixels, width: w, height: h, channels: c, into: image.storage.pointer)
+        return image
+    }
+
+    /// Interleaved 8-bit pixels as planes [C, H, W] of values in [−1, 1].
+    static func toPlanes(_ pixels: [UInt8], width w: Int, height h: Int, channels c: Int, into p: UnsafeMutablePointer<Float>) {
+        pixels.withUnsafeBufferPointer { px in
+            for i in 0..<w * h {
+                for k in 0..<c { p[k * w * h + i] = Float(px[i * c + k]) / 127.5 - 1 }
+            }
+        }
     }
 }
 
