@@ -111,4 +111,20 @@ public enum DataSet {
         case let .points(points): points.shape[0]
         }
     }
+
+    /// The shape of one example: [C, H, W] or [D].
+    public var exampleShape: [Int] {
+        switch self {
+        case let .images(data): Array(data.images.shape.dropFirst())
+        case let .points(points): Array(points.shape.dropFirst())
+        }
+    }
+
+    /// The examples at `indices`, with their labels (empty for points).
+    public func batch(_ indices: [Int]) -> (x: Tensor, labels: [Int]) {
+        switch self {
+        case let .images(data): (data.images.selecting(indices), indices.map { data.labels[$0] })
+        case let .points(points): (points.selecting(indices), [])
+        }
+    }
 }

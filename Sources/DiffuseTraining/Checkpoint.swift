@@ -1,3 +1,4 @@
+import DiffuseData
 import DiffuseEngine
 import DiffuseNN
 import Foundation
@@ -9,9 +10,8 @@ public struct TrainingState: Codable, Equatable, Sendable {
     public var step = 0
     /// The generator of timesteps and noise.
     public var generator: RandomGenerator
-    /// The epoch and the position in its order of the next batch.
-    public var epoch = 0
-    public var position = 0
+    /// Where the data order stands.
+    public var batches: BatchSampler.Position?
     /// The offsets of the dropout layers' generators, in module order.
     public var dropoutOffsets: [UInt64] = []
     public var emaUpdates = 0

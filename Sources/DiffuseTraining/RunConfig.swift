@@ -5,8 +5,12 @@ import Foundation
 /// Everything that defines a training run, saved as `config.json` in its folder: a run can be resumed, sampled
 /// and exported from its folder alone.
 public struct RunConfig: Codable, Equatable, Sendable {
-    /// The data (see `DataSource`): `shapes`, `swiss-roll`, `mnist:DIR`, ...
+    /// The data (see `DataSource`): `shapes`, `swiss-roll`, `mnist:DIR`, `cifar10:DIR`, `folder:DIR`, ...
     public var data = "shapes"
+    /// The side images are resized and centre-cropped to (nil: as they are; 32 for `shapes`).
+    public var imageSize: Int?
+    /// How many examples to use (nil: 10,000 generated for built-in sets, all of a file's).
+    public var examples: Int?
     /// The U-Net for image data (diffusers' config keys), or nil for 2D data.
     public var unet: UNet2DConfig?
     /// The shape of one example ([C, H, W] or [D]), recorded when the run starts.

@@ -5,35 +5,6 @@ import DiffuseModels
 import DiffuseNN
 import Foundation
 
-/// What a run trains on: images [N, C, H, W] in [−1, 1] with labels, or points [N, D].
-public enum TrainingSet {
-    case images(LabeledImages)
-    case points(Tensor)
-
-    public var count: Int {
-        switch self {
-        case let .images(d): d.count
-        case let .points(p): p.shape[0]
-        }
-    }
-
-    /// The examples at `indices`, and their labels for image data.
-    public func batch(_ indices: [Int]) -> (x: Tensor, labels: [Int]) {
-        switch self {
-        case let .images(d): (d.images.selecting(indices), indices.map { d.labels[$0] })
-        case let .points(p): (p.selecting(indices), [])
-        }
-    }
-
-    /// The shape of one example.
-    public var exampleShape: [Int] {
-        switch self {
-        case let .images(d): Array(d.images.shape.dropFirst())
-        case let .points(p): Array(p.shape.dropFirst())
-        }
-    }
-}
-
 /// The files of a run folder.
 public struct RunFolder: Sendable {
     public let path: String
@@ -101,12 +72,13 @@ public final class DiffusionTrainer {
     public let optimizer: Adam
     public let ema: ExponentialMovingAverage
     public private(set) var state: TrainingState
-    let data: TrainingSet
+    let data: DataSet
+    private var batches: BatchSampler
     private let schedule: WarmupCosineSchedule
 
     /// A new run in `folder` (created), or with `resume` the run already there, continued from its checkpoint (the
     /// caller passes the folder's configuration, possibly with more steps).
-    public init(config: RunConfig, data: TrainingSet, folder: RunFolder, resume: Bool) throws {
+    public init(config: RunConfig, data: DataSet, folder: RunFolder, resume: Bool) throws {
         try config.validate()
         var config = config
         if config.exampleShape.isEmpty { config.exampleShape = data.exampleShape }
@@ -124,6 +96,7 @@ public final class DiffusionTrainer {
         schedule = WarmupCosineSchedule(base: config.learningRate, warmup: config.warmup, total: config.steps,
                                         minimum: config.learningRate / 10)
         state = TrainingState(generator: RandomGenerator(seed: config.seed, stream: 2))
+        batches = BatchSampler(count: data.count, batchSize: config.batchSize, generator: RandomGenerator(seed: config.seed, stream: 4))
         if resume {
             let checkpoint = try Checkpoint(path: folder.checkpoint)
             try Checkpoint.load(checkpoint.model, into: network, from: folder.checkpoint)
@@ -132,6 +105,9 @@ public final class DiffusionTrainer {
                 try ema.load(checkpoint.ema, updates: checkpoint.state.emaUpdates)
             } catch { throw CheckpointError(path: folder.checkpoint, problem: "\(error)") }
             state = checkpoint.state
+            guard let position = state.batches else { throw CheckpointError(path: folder.checkpoint, problem: "holds no data position") }
+            do { batches = try BatchSampler(count: data.count, batchSize: config.batchSize, resumingFrom: position) }
+            catch { throw CheckpointError(path: folder.checkpoint, problem: "\(error)") }
             let dropouts = dropoutLayers
             guard state.dropoutOffsets.count == dropouts.count else {
                 throw CheckpointError(path: folder.checkpoint, problem: "holds \(state.dropoutOffsets.count) dropout states for \(dropouts.count) layers")
@@ -156,20 +132,6 @@ public final class DiffusionTrainer {
         try writeAtomically(Data((kept.joined(separator: "\n") + "\n").utf8), to: folder.log)
     }
 
-    /// The indices of the next batch: each epoch visits the data in an order drawn from (seed, epoch).
-    private func nextBatch() -> [Int] {
-        var indices: [Int] = []
-        while indices.count < config.batchSize {
-            var g = RandomGenerator(seed: config.seed, stream: 0x1000 + UInt64(state.epoch))
-            let order = g.permutation(data.count)
-            let take = min(config.batchSize - indices.count, data.count - state.position)
-            indices += order[state.position..<(state.position + take)]
-            state.position += take
-            if state.position == data.count { state.epoch += 1; state.position = 0 }
-        }
-        return indices
-    }
-
     /// The loss of one batch: L = w_t·‖target − network(x_t, t)‖², averaged.
     public func loss(_ x0: Tensor, labels: [Int]) -> Tensor {
         let n = x0.shape[0]
@@ -192,7 +154,7 @@ public final class DiffusionTrainer {
                 if !Interruption.requested { try writeSampleGrid() }
                 return .interrupted(step: state.step)
             }
-            let (x0, labels) = data.batch(nextBatch())
+            let (x0, labels) = data.batch(batches.next())
             optimizer.learningRate = schedule(state.step)
             optimizer.zeroGrad()
             let loss = self.loss(x0, labels: labels)
@@ -226,6 +188,7 @@ public final class DiffusionTrainer {
     }
 
     public func saveCheckpoint() throws {
+        state.batches = batches.position
         state.dropoutOffsets = dropoutLayers.map(\.generator.offset)
         state.emaUpdates = ema.updates
         try Checkpoint(model: network.stateDict(), ema: ema.stateDict(), optimizer: optimizer.stateDict(), state: state)

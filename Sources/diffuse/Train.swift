@@ -1,4 +1,5 @@
 import ArgumentParser
+import DiffuseData
 import DiffuseDiffusion
 import DiffuseModels
 import DiffuseTraining
@@ -22,8 +23,10 @@ struct Train: ParsableCommand {
           diffuse train --out runs/shapes --resume
         """)
 
-    @Option(help: "Data: shapes, swiss-roll, two-moons, 8-gaussians, checkerboard, or mnist:DIR.") var data = "shapes"
-    @Option(help: "Use at most this many examples of the data.") var examples: Int?
+    @Option(help: "Data: shapes (built-in images), swiss-roll, two-moons, 8-gaussians, checkerboard (2D), mnist:DIR, an IDX images file, cifar10:DIR, folder:DIR (PNGs, needs --image-size).")
+    var data = "shapes"
+    @Option(help: "Resize and centre-crop images to this size (default: as they are; 32 for shapes).") var imageSize: Int?
+    @Option(help: "Use this many examples (default: 10,000 generated for built-in sets, all of a file's).") var examples: Int?
     @Option(help: "U-Net preset for image data: tiny, small, mnist-small, cifar-ddpm (image size and channels follow the data).")
     var preset = "small"
     @Option(help: "U-Net widths per level, e.g. 32,64,128 (overrides the preset's).") var channels: String?
@@ -58,7 +61,7 @@ struct Train: ParsableCommand {
             }
             config = try makeConfig()
         }
-        let data = try loadTrainingSet(config.data, count: examples, seed: config.seed)
+        let data = try loadTrainingData(config)
         if !resume, case let .images(images) = data {
             let shape = Array(images.images.shape.dropFirst())
             config.unet = try unetConfig(channels: shape[0], size: shape[1])
@@ -83,7 +86,9 @@ struct Train: ParsableCommand {
 
     private func makeConfig() throws -> RunConfig {
         var c = RunConfig()
-        c.data = data
+        c.data = try DataSource(parsing: data).description
+        c.imageSize = imageSize
+        c.examples = examples
         c.mlpHidden = try parseList(hidden, "--hidden")
         c.schedule = schedule
         c.timesteps = timesteps

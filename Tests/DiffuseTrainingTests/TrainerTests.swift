@@ -19,7 +19,7 @@ final class TrainerTests: XCTestCase {
     }
 
     /// A tiny U-Net with dropout on 8×8 shapes: everything random in a step (data order, t, ε, dropout) is in play.
-    private func tinyImageRun(steps: Int) -> (RunConfig, TrainingSet) {
+    private func tinyImageRun(steps: Int) -> (RunConfig, DataSet) {
         var g = RandomGenerator(seed: 9)
         let data = SyntheticShapes.generate(count: 40, size: 8, generator: &g)
         var c = RunConfig()
