@@ -65,18 +65,23 @@ public struct GaussianDiffusion: Sendable {
         }
     }
 
-    /// The simple loss of DDPM, mean ‖target − output‖², optionally weighted per sample by min-SNR-γ
-    /// (Hang et al. 2023): w_t = min(SNR(t), γ)/SNR(t) for ε-prediction, min(SNR, γ) for x_0, min(SNR, γ)/(SNR + 1) for v.
-    public func loss(output: Tensor, target: Tensor, t: [Int], minSNRGamma: Double? = nil) -> Tensor {
-        guard let gamma = minSNRGamma else { return mseLoss(output, target) }
-        let weights = t.map { step -> Double in
-            let snr = schedule.snr(step), clipped = min(snr, gamma)
+    /// The min-SNR-γ loss weights (Hang et al. 2023), one per sample: w_t = min(SNR(t), γ)/SNR(t) = min(1, γ/SNR(t))
+    /// for ε-prediction (the second form stays 1 where SNR = 0, at a zero-terminal-SNR schedule's last step),
+    /// min(SNR(t), γ) for x_0, min(SNR(t), γ)/(SNR(t) + 1) for v.
+    public func minSNRWeights(t: [Int], gamma: Double) -> [Double] {
+        t.map { step in
+            let snr = schedule.snr(step)
             switch prediction {
-            case .epsilon: return clipped / snr
-            case .sample: return clipped
-            case .velocity: return clipped / (snr + 1)
+            case .epsilon: return min(1, gamma / snr)
+            case .sample: return min(snr, gamma)
+            case .velocity: return min(snr, gamma) / (snr + 1)
             }
         }
-        return mean(square(output - target) * perSample(weights, rank: output.rank))
+    }
+
+    /// The simple loss of DDPM, mean ‖target − output‖², optionally weighted per sample by `minSNRWeights`.
+    public func loss(output: Tensor, target: Tensor, t: [Int], minSNRGamma: Double? = nil) -> Tensor {
+        guard let gamma = minSNRGamma else { return mseLoss(output, target) }
+        return mean(square(output - target) * perSample(minSNRWeights(t: t, gamma: gamma), rank: output.rank))
     }
 }

@@ -30,11 +30,21 @@ public enum TimestepSpacing: String, CaseIterable, Codable, Sendable {
 
 /// A reverse-process sampler: from x_T ~ N(0, I) (`noise`) to a sample x_0.
 public protocol Sampler {
-    /// Runs the reverse process. `observe(t, x_t)` sees the state after each step (for trajectories and progress).
-    func sample(from noise: Tensor, model: Denoiser, generator: inout RandomGenerator,
+    /// Runs the reverse process. A stochastic step from t adds σ_t·z with z = `stepNoise(t)`, which the caller may
+    /// supply (to replay a chain, or to match another implementation); `observe(t, x_t)` sees the state after each
+    /// step (for trajectories and progress).
+    func sample(from noise: Tensor, model: Denoiser, stepNoise: (Int) -> Tensor,
                 observe: ((Int, Tensor) -> Void)?) -> Tensor
     /// How many network evaluations one sample costs.
     var evaluations: Int { get }
+}
+
+extension Sampler {
+    /// Runs the reverse process with each step's z ~ N(0, I) drawn from `generator`.
+    public func sample(from noise: Tensor, model: Denoiser, generator: inout RandomGenerator,
+                       observe: ((Int, Tensor) -> Void)? = nil) -> Tensor {
+        sample(from: noise, model: model, stepNoise: { _ in generator.normal(noise.shape) }, observe: observe)
+    }
 }
 
 /// The variance of DDPM's reverse steps p(x_{t−1} | x_t) = N(μ_θ, σ_t²·I).
@@ -65,7 +75,7 @@ public struct DDPMSampler: Sampler {
 
     public var evaluations: Int { timesteps.count }
 
-    public func sample(from noise: Tensor, model: Denoiser, generator: inout RandomGenerator,
+    public func sample(from noise: Tensor, model: Denoiser, stepNoise: (Int) -> Tensor,
                        observe: ((Int, Tensor) -> Void)? = nil) -> Tensor {
         let s = diffusion.schedule
         var x = noise
@@ -81,7 +91,7 @@ public struct DDPMSampler: Sampler {
                 x = x0 * Float(c0) + x * Float(ct)
                 if previous >= 0 {
                     let v = variance == .fixedSmall ? max((1 - barPrev) / (1 - barT) * beta, 1e-20) : beta
-                    x = x + generator.normal(x.shape) * Float(v.squareRoot())
+                    x = x + stepNoise(t) * Float(v.squareRoot())
                 }
             }
             observe?(t, x)
@@ -114,6 +124,8 @@ public struct DDIMSampler: Sampler {
     public var evaluations: Int { timesteps.count }
 
     /// One DDIM step from x_t at `t` to the timestep `previous` (−1 for the end), given the network output.
+    /// With η = 0 and no clipping the step is invertible: for ε-prediction, the same call with `t` and `previous`
+    /// swapped and the same ε̂ maps x_{t'} back to x_t (DDIM inversion).
     public func step(_ x: Tensor, output: Tensor, t: Int, previous: Int, noise: Tensor?) -> Tensor {
         let s = diffusion.schedule
         let barT = s.alphaBar[t], barPrev = previous >= 0 ? s.alphaBar[previous] : finalAlphaBar
@@ -123,19 +135,20 @@ public struct DDIMSampler: Sampler {
             // diffusers' `use_clipped_model_output`: ε̂ made consistent with the clipped x̂_0.
             if useClippedModelOutput { eps = (x - x0 * Float(barT.squareRoot())) / Float((1 - barT).squareRoot()) }
         }
-        let sigma = eta * ((1 - barPrev) / (1 - barT)).squareRoot() * (1 - barT / barPrev).squareRoot()
+        // (η = 0 skips the root, which is of a negative number when the step goes to a noisier timestep.)
+        let sigma = eta == 0 ? 0 : eta * ((1 - barPrev) / (1 - barT)).squareRoot() * (1 - barT / barPrev).squareRoot()
         var next = x0 * Float(barPrev.squareRoot()) + eps * Float(max(0, 1 - barPrev - sigma * sigma).squareRoot())
         if sigma > 0, let noise { next = next + noise * Float(sigma) }
         return next
     }
 
-    public func sample(from noise: Tensor, model: Denoiser, generator: inout RandomGenerator,
+    public func sample(from noise: Tensor, model: Denoiser, stepNoise: (Int) -> Tensor,
                        observe: ((Int, Tensor) -> Void)? = nil) -> Tensor {
         var x = noise
         for (i, t) in timesteps.enumerated() {
             let previous = i + 1 < timesteps.count ? timesteps[i + 1] : -1
             x = withoutGradients {
-                step(x, output: model(x, t), t: t, previous: previous, noise: eta > 0 ? generator.normal(x.shape) : nil)
+                step(x, output: model(x, t), t: t, previous: previous, noise: eta > 0 ? stepNoise(t) : nil)
             }
             observe?(t, x)
         }
