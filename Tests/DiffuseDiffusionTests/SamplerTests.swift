@@ -1,0 +1,101 @@
+import DiffuseDiffusion
+import DiffuseEngine
+import XCTest
+
+/// The toy network of the fixture, a pure function of (x, t) that both languages evaluate alike: 0.3·x + 0.001·t.
+let toyModel: Denoiser = { x, t in x * 0.3 + Float(0.001 * Double(t)) }
+
+final class SamplerTests: XCTestCase {
+    /// Runs `sampler` from the fixture's x_T with the fixture's per-step noise z (the one diffusers drew at the same
+    /// step) and returns the state after each step.
+    func chain(_ sampler: Sampler, timesteps: [Int], _ f: SafeTensorsFile) throws -> [Tensor] {
+        let noise = try f.tensor("sampler.noise")
+        let shape = Array(noise.shape.dropFirst())
+        var states: [Tensor] = []
+        _ = sampler.sample(from: try f.tensor("sampler.x_T"), model: toyModel,
+                           stepNoise: { t in noise.slice(axis: 0, timesteps.firstIndex(of: t)!..<(timesteps.firstIndex(of: t)! + 1)).reshaped(shape) },
+                           observe: { _, x in states.append(x) })
+        return states
+    }
+
+    /// Compares each of the 10 states with diffusers' (leading spacing, T = 1000, linear schedule). The tolerance,
+    /// 2e-5 of the state's largest value (seen: ≤ 5.1e-6), covers float32 arithmetic on both sides and diffusers'
+    /// float32 ᾱ (≤ 4e-7 relative), grown along a chain that multiplies its values by up to ~60 without clipping.
+    func assertMatches(_ states: [Tensor], _ expected: Tensor, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(states.count, expected.shape[0], "\(what): steps", file: file, line: line)
+        let shape = Array(expected.shape.dropFirst())
+        for (i, state) in states.enumerated() {
+            let error = relativeToMax(state, expected.slice(axis: 0, i..<(i + 1)).reshaped(shape))
+            XCTAssertLessThanOrEqual(error, 2e-5, "\(what): state after step \(i + 1)", file: file, line: line)
+        }
+    }
+
+    /// DDPM over 10 leading steps against DDPMScheduler.step, for every prediction, both fixed variances, clip on/off.
+    func testDDPMMatchesDiffusers() throws {
+        let f = try fixture()
+        for prediction in Prediction.allCases {
+            for variance in ReverseVariance.allCases {
+                for clip in [false, true] {
+                    let sampler = DDPMSampler(diffusion: GaussianDiffusion(prediction: prediction), steps: 10,
+                                              variance: variance, clipSample: clip ? 1 : nil)
+                    XCTAssertEqual(sampler.timesteps, Array(stride(from: 900, through: 0, by: -100)))
+                    let name = "ddpm.\(prediction.rawValue).\(variance.rawValue).clip\(clip ? 1 : 0)"
+                    assertMatches(try chain(sampler, timesteps: sampler.timesteps, f), try f.tensor("sampler.\(name)"), name)
+                }
+            }
+        }
+    }
+
+    /// DDIM over 10 leading steps against DDIMScheduler.step (set_alpha_to_one), η = 0 and 1, every prediction,
+    /// clip on/off; with η = 1 the same z as diffusers' `variance_noise`.
+    func testDDIMMatchesDiffusers() throws {
+        let f = try fixture()
+        for prediction in Prediction.allCases {
+            for eta in [0.0, 1.0] {
+                for clip in [false, true] {
+                    let sampler = DDIMSampler(diffusion: GaussianDiffusion(prediction: prediction), steps: 10, eta: eta,
+                                              clipSample: clip ? 1 : nil)
+                    let name = "ddim.\(prediction.rawValue).eta\(Int(eta)).clip\(clip ? 1 : 0)"
+                    assertMatches(try chain(sampler, timesteps: sampler.timesteps, f), try f.tensor("sampler.\(name)"), name)
+                }
+            }
+        }
+    }
+
+    /// With η = 1 and nothing clipped, a DDIM step is DDPM's ancestral step with σ² = β̃ (the same mean, written
+    /// through x̂_0 and ε̂ instead of x̂_0 and x_t), so the two chains agree given the same noise.
+    func testDDIMWithEtaOneIsDDPM() throws {
+        let f = try fixture()
+        let diffusion = GaussianDiffusion()
+        let ddim = DDIMSampler(diffusion: diffusion, steps: 10, eta: 1, clipSample: nil)
+        let ddpm = DDPMSampler(diffusion: diffusion, steps: 10, clipSample: nil)
+        let a = try chain(ddim, timesteps: ddim.timesteps, f), b = try chain(ddpm, timesteps: ddpm.timesteps, f)
+        XCTAssertLessThanOrEqual(relativeToMax(a.last!, b.last!), 1e-5)
+    }
+
+    /// DDIM with η = 0 draws no noise: two runs from the same x_T with different generators give the same bits.
+    func testDeterministicDDIM() {
+        let sampler = DDIMSampler(diffusion: GaussianDiffusion(), steps: 20, eta: 0)
+        var noiseGenerator = RandomGenerator(seed: 5)
+        let xT = noiseGenerator.normal([2, 1, 4, 4])
+        var g1 = RandomGenerator(seed: 1), g2 = RandomGenerator(seed: 2)
+        let a = sampler.sample(from: xT, model: toyModel, generator: &g1)
+        let b = sampler.sample(from: xT, model: toyModel, generator: &g2)
+        XCTAssertEqual(a.scalars.map(\.bitPattern), b.scalars.map(\.bitPattern))
+        XCTAssertEqual(g1, RandomGenerator(seed: 1), "no number was drawn")
+    }
+
+    /// One DDIM η = 0 step x_t → x_{t'} = √ᾱ_{t'}·x̂_0 + √(1 − ᾱ_{t'})·ε̂ is undone by the step from t' to t with the
+    /// same ε̂ (DDIM inversion), to float32 rounding amplified by 1/√ᾱ_t (≤ 71 at t = 900): 1e-5 of max |x_t|.
+    func testDDIMStepIsInvertible() {
+        let sampler = DDIMSampler(diffusion: GaussianDiffusion(), eta: 0, clipSample: nil)
+        var generator = RandomGenerator(seed: 3)
+        for (t, previous) in [(900, 800), (500, 480), (20, 0)] {
+            let xt = generator.normal([2, 3, 4, 4]), eps = generator.normal([2, 3, 4, 4])
+            let next = sampler.step(xt, output: eps, t: t, previous: previous, noise: nil)
+            let back = sampler.step(next, output: eps, t: previous, previous: t, noise: nil)
+            XCTAssertLessThanOrEqual(relativeToMax(back, xt), 1e-5, "\(t) → \(previous) → \(t)")
+            XCTAssertGreaterThan(relativeToMax(next, xt), 1e-2, "the step moved x")
+        }
+    }
+}
