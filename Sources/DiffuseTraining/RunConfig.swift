@@ -34,6 +34,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// Write a sample grid every this many steps (0: only at the end).
     public var sampleEvery = 500
     public var checkpointEvery = 250
+    /// Samples in each grid (2D runs: points in each scatter plot).
     public var sampleCount = 16
     /// DDIM steps of the sample grids written during training.
     public var sampleSteps = 50

@@ -3,6 +3,7 @@ import DiffuseDiffusion
 import DiffuseEngine
 import DiffuseModels
 import DiffuseNN
+import DiffuseReport
 import Foundation
 
 /// The files of a run folder.
@@ -119,6 +120,7 @@ public final class DiffusionTrainer {
             try FileManager.default.createDirectory(atPath: folder.samples, withIntermediateDirectories: true)
             try folder.write(config)
             try writeAtomically(Data("step,loss,learning_rate,grad_norm,seconds,examples_per_second\n".utf8), to: folder.log)
+            try writeTeachingPictures()
         }
     }
 
@@ -187,6 +189,22 @@ public final class DiffusionTrainer {
         logHandle?.write(Data(line.utf8))
     }
 
+    /// `schedule.svg` (ᾱ_t and log-SNR of the run's schedule) and, for images, `forward.png`: the forward process
+    /// of four training images, one row each, at t = 0, 5 %, 10 %, 20 %, 40 %, 60 %, 80 % of T and T.
+    private func writeTeachingPictures() throws {
+        try writeAtomically(Data(scheduleFigure(diffusion.schedule).utf8), to: folder.file("schedule.svg"))
+        guard case let .images(images) = data else { return }
+        let T = diffusion.schedule.timesteps
+        let steps = [0.05, 0.1, 0.2, 0.4, 0.6, 0.8].map { Int($0 * Double(T)) }
+        var g = RandomGenerator(seed: config.seed, stream: 5)
+        let strips = (0..<min(4, images.count)).map { i in
+            forwardStrip(x0: images.images.slice(axis: 0, i..<(i + 1)).reshaped(config.exampleShape), diffusion: diffusion,
+                         timesteps: steps, generator: &g)
+        }
+        let stacked = concat(strips.map { $0.reshaped([1] + $0.shape) }, axis: 0)
+        try PNG.write(imageGrid(clamp(stacked, min: -1, max: 1), columns: 1, padding: 0), to: folder.file("forward.png"))
+    }
+
     public func saveCheckpoint() throws {
         state.batches = batches.position
         state.dropoutOffsets = dropoutLayers.map(\.generator.offset)
@@ -211,9 +229,11 @@ public final class DiffusionTrainer {
         if samples.rank == 4 {
             let columns = Int(Double(config.sampleCount).squareRoot().rounded(.up))
             try PNG.write(imageGrid(samples, columns: columns), to: name + ".png")
-        } else {
-            let rows = (0..<samples.shape[0]).map { i in (0..<samples.shape[1]).map { String(samples.storage.pointer[i * samples.shape[1] + $0]) }.joined(separator: ",") }
-            try writeAtomically(Data((rows.joined(separator: "\n") + "\n").utf8), to: name + ".csv")
+        } else if samples.shape[1] == 2, case let .points(points) = data {
+            let shown = points.slice(axis: 0, 0..<min(points.shape[0], 2000))
+            let plot = Plot(title: "Samples at step \(state.step)", xLabel: "x₁", yLabel: "x₂",
+                            series: [Plot.Series("data", points: shown), Plot.Series("samples", points: samples)])
+            try writeAtomically(Data(plot.svg().utf8), to: name + ".svg")
         }
     }
 }

@@ -2,7 +2,9 @@ import ArgumentParser
 import DiffuseData
 import DiffuseDiffusion
 import DiffuseEngine
+import DiffuseMetrics
 import DiffuseModels
+import DiffuseReport
 import DiffuseTraining
 import Foundation
 
@@ -16,13 +18,14 @@ struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generate samples from a trained run.",
         discussion: """
-        The output's extension chooses the format: .png (a grid), .safetensors (the raw values as tensor 'samples', \
-        [N, C, H, W] or [N, D]), .csv (2D points). --individual writes one PNG per image too.
+        The output's extension chooses the format: .png (a grid of images), .safetensors (the raw values as tensor \
+        'samples', [N, C, H, W] or [N, D]), .csv or .svg (2D points: values, or a scatter plot over the data). \
+        --individual writes one PNG per image too. For 2D models the sliced Wasserstein distance to the data is printed.
 
         Examples:
           diffuse sample runs/shapes --out grid.png --count 64 --sampler ddim --steps 50
           diffuse sample runs/shapes --sampler ddpm --out ddpm.png --trajectory trajectory.png
-          diffuse sample runs/roll --out roll.csv --count 2000
+          diffuse sample runs/roll --out roll.svg --count 2000
         """)
 
     @Argument(help: "A run folder made by `diffuse train`.") var runFolder: String
@@ -37,15 +40,15 @@ struct Sample: ParsableCommand {
     @Option(help: "Initial noise x_T from a safetensors file (tensor 'noise', shape [N, C, H, W] or [N, D]) instead of the seed.")
     var noise: String?
     @Flag(help: "Use the trained weights instead of their moving average.") var noEma = false
-    @Option(help: "Output file: .png, .safetensors or .csv.") var out = "samples.png"
+    @Option(help: "Output file: .png, .safetensors, .csv or .svg.") var out = "samples.png"
     @Option(help: "Also write each image as a PNG in this folder.") var individual: String?
     @Option(help: "Also write the reverse trajectory of the first samples as an image strip (PNG).") var trajectory: String?
 
     func validate() throws {
         guard count > 0, batchSize > 0 else { throw ValidationError("--count and --batch-size must be positive") }
         guard eta >= 0 else { throw ValidationError("--eta must not be negative") }
-        guard [".png", ".safetensors", ".csv"].contains(where: { out.hasSuffix($0) }) else {
-            throw ValidationError("--out must end in .png, .safetensors or .csv, got \(out)")
+        guard [".png", ".safetensors", ".csv", ".svg"].contains(where: { out.hasSuffix($0) }) else {
+            throw ValidationError("--out must end in .png, .safetensors, .csv or .svg, got \(out)")
         }
     }
 
@@ -97,7 +100,10 @@ struct Sample: ParsableCommand {
         let samples = concat(batches, axis: 0)
         let seconds = Date().timeIntervalSince(start)
         try write(samples, isImage: isImage)
-        if let trajectory, isImage { try writeTrajectory(states, initial: initial.slice(axis: 0, 0..<min(total, 8)), to: trajectory) }
+        if !isImage { try reportDistance(samples, config: config, plot: out.hasSuffix(".svg") ? out : nil) }
+        if let trajectory, isImage {
+            try writeTrajectory([(T, initial.slice(axis: 0, 0..<min(total, 8)))] + states, to: trajectory)
+        }
         print(String(format: "%d samples, %d network evaluations each, in %.1f s (%.1f ms per sample) → %@", total,
                      chosen.evaluations, seconds, 1000 * seconds / Double(total), out))
     }
@@ -105,6 +111,8 @@ struct Sample: ParsableCommand {
     private func write(_ samples: Tensor, isImage: Bool) throws {
         if out.hasSuffix(".safetensors") {
             try SafeTensorsFile.write(["samples": samples], to: out)
+        } else if out.hasSuffix(".svg") {
+            guard !isImage else { throw ValidationError("images are written as .png or .safetensors, not \(out)") }
         } else if out.hasSuffix(".csv") {
             let d = samples.count / samples.shape[0], p = samples.storage.pointer
             let rows = (0..<samples.shape[0]).map { i in (0..<d).map { String(p[i * d + $0]) }.joined(separator: ",") }
@@ -122,13 +130,27 @@ struct Sample: ParsableCommand {
         }
     }
 
-    /// Rows: samples; columns: x_T, then about 9 evenly spaced states of the reverse process, ending at x_0.
-    private func writeTrajectory(_ states: [(Int, Tensor)], initial: Tensor, to path: String) throws {
-        let picks = (0..<9).map { states[min(states.count - 1, $0 * (states.count - 1) / 8)].1 }
-        let columns = [initial] + picks
-        let n = initial.shape[0]
-        let stacked = concat(columns.map { $0.reshaped([1] + $0.shape) }, axis: 0)  // [columns, n, C, H, W]
-        let rows = stacked.transposed(0, 1).reshaped([columns.count * n] + Array(initial.shape.dropFirst()))
-        try PNG.write(imageGrid(clamp(rows, min: -1, max: 1), columns: columns.count), to: path)
+    /// For 2D models: the sliced Wasserstein distance of the samples to the training data, beside that of a fresh
+    /// draw of the data (what a perfect model would score with this many points).
+    private func reportDistance(_ samples: Tensor, config: RunConfig, plot: String?) throws {
+        var c = config
+        c.examples = samples.shape[0]
+        guard case let .points(data) = try loadTrainingData(c) else { return }
+        if let plot, samples.shape[1] == 2 {
+            let figure = Plot(title: "\(samples.shape[0]) samples (\(sampler.rawValue))", xLabel: "x₁", yLabel: "x₂",
+                              series: [Plot.Series("data", points: data), Plot.Series("samples", points: samples)])
+            try writeAtomically(Data(figure.svg().utf8), to: plot)
+        }
+        c.seed &+= 1
+        guard case let .points(fresh) = try loadTrainingData(c) else { return }
+        print(String(format: "sliced Wasserstein-2 to the data: %.4f (a fresh draw of the data: %.4f)",
+                     slicedWasserstein(samples, data), slicedWasserstein(fresh, data)))
+    }
+
+    /// One row per sample (up to 8): x_T, then evenly spaced states of the reverse process, ending at x_0.
+    private func writeTrajectory(_ states: [(Int, Tensor)], to path: String) throws {
+        let rows = (0..<states[0].1.shape[0]).map { trajectoryStrip(states: states, frames: 10, sample: $0) }
+        let stacked = concat(rows.map { $0.reshaped([1] + $0.shape) }, axis: 0)
+        try PNG.write(imageGrid(clamp(stacked, min: -1, max: 1), columns: 1, padding: 0), to: path)
     }
 }

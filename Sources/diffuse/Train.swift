@@ -62,9 +62,11 @@ struct Train: ParsableCommand {
             config = try makeConfig()
         }
         let data = try loadTrainingData(config)
-        if !resume, case let .images(images) = data {
-            let shape = Array(images.images.shape.dropFirst())
-            config.unet = try unetConfig(channels: shape[0], size: shape[1])
+        if !resume {
+            switch data {
+            case let .images(images): config.unet = try unetConfig(channels: images.channels, size: images.height)
+            case .points: config.sampleCount = 1000  // a scatter plot needs many points
+            }
         }
         let trainer = try DiffusionTrainer(config: config, data: data, folder: folder, resume: resume)
         let kind = config.unet == nil ? "MLP denoiser" : "U-Net"
