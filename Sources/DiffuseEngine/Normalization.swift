@@ -60,13 +60,94 @@ public func normalizeRows(_ x: Tensor, length n: Int, eps: Float) -> (Tensor, Ro
 }
 
 /// GroupNorm: the channels of each sample split into `groups`, each group normalized over its channels and
-/// positions, then y = x̂·γ_c + β_c.
+/// positions with its mean μ and biased variance σ², then y = x̂·γ_c + β_c with x̂ = (x − μ)/√(σ² + ε). One fused
+/// kernel each way (memory-bound: two passes over x forward, two over x and ∂L/∂y backward):
+///   ∂L/∂β_c = Σ_{n,s} g,  ∂L/∂γ_c = Σ_{n,s} g·x̂,
+///   ∂L/∂x = (1/√(σ² + ε))·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = g·γ_c, means over the group.
 public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
     precondition(x.rank >= 2 && x.shape[1] % groups == 0, "group norm of \(x.shape) in \(groups) groups")
-    let c = x.shape[1]
-    let (xhat, _) = normalizeRows(x, length: x.count / (x.shape[0] * groups), eps: eps)
-    let channelShape = [1, c] + [Int](repeating: 1, count: x.rank - 2)
-    return affine(xhat, weight?.reshaped(channelShape), bias?.reshaped(channelShape))
+    let (n, c) = (x.shape[0], x.shape[1])
+    precondition(weight.map { $0.count == c } ?? true && bias.map { $0.count == c } ?? true, "group norm affine of \(c) channels")
+    let spatial = x.count / max(n * c, 1), perGroup = c / groups, m = perGroup * spatial
+    let rows = n * groups
+    var mean = [Float](repeating: 0, count: rows), rstd = mean
+    let y = Tensor(uninitialized: x.shape)
+    let px = x.storage.pointer, py = y.storage.pointer
+    let pw = weight?.storage.pointer, pb = bias?.storage.pointer
+    mean.withUnsafeMutableBufferPointer { pm in
+        rstd.withUnsafeMutableBufferPointer { pr in
+            parallelFor(rows, grain: max(1, 8192 / max(m, 1))) { range in
+                for row in range {
+                    let base = row * m
+                    var acc: Double = 0
+                    for i in 0..<m { acc += Double(px[base + i]) }
+                    let mu = Float(acc / Double(m))
+                    var sq: Double = 0
+                    for i in 0..<m { let d = px[base + i] - mu; sq += Double(d * d) }
+                    let r = 1 / (Float(sq / Double(m)) + eps).squareRoot()
+                    pm[row] = mu
+                    pr[row] = r
+                    let firstChannel = (row % groups) * perGroup
+                    for k in 0..<perGroup {
+                        let ch = firstChannel + k
+                        let scale = r * (pw?[ch] ?? 1), shift = (pb?[ch] ?? 0) - mu * scale
+                        let o = base + k * spatial
+                        for s in 0..<spatial { py[o + s] = px[o + s] * scale + shift }
+                    }
+                }
+            }
+        }
+    }
+    var inputs = [x]
+    if let weight { inputs.append(weight) }
+    if let bias { inputs.append(bias) }
+    return y.recording(inputs: inputs) { g in
+        let gx = Tensor(uninitialized: x.shape)
+        let pg = g.storage.pointer, pgx = gx.storage.pointer
+        // Per (sample, channel): Σ_s g and Σ_s g·x̂, summed over samples afterwards in order.
+        var sumG = [Float](repeating: 0, count: n * c), sumGX = sumG
+        sumG.withUnsafeMutableBufferPointer { sg in
+            sumGX.withUnsafeMutableBufferPointer { sgx in
+                parallelFor(rows, grain: max(1, 8192 / max(m, 1))) { range in
+                    for row in range {
+                        let base = row * m, mu = mean[row], r = rstd[row]
+                        let firstChannel = (row % groups) * perGroup, sample = row / groups
+                        var a: Double = 0, b: Double = 0  // Σ ĝ and Σ ĝ·x̂ over the group
+                        for k in 0..<perGroup {
+                            let ch = firstChannel + k, gamma = pw?[ch] ?? 1, o = base + k * spatial
+                            var s1: Float = 0, s2: Float = 0
+                            for s in 0..<spatial {
+                                let gv = pg[o + s], xh = (px[o + s] - mu) * r
+                                s1 += gv
+                                s2 += gv * xh
+                            }
+                            sg[sample * c + ch] = s1
+                            sgx[sample * c + ch] = s2
+                            a += Double(s1 * gamma)
+                            b += Double(s2 * gamma)
+                        }
+                        let meanG = Float(a / Double(m)), meanGX = Float(b / Double(m))
+                        for k in 0..<perGroup {
+                            let ch = firstChannel + k, gamma = pw?[ch] ?? 1, o = base + k * spatial
+                            for s in 0..<spatial {
+                                let xh = (px[o + s] - mu) * r
+                                pgx[o + s] = r * (pg[o + s] * gamma - meanG - xh * meanGX)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        func channelSums(_ perSample: [Float]) -> Tensor {
+            let out = Tensor(zeros: [c])
+            for s in 0..<n { for ch in 0..<c { out.storage.pointer[ch] += perSample[s * c + ch] } }
+            return out
+        }
+        var grads: [Tensor?] = [x.requiresGrad ? gx : nil]
+        if let weight { grads.append(weight.requiresGrad ? channelSums(sumGX).reshaped(weight.shape) : nil) }
+        if let bias { grads.append(bias.requiresGrad ? channelSums(sumG).reshaped(bias.shape) : nil) }
+        return grads
+    }
 }
 
 /// LayerNorm over the last dimension: y = x̂·γ + β.
