@@ -137,8 +137,12 @@ struct RawBLAS {
     func measure(_ timer: Timer, _ body: () -> Void) -> Timing {
         let engineSetting = openblas_get_num_threads()
         openblas_set_num_threads(Int32(threads))
-        defer { openblas_set_num_threads(engineSetting) }
-        return timer.measure(body)
+        let timing = timer.measure(body)
+        openblas_set_num_threads(engineSetting)
+        // OpenBLAS's idle threads spin (sched_yield) for a while before they sleep: let them settle, so that they
+        // take nothing from the engine's next measurement.
+        if threads > 1 && engineSetting != threads { Thread.sleep(forTimeInterval: 0.15) }
+        return timing
     }
 }
 
