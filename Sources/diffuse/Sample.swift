@@ -13,14 +13,15 @@ enum SamplerName: String, ExpressibleByArgument, CaseIterable {
 }
 
 extension TimestepSpacing: ExpressibleByArgument {}
+extension ReverseVariance: ExpressibleByArgument {}
 
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generate samples from a trained run.",
         discussion: """
-        The output's extension chooses the format: .png (a grid of images), .safetensors (the raw values as tensor \
-        'samples', [N, C, H, W] or [N, D]), .csv or .svg (2D points: values, or a scatter plot over the data). \
-        --individual writes one PNG per image too. For 2D models the sliced Wasserstein distance to the data is printed.
+        Images: --out .png writes a grid, .safetensors the raw values (tensor 'samples', [N, C, H, W]); --individual \
+        writes one PNG per image too. 2D points: NAME.csv and a scatter plot over the data NAME.svg are always \
+        written (plus NAME.safetensors when --out says so), and the sliced Wasserstein distance to the data is printed.
 
         Examples:
           diffuse sample runs/shapes --out grid.png --count 64 --sampler ddim --steps 50
@@ -33,6 +34,7 @@ struct Sample: ParsableCommand {
     var sampler = SamplerName.ddim
     @Option(help: "Sampling steps (default: 50 for DDIM, T for DDPM).") var steps: Int?
     @Option(help: "DDIM's η: 0 deterministic, 1 as stochastic as DDPM.") var eta: Double = 0
+    @Option(help: "DDPM's reverse variance: fixed_small (β̃_t) or fixed_large (β_t).") var variance = ReverseVariance.fixedSmall
     @Option(help: "Which timesteps a sampler of fewer steps visits: leading, linspace, trailing.") var spacing = TimestepSpacing.leading
     @Option(help: "Number of samples.") var count = 64
     @Option(help: "Samples computed at once.") var batchSize = 64
@@ -68,7 +70,7 @@ struct Sample: ParsableCommand {
         let clip: Double? = isImage ? 1 : nil
         let chosen: Sampler = sampler == .ddim
             ? DDIMSampler(diffusion: diffusion, steps: steps ?? min(50, T), eta: eta, spacing: spacing, clipSample: clip)
-            : DDPMSampler(diffusion: diffusion, steps: steps, spacing: spacing, clipSample: clip)
+            : DDPMSampler(diffusion: diffusion, steps: steps, spacing: spacing, variance: variance, clipSample: clip)
 
         var generator = RandomGenerator(seed: seed, stream: 7)
         let initial: Tensor
@@ -100,7 +102,7 @@ struct Sample: ParsableCommand {
         let samples = concat(batches, axis: 0)
         let seconds = Date().timeIntervalSince(start)
         try write(samples, isImage: isImage)
-        if !isImage { try reportDistance(samples, config: config, plot: out.hasSuffix(".svg") ? out : nil) }
+        if !isImage { try reportDistance(samples, config: config, plot: base + ".svg") }
         if let trajectory, isImage {
             try writeTrajectory([(T, initial.slice(axis: 0, 0..<min(total, 8)))] + states, to: trajectory)
         }
@@ -108,17 +110,20 @@ struct Sample: ParsableCommand {
                      chosen.evaluations, seconds, 1000 * seconds / Double(total), out))
     }
 
+    /// The output path without its extension.
+    private var base: String { (out as NSString).deletingPathExtension }
+
     private func write(_ samples: Tensor, isImage: Bool) throws {
         if out.hasSuffix(".safetensors") {
             try SafeTensorsFile.write(["samples": samples], to: out)
-        } else if out.hasSuffix(".svg") {
-            guard !isImage else { throw ValidationError("images are written as .png or .safetensors, not \(out)") }
-        } else if out.hasSuffix(".csv") {
+        } else if !isImage {
+            // 2D points: the values as CSV and, beside them, a scatter plot over the data (written by reportDistance).
             let d = samples.count / samples.shape[0], p = samples.storage.pointer
             let rows = (0..<samples.shape[0]).map { i in (0..<d).map { String(p[i * d + $0]) }.joined(separator: ",") }
-            try writeAtomically(Data((rows.joined(separator: "\n") + "\n").utf8), to: out)
+            try writeAtomically(Data((rows.joined(separator: "\n") + "\n").utf8), to: base + ".csv")
+        } else if out.hasSuffix(".csv") || out.hasSuffix(".svg") {
+            throw ValidationError("images are written as .png or .safetensors, not \(out)")
         } else {
-            guard isImage else { throw ValidationError("2D samples are written as .csv or .safetensors, not \(out)") }
             try PNG.write(imageGrid(samples, columns: Int(Double(samples.shape[0]).squareRoot().rounded(.up))), to: out)
         }
         if let individual, isImage {
