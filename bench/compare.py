@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Puts `diffuse bench engine --json` and `bench/engine_torch.py --json` side by side.
 
-    python3 bench/compare.py OURS.json [TORCH.json] [--json COMBINED.json]
+    python3 bench/compare.py --ours OURS.json [OURS2.json ...] [--torch TORCH.json ...] [--json COMBINED.json]
 
+Several reports per side are rounds of the same benchmark (bench/engine.sh alternates them): each figure is then
+the fastest of the rounds' medians, which drops a round that something else on the machine slowed down.
 Ratios are ours/PyTorch in throughput (GFLOP/s), i.e. PyTorch's time over ours: above 1 we are faster.
 """
 import argparse
@@ -22,6 +24,33 @@ def load(path):
         sys.exit("compare.py: cannot read %s: %s" % (path, e))
 
 
+def is_timing(x):
+    return isinstance(x, dict) and "median_ms" in x
+
+
+def merge(values, spreads):
+    """One report from rounds of the same one: each timing the round with the lowest median. Appends, for each
+    timing, its slowest median over its fastest to `spreads`."""
+    first = values[0]
+    if is_timing(first):
+        medians = [v["median_ms"] for v in values]
+        spreads.append(max(medians) / min(medians))
+        return dict(min(values, key=lambda v: v["median_ms"]), rounds=medians)
+    if isinstance(first, dict):
+        return {k: merge([v[k] for v in values if k in v], spreads) for k in first}
+    if isinstance(first, list) and first and isinstance(first[0], dict) and "id" in first[0]:
+        rows = [{r["id"]: r for r in v} for v in values]
+        return [merge([r[row["id"]] for r in rows if row["id"] in r], spreads) for row in first]
+    return first
+
+
+def load_rounds(paths):
+    if not paths:
+        return None, []
+    spreads = []
+    return merge([load(p) for p in paths], spreads), spreads
+
+
 def by_id(report, section, ours_section):
     """PyTorch's rows by id, checked against our shapes."""
     if report is None:
@@ -38,6 +67,10 @@ def by_id(report, section, ours_section):
     return rows
 
 
+def gflops(flops, timing):
+    return flops / (timing["median_ms"] * 1e-3) / 1e9
+
+
 def fmt(v, width, decimals=1, suffix=""):
     if v is None:
         return " " * (width - 1) + "—"
@@ -49,19 +82,27 @@ def geomean(values):
     return math.exp(sum(map(math.log, values)) / len(values)) if values else None
 
 
+def spread_note(name, paths, spreads):
+    if len(paths) < 2 or not spreads:
+        return None
+    s = sorted(spreads)
+    return "%s: %d rounds; slowest round's median over the fastest: typically %.0f%%, at worst %.0f%%" % (
+        name, len(paths), 100 * (s[len(s) // 2] - 1), 100 * (s[-1] - 1))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("ours")
-    p.add_argument("torch", nargs="?")
+    p.add_argument("--ours", nargs="+", required=True, metavar="JSON", help="diffuse bench engine reports")
+    p.add_argument("--torch", nargs="*", default=[], metavar="JSON", help="bench/engine_torch.py reports")
     p.add_argument("--json", metavar="PATH", help="write the combined rows as JSON")
     args = p.parse_args()
-    ours = load(args.ours)
-    torch = load(args.torch) if args.torch else None
+    ours, our_spreads = load_rounds(args.ours)
+    torch, torch_spreads = load_rounds(args.torch)
     combined = dict(ours=dict(build=ours.get("build"), threads=ours.get("threads"), blas=ours.get("blas"),
-                              method=ours.get("method")),
+                              method=ours.get("method"), rounds=len(args.ours)),
                     torch=None if torch is None else dict(version=torch.get("torch_version"),
                                                           threads=torch.get("threads"),
-                                                          method=torch.get("method")),
+                                                          method=torch.get("method"), rounds=len(args.torch)),
                     matmul=[], conv=[])
 
     th = ours.get("threads", {})
@@ -76,8 +117,9 @@ def main():
     else:
         print("PyTorch: not measured (no report)")
     m = ours.get("method", {})
-    print("each figure: median of %s runs after %s warm-up calls, runs ≥ %s s; ratios are ours/PyTorch in "
-          "GFLOP/s (> 1: we are faster)" % (m.get("runs"), m.get("warmup"), m.get("min_run_time")))
+    rounds = " (the fastest of the rounds' medians)" if max(len(args.ours), len(args.torch)) > 1 else ""
+    print("each figure: median of %s runs after %s warm-up calls, runs ≥ %s s%s;\nratios are ours/PyTorch in "
+          "GFLOP/s (> 1: we are faster)" % (m.get("runs"), m.get("warmup"), m.get("min_run_time"), rounds))
     if ours.get("build") != "release":
         print("WARNING: our numbers come from a %s build and mean nothing" % ours.get("build"))
 
@@ -85,18 +127,17 @@ def main():
         theirs = by_id(torch, "matmul", ours["matmul"])
         print()
         print("%-26s %9s %8s %8s %9s %10s %10s" % ("matmul, fp32 forward", "ours ms", "GFLOP/s", "raw GF/s",
-                                                  "ours/raw", "torch GF/s", "ours/torch"))
+                                                   "ours/raw", "torch GF/s", "ours/torch"))
         for r in ours["matmul"]:
             t = theirs.get(r["id"])
-            tg = t["torch_gflops"] if t else None
-            ratio = r["engine_gflops"] / tg if tg else None
+            og, rg = gflops(r["flops"], r["engine"]), gflops(r["flops"], r["raw"])
+            tg = gflops(t["flops"], t["torch"]) if t else None
+            row = dict(id=r["id"], label=r["label"], ours_ms=r["engine"]["median_ms"], ours_gflops=og,
+                       raw_gflops=rg, ours_over_raw=og / rg, torch_gflops=tg, ours_over_torch=og / tg if tg else None)
+            combined["matmul"].append(row)
             print("%-26s %9.3f %8.1f %8.1f %9s %10s %10s" % (
-                r["label"], r["engine"]["median_ms"], r["engine_gflops"], r["raw_gflops"],
-                fmt(100 * r["engine_over_raw"], 9, 1, "%"), fmt(tg, 10), fmt(ratio, 10, 2)))
-            combined["matmul"].append(dict(id=r["id"], label=r["label"], ours_ms=r["engine"]["median_ms"],
-                                           ours_gflops=r["engine_gflops"], raw_gflops=r["raw_gflops"],
-                                           ours_over_raw=r["engine_over_raw"], torch_gflops=tg,
-                                           ours_over_torch=ratio))
+                r["label"], row["ours_ms"], og, rg, fmt(100 * row["ours_over_raw"], 9, 1, "%"), fmt(tg, 10),
+                fmt(row["ours_over_torch"], 10, 2)))
         print("%-26s %9s %8s %8s %9s %10s %10s" % (
             "geometric mean", "", "", "", fmt(100 * geomean([r["ours_over_raw"] for r in combined["matmul"]]),
                                               9, 1, "%"),
@@ -115,29 +156,39 @@ def main():
                     config = r["config"]
                     print("%s (batch %d)" % (config, r["n"]))
                 t = theirs.get(r["id"])
-                gf = r[phase + "_gflops"]
-                share = r["engine_gemm_share_" + phase]
-                raw_share = r["raw_gemm_share_" + phase]
-                tms = t[phase]["median_ms"] if t else None
-                tg = t[phase + "_gflops"] if t else None
-                bmode = t["best_%s_mode" % phase] if t else None
-                bg = t["best_%s_gflops" % phase] if t else None
-                row = dict(id=r["id"], label=r["label"], phase=phase, ours_ms=r[phase]["median_ms"], ours_gflops=gf,
-                           engine_gemm_share=share, raw_gemm_share=raw_share, torch_ms=tms, torch_gflops=tg, ours_over_torch=gf / tg if tg else None,
-                           best_mode=bmode, best_gflops=bg, ours_over_best=gf / bg if bg else None)
+                flops = r[phase + "_flops"]
+                ms = r[phase]["median_ms"]
+                gf = gflops(flops, r[phase])
+                gemm = {kind: r[kind + "_gemm_forward"]["median_ms"]
+                        + (r[kind + "_gemm_backward"]["median_ms"] if phase == "train" else 0)
+                        for kind in ("engine", "raw")}
+                tms = tg = bmode = bg = None
+                if t:
+                    tms = t["modes"]["fp32"][phase]["median_ms"]
+                    tg = gflops(flops, t["modes"]["fp32"][phase])
+                    bmode = min(t["modes"], key=lambda mode: t["modes"][mode][phase]["median_ms"])
+                    bg = gflops(flops, t["modes"][bmode][phase])
+                row = dict(id=r["id"], label=r["label"], phase=phase, ours_ms=ms, ours_gflops=gf,
+                           engine_gemm_share=gemm["engine"] / ms, raw_gemm_share=gemm["raw"] / ms, torch_ms=tms,
+                           torch_gflops=tg, ours_over_torch=gf / tg if tg else None, best_mode=bmode,
+                           best_gflops=bg, ours_over_best=gf / bg if bg else None)
                 rows.append(row)
                 print("  %-24s %8.3f %7.1f %6s %5s %8s %7s %7s  %-8s %7s %7s" % (
-                    r["label"], row["ours_ms"], gf, fmt(100 * share, 6, 0, "%"), fmt(100 * raw_share, 5, 0, "%"),
-                    fmt(tms, 8, 3), fmt(tg, 7),
+                    r["label"], ms, gf, fmt(100 * row["engine_gemm_share"], 6, 0, "%"),
+                    fmt(100 * row["raw_gemm_share"], 5, 0, "%"), fmt(tms, 8, 3), fmt(tg, 7),
                     fmt(row["ours_over_torch"], 7, 2), bmode or "—", fmt(bg, 7), fmt(row["ours_over_best"], 7, 2)))
             print("  %-24s %8s %7s %6s %5s %8s %7s %7s  %-8s %7s %7s" % (
                 "geometric mean", "", "", "", "", "", "", fmt(geomean([x["ours_over_torch"] for x in rows]), 7, 2),
                 "", "", fmt(geomean([x["ours_over_best"] for x in rows]), 7, 2)))
             combined["conv"] += rows
-        print("\nGEMM%, raw%: share of our conv2d time that its im2col GEMMs take alone, through the engine's matmul and "
-              "through raw cblas_sgemm\n(OpenBLAS threading); the rest is im2col/col2im, layout copies, bias, graph")
+        print("\nGEMM%, raw%: share of our conv2d time that its im2col GEMMs take alone, through the engine's matmul "
+              "and through raw\ncblas_sgemm (OpenBLAS threading); the rest is im2col/col2im, layout copies, bias, graph")
         print("best: PyTorch's fastest of fp32 NCHW, fp32 channels-last (cl), bf16 autocast NCHW and channels-last")
 
+    notes = [n for n in (spread_note("ours", args.ours, our_spreads),
+                         spread_note("PyTorch", args.torch, torch_spreads)) if n]
+    if notes:
+        print("\n" + "\n".join(notes))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(combined, f, indent=2)
