@@ -8,9 +8,9 @@ struct Bench: ParsableCommand {
         abstract: "Measure Diffuse's speed beside PyTorch on the same machine.",
         discussion: """
         A benchmark, not a test: it prints timings and never fails on them. Build with `-c release` first; a debug \
-        build's numbers mean nothing. bench/engine.sh runs the engine benchmark beside PyTorch's and prints both.
+        build's numbers mean nothing. bench/engine.sh and bench/unet.sh run them beside PyTorch and print both.
         """,
-        subcommands: [EngineBench.self])
+        subcommands: [EngineBench.self, UNetBench.self])
 }
 
 // MARK: - The engine benchmark

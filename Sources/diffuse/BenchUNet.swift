@@ -1,0 +1,67 @@
+import ArgumentParser
+import DiffuseEngine
+import DiffuseModels
+import DiffuseNN
+import Foundation
+
+/// `diffuse bench unet`: the training and sampling steps of the two reference U-Nets, the figures that decide how
+/// long training and sampling take; bench/unet.sh runs it beside bench/unet_torch.py (PyTorch + diffusers).
+struct UNetBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "unet",
+        abstract: "Time a training step and a sampling step of the mnist-small and cifar-ddpm U-Nets.",
+        discussion: """
+        Training step: forward, MSE loss against a random target, backward, AdamW (dropout on, as in training). \
+        Sampling step: one forward pass without gradients, in evaluation mode. Batches 32 and 64 for mnist-small, \
+        8 and 16 for cifar-ddpm. Median seconds of --runs after --warmup.
+        """)
+
+    @Option(help: "Timed runs per case; the median is reported.") var runs = 5
+    @Option(help: "Untimed warm-up calls per case.") var warmup = 2
+    @Option(name: .customLong("json"), help: ArgumentHelp("Also write the numbers as JSON to this file.", valueName: "path"))
+    var jsonPath: String?
+
+    struct Result: Codable {
+        let model: String
+        let batch: Int
+        let train_s: Double
+        let sample_s: Double
+    }
+
+    func run() throws {
+        var generator = RandomGenerator(seed: 0)
+        var results: [Result] = []
+        for (name, config, batch) in [("mnist-small", UNet2DConfig.mnistSmall, 32), ("mnist-small", .mnistSmall, 64),
+                                      ("cifar-ddpm", .cifarDDPM, 8), ("cifar-ddpm", .cifarDDPM, 16)] {
+            let model = try UNet2DModel(config, generator: &generator)
+            let optimizer = Adam.adamW(model.namedParameters(), learningRate: 1e-4)
+            let shape = [batch, config.inChannels, config.sampleSize, config.sampleSize]
+            let x = generator.normal(shape), target = generator.normal(shape)
+            let t = generator.integers(batch, below: 1000)
+            model.train()
+            let train = medianSeconds {
+                optimizer.zeroGrad()
+                let loss = mseLoss(model(x, timesteps: t), target)
+                loss.backward()
+                optimizer.step()
+            }
+            model.eval()
+            let sample = medianSeconds { _ = withoutGradients { model(x, timesteps: t) } }
+            results.append(Result(model: name, batch: batch, train_s: train, sample_s: sample))
+            print(String(format: "%-12@ batch %3d  train step %7.3f s  sampling step %7.3f s", name as NSString, batch, train, sample))
+        }
+        if let jsonPath {
+            try JSONEncoder().encode(["results": results]).write(to: URL(fileURLWithPath: jsonPath))
+        }
+    }
+
+    private func medianSeconds(_ body: () -> Void) -> Double {
+        for _ in 0..<warmup { body() }
+        let times = (0..<runs).map { _ -> Double in
+            let start = Date()
+            body()
+            return Date().timeIntervalSince(start)
+        }.sorted()
+        return times[times.count / 2]
+    }
+}
