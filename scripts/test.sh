@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
-# The whole test suite, in release mode (numeric code is 10-100x slower in debug builds).
+# The whole test suite, in release mode (numeric code is 10-100x slower in debug builds). Extra arguments go to
+# `swift test` (e.g. --filter UNetTests). Ends with a one-line count of passed and failed tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 swift build -c release --build-tests
-exec swift test -c release --skip-build "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+swift test -c release --skip-build --disable-swift-testing "$@" 2>&1 | tee "$log" || status=$?
+summary=$(grep -E "Executed [0-9]+ tests?, with" "$log" | tail -1 || true)
+if [ -n "$summary" ]; then
+    total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
+    failed=$(echo "$summary" | grep -oE "[0-9]+ failures?" | grep -oE "[0-9]+" || echo 0)
+    skipped=$(echo "$summary" | grep -oE "[0-9]+ tests? skipped" | grep -oE "^[0-9]+" || echo 0)
+    echo "tests: $((total - failed - skipped)) passed, $failed failed, $skipped skipped"
+fi
+exit $status
