@@ -402,3 +402,16 @@ final class AutodiffTests: XCTestCase {
         XCTAssertEqual(x.grad?.scalars, [6, -6])
     }
 }
+
+final class NaNPropagationTests: XCTestCase {
+    /// A NaN going into an activation comes out as NaN (so that training notices a diverged loss), never a trap.
+    func testActivationsPassNaNOn() {
+        let x = Tensor([.nan, 1, -100, 100])
+        for (name, y) in [("silu", silu(x)), ("sigmoid", sigmoid(x)), ("gelu", gelu(x)), ("tanh", tanh(x))] {
+            XCTAssertTrue(y.scalars[0].isNaN, name)
+            XCTAssertTrue(y.scalars[1...].allSatisfy(\.isFinite), name)
+        }
+        XCTAssertEqual(sigmoid(x).scalars[2], 0, accuracy: 1e-30)
+        XCTAssertEqual(sigmoid(x).scalars[3], 1)
+    }
+}
