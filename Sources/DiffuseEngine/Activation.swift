@@ -14,7 +14,26 @@ public func leakyRelu(_ x: Tensor, slope a: Float = 0.2) -> Tensor {
         .recording(inputs: [x]) { g in [Kernels.zip(g, x) { o, g, x, r in for i in r { o[i] = x[i] > 0 ? g[i] : a * g[i] } }] }
 }
 
-@inline(__always) @usableFromInline func sigmoidScalar(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
+/// eˣ for Float in plain arithmetic, so that loops over it vectorise (libm's expf is a call per element):
+/// x = n·ln 2 + r with n = round(x/ln 2) taken from the bits of x/ln 2 + 1.5·2²³, |r| ≤ ½ln 2, eʳ by Cephes' expf
+/// polynomial, times 2ⁿ made in the exponent bits. x is clamped to [−87, 88]; a NaN stays NaN.
+@inline(__always) @usableFromInline func fastExp(_ input: Float) -> Float {
+    let x = Swift.min(88, Swift.max(-87, input))  // in this order a NaN becomes −87, and is put back below
+    let shifted = x * 1.442695041 + 12582912
+    let n = shifted - 12582912
+    let r = x - n * 0.693359375 + n * 2.12194440e-4
+    var p: Float = 1.9875691500e-4
+    p = p * r + 1.3981999507e-3
+    p = p * r + 8.3334519073e-3
+    p = p * r + 4.1665795894e-2
+    p = p * r + 1.6666665459e-1
+    p = p * r + 5.0000001201e-1
+    let twoToN = Float(bitPattern: (shifted.bitPattern &- 0x4B40_0000 &+ 127) << 23)
+    let y = (p * r * r + r + 1) * twoToN
+    return input.isNaN ? input : y
+}
+
+@inline(__always) @usableFromInline func sigmoidScalar(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
 
 /// σ(x) = 1/(1 + e⁻ˣ)   ∂/∂x = σ(1 − σ)
 public func sigmoid(_ x: Tensor) -> Tensor {
