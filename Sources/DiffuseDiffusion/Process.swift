@@ -26,6 +26,12 @@ public struct GaussianDiffusion: Sendable {
         self.prediction = prediction
     }
 
+    /// √ᾱ_t and √(1 − ᾱ_t) for each sample's timestep, shaped to broadcast over samples of `rank`.
+    public func signalAndNoiseScales(_ t: [Int], rank: Int) -> (signal: Tensor, noise: Tensor) {
+        (perSample(t.map { schedule.alphaBar[$0].squareRoot() }, rank: rank),
+         perSample(t.map { (1 - schedule.alphaBar[$0]).squareRoot() }, rank: rank))
+    }
+
     /// One Markov step of the forward process, q(x_t | x_{t−1}) = N(√(1 − β_t)·x_{t−1}, β_t·I):
     /// x_t = √(1 − β_t)·x_{t−1} + √β_t·ε.
     public func markovStep(_ previous: Tensor, t: Int, noise: Tensor) -> Tensor {
@@ -36,8 +42,7 @@ public struct GaussianDiffusion: Sendable {
     /// The forward process in closed form, q(x_t | x_0) = N(√ᾱ_t·x_0, (1 − ᾱ_t)·I):
     /// x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε, one timestep per sample.
     public func noised(_ x0: Tensor, t: [Int], noise: Tensor) -> Tensor {
-        let a = perSample(t.map { schedule.alphaBar[$0].squareRoot() }, rank: x0.rank)
-        let s = perSample(t.map { (1 - schedule.alphaBar[$0]).squareRoot() }, rank: x0.rank)
+        let (a, s) = signalAndNoiseScales(t, rank: x0.rank)
         return x0 * a + noise * s
     }
 
@@ -47,8 +52,8 @@ public struct GaussianDiffusion: Sendable {
         case .epsilon: return noise
         case .sample: return x0
         case .velocity:
-            return noise * perSample(t.map { schedule.alphaBar[$0].squareRoot() }, rank: x0.rank)
-                - x0 * perSample(t.map { (1 - schedule.alphaBar[$0]).squareRoot() }, rank: x0.rank)
+            let (a, s) = signalAndNoiseScales(t, rank: x0.rank)
+            return noise * a - x0 * s
         }
     }
 
@@ -56,8 +61,7 @@ public struct GaussianDiffusion: Sendable {
     /// ε-prediction: x̂_0 = (x_t − √(1 − ᾱ_t)·ε̂)/√ᾱ_t;  x_0-prediction: ε̂ = (x_t − √ᾱ_t·x̂_0)/√(1 − ᾱ_t);
     /// v-prediction: x̂_0 = √ᾱ_t·x_t − √(1 − ᾱ_t)·v̂, ε̂ = √(1 − ᾱ_t)·x_t + √ᾱ_t·v̂.
     public func estimates(output: Tensor, xt: Tensor, t: [Int]) -> (x0: Tensor, noise: Tensor) {
-        let a = perSample(t.map { schedule.alphaBar[$0].squareRoot() }, rank: xt.rank)
-        let s = perSample(t.map { (1 - schedule.alphaBar[$0]).squareRoot() }, rank: xt.rank)
+        let (a, s) = signalAndNoiseScales(t, rank: xt.rank)
         switch prediction {
         case .epsilon: return ((xt - output * s) / a, output)
         case .sample: return (output, (xt - output * a) / s)

@@ -50,3 +50,10 @@ public func trajectoryStrip(states: [(Int, Tensor)], frames: Int = 8, sample: In
     }
     return imageGrid(concat(images, axis: 0), columns: n)
 }
+
+/// Strips (each [C, H, W], of one size) stacked top to bottom into one image, values clamped to [−1, 1]: several
+/// forward strips or trajectories in one picture.
+public func stackedRows(_ strips: [Tensor]) -> Tensor {
+    let stacked = concat(strips.map { $0.reshaped([1] + $0.shape) }, axis: 0)
+    return imageGrid(clamp(stacked, min: -1, max: 1), columns: 1, padding: 0)
+}

@@ -201,8 +201,7 @@ public final class DiffusionTrainer {
             forwardStrip(x0: images.images.slice(axis: 0, i..<(i + 1)).reshaped(config.exampleShape), diffusion: diffusion,
                          timesteps: steps, generator: &g)
         }
-        let stacked = concat(strips.map { $0.reshaped([1] + $0.shape) }, axis: 0)
-        try PNG.write(imageGrid(clamp(stacked, min: -1, max: 1), columns: 1, padding: 0), to: folder.file("forward.png"))
+        try PNG.write(stackedRows(strips), to: folder.file("forward.png"))
     }
 
     public func saveCheckpoint() throws {

@@ -155,7 +155,6 @@ struct Sample: ParsableCommand {
     /// One row per sample (up to 8): x_T, then evenly spaced states of the reverse process, ending at x_0.
     private func writeTrajectory(_ states: [(Int, Tensor)], to path: String) throws {
         let rows = (0..<states[0].1.shape[0]).map { trajectoryStrip(states: states, frames: 10, sample: $0) }
-        let stacked = concat(rows.map { $0.reshaped([1] + $0.shape) }, axis: 0)
-        try PNG.write(imageGrid(clamp(stacked, min: -1, max: 1), columns: 1, padding: 0), to: path)
+        try PNG.write(stackedRows(rows), to: path)
     }
 }
