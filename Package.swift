@@ -3,6 +3,11 @@ import PackageDescription
 
 // Layers, lower never imports higher:
 // DiffuseEngine → DiffuseNN → DiffuseDiffusion → DiffuseModels → DiffuseData, DiffuseMetrics, DiffuseReport → DiffuseTraining → diffuse
+// The engine's kernels are plain Swift loops over SIMD16<Float>: compiled for the machine that builds them (AVX-512
+// where it has it), they run 2–4× faster than for baseline x86-64. The price: a binary built here runs only on
+// machines with this CPU's instruction set, which is what a build from source wants.
+let native: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "native"])]
+
 let package = Package(
     name: "Diffuse",
     platforms: [.macOS(.v13)],
@@ -19,27 +24,27 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", providers: [.apt(["libpng-dev"])]),
-        .target(name: "DiffuseEngine", dependencies: ["COpenBLAS"]),
-        .target(name: "DiffuseNN", dependencies: ["DiffuseEngine"]),
-        .target(name: "DiffuseDiffusion", dependencies: ["DiffuseEngine"]),
-        .target(name: "DiffuseModels", dependencies: ["DiffuseNN", "DiffuseDiffusion"]),
-        .target(name: "DiffuseData", dependencies: ["DiffuseEngine", "CZlib", "CPNG"]),
-        .target(name: "DiffuseMetrics", dependencies: ["DiffuseEngine"]),
-        .target(name: "DiffuseReport", dependencies: ["DiffuseDiffusion", "DiffuseData"]),
-        .target(name: "DiffuseTraining", dependencies: ["DiffuseModels", "DiffuseData", "DiffuseReport"]),
+        .target(name: "DiffuseEngine", dependencies: ["COpenBLAS"], swiftSettings: native),
+        .target(name: "DiffuseNN", dependencies: ["DiffuseEngine"], swiftSettings: native),
+        .target(name: "DiffuseDiffusion", dependencies: ["DiffuseEngine"], swiftSettings: native),
+        .target(name: "DiffuseModels", dependencies: ["DiffuseNN", "DiffuseDiffusion"], swiftSettings: native),
+        .target(name: "DiffuseData", dependencies: ["DiffuseEngine", "CZlib", "CPNG"], swiftSettings: native),
+        .target(name: "DiffuseMetrics", dependencies: ["DiffuseEngine"], swiftSettings: native),
+        .target(name: "DiffuseReport", dependencies: ["DiffuseDiffusion", "DiffuseData"], swiftSettings: native),
+        .target(name: "DiffuseTraining", dependencies: ["DiffuseModels", "DiffuseData", "DiffuseReport"], swiftSettings: native),
         .executableTarget(name: "diffuse", dependencies: [
             "DiffuseEngine", "DiffuseNN", "DiffuseDiffusion", "DiffuseModels", "DiffuseData", "DiffuseReport",
             "DiffuseTraining", "DiffuseMetrics", "COpenBLAS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
-        .testTarget(name: "DiffuseEngineTests", dependencies: ["DiffuseEngine"], exclude: ["Fixtures"]),
-        .testTarget(name: "DiffuseNNTests", dependencies: ["DiffuseNN"], exclude: ["Fixtures"]),
-        .testTarget(name: "DiffuseDiffusionTests", dependencies: ["DiffuseDiffusion"], exclude: ["Fixtures"]),
-        .testTarget(name: "DiffuseModelsTests", dependencies: ["DiffuseModels", "DiffuseData"], exclude: ["Fixtures"]),
-        .testTarget(name: "DiffuseDataTests", dependencies: ["DiffuseData"], exclude: ["Fixtures"]),
-        .testTarget(name: "DiffuseMetricsTests", dependencies: ["DiffuseMetrics"]),
-        .testTarget(name: "DiffuseReportTests", dependencies: ["DiffuseReport"]),
-        .testTarget(name: "DiffuseTrainingTests", dependencies: ["DiffuseTraining"]),
+        ], swiftSettings: native),
+        .testTarget(name: "DiffuseEngineTests", dependencies: ["DiffuseEngine"], exclude: ["Fixtures"], swiftSettings: native),
+        .testTarget(name: "DiffuseNNTests", dependencies: ["DiffuseNN"], exclude: ["Fixtures"], swiftSettings: native),
+        .testTarget(name: "DiffuseDiffusionTests", dependencies: ["DiffuseDiffusion"], exclude: ["Fixtures"], swiftSettings: native),
+        .testTarget(name: "DiffuseModelsTests", dependencies: ["DiffuseModels", "DiffuseData"], exclude: ["Fixtures"], swiftSettings: native),
+        .testTarget(name: "DiffuseDataTests", dependencies: ["DiffuseData"], exclude: ["Fixtures"], swiftSettings: native),
+        .testTarget(name: "DiffuseMetricsTests", dependencies: ["DiffuseMetrics"], swiftSettings: native),
+        .testTarget(name: "DiffuseReportTests", dependencies: ["DiffuseReport"], swiftSettings: native),
+        .testTarget(name: "DiffuseTrainingTests", dependencies: ["DiffuseTraining"], swiftSettings: native),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,38 +1,87 @@
-import COpenBLAS
-
 extension Kernels {
-    /// OpenBLAS runs single-threaded: the engine splits products over its own threads, so that one pool of threads
-    /// serves every kernel (OpenBLAS's idle threads would otherwise spin beside the engine's) and the split, fixed
-    /// by the shape alone, never changes the result.
-    static let blasSingleThreaded: Void = openblas_set_num_threads(1)
+    /// Steps of the inner dimension per pass over a packed panel of B: 256 × 48 floats (48 KiB) stay near L1.
+    static let depthBlock = 256
+    /// The tap table of a plain product: B's rows are consecutive.
+    nonisolated(unsafe) static let noTaps: UnsafeMutablePointer<Int> = {
+        let p = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+        p.initialize(to: 0)
+        return p
+    }()
 
-    /// C[m×n] = α·op(A)·op(B) + β·C, row-major, through OpenBLAS. Large products are cut into column blocks (or row
-    /// blocks when C is tall) computed in parallel; each element of C is the same dot product whatever the cut.
+    /// C[m×n] = α·op(A)·op(B) + β·C, row-major, on the engine's register tile. A is packed once, 8 rows at a time
+    /// with α folded in; C's columns are cut into panels of 48 that the threads share out (or, with a single
+    /// panel, C's row groups), and each panel of B is packed 256 rows deep and swept by the row groups. The pieces
+    /// depend on the shape alone and every element of C is one sum in one order, so the result does not depend on
+    /// the thread count.
     static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                       _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, beta: Float = 0,
                       _ c: UnsafeMutablePointer<Float>) {
-        _ = blasSingleThreaded
-        let (lda, ldb) = (transA ? m : k, transB ? k : n)
-        func block(rows: Range<Int>, columns: Range<Int>) {
-            let ai = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
-            let bj = transB ? b + columns.lowerBound * ldb : b + columns.lowerBound
-            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                        Int32(rows.count), Int32(columns.count), Int32(k), alpha, ai, Int32(lda), bj, Int32(ldb),
-                        beta, c + rows.lowerBound * n + columns.lowerBound, Int32(n))
-        }
-        let splitColumns = n >= m
-        let length = splitColumns ? n : m
-        // Two halves (one per core here) when each has ≥ 64 rows or columns and ≥ 2¹⁸ multiply-adds: more pieces
-        // would pack the shared operand again for each one.
-        guard m * n * k >= 1 << 19, length >= 128 else { return block(rows: 0..<m, columns: 0..<n) }
-        let pieces = 2
-        let size = (length + pieces - 1) / pieces
-        parallelFor(pieces, grain: 1) { r in
-            for i in r {
-                let range = (i * size)..<min(length, (i + 1) * size)
-                if range.isEmpty { continue }
-                splitColumns ? block(rows: 0..<m, columns: range) : block(rows: range, columns: 0..<n)
+        guard m > 0 && n > 0 else { return }
+        if beta != 1 { scaleInPlace(c, count: m * n, by: beta) }
+        guard k > 0 else { return }
+        let groups = (m + tileRows - 1) / tileRows, panels = (n + tileColumns - 1) / tileColumns
+        let packedA = TensorStorage(uninitializedCount: groups * tileRows * k)
+        packRows(a, rows: m, depth: k, rowStride: transA ? 1 : k, kStride: transA ? m : 1, scale: alpha,
+                 into: packedA.pointer)
+        let pa = UnsafePointer(packedA.pointer)
+        func sweep(panels: Range<Int>, groups: Range<Int>) {
+            let panel = TensorStorage(uninitializedCount: depthBlock * tileColumns)
+            let scratch = TensorStorage(uninitializedCount: tileRows * tileColumns)
+            let bp = panel.pointer, sp = scratch.pointer
+            for p in panels {
+                let j0 = p * tileColumns, width = Swift.min(tileColumns, n - j0)
+                for k0 in stride(from: 0, to: k, by: depthBlock) {
+                    let depth = Swift.min(depthBlock, k - k0)
+                    packColumns(b, transposed: transB, n: n, k: k, rows: k0..<(k0 + depth), columns: j0..<(j0 + width),
+                                into: bp)
+                    let accumulate = k0 > 0 || beta != 0
+                    for g in groups {
+                        let i0 = g * tileRows, height = Swift.min(tileRows, m - i0)
+                        let ap = pa + (g * k + k0) * tileRows
+                        if height == tileRows && width == tileColumns {
+                            tile(channels: depth, taps: 1, a: ap, b: bp, bChannel: tileColumns, bTap: noTaps,
+                                 out: c + i0 * n + j0, ldo: n, accumulate: accumulate)
+                        } else {
+                            tile(channels: depth, taps: 1, a: ap, b: bp, bChannel: tileColumns, bTap: noTaps,
+                                 out: sp, ldo: tileColumns, accumulate: false)
+                            for i in 0..<height {
+                                let d = c + (i0 + i) * n + j0, s = sp + i * tileColumns
+                                if accumulate { for j in 0..<width { d[j] += s[j] } } else { d.update(from: s, count: width) }
+                            }
+                        }
+                    }
+                }
             }
+        }
+        if panels >= 2 {
+            parallelFor(panels, grain: 1) { sweep(panels: $0, groups: 0..<groups) }
+        } else {
+            parallelFor(groups, grain: Swift.max(1, (groups + 1) / 2)) { sweep(panels: 0..<1, groups: $0) }
+        }
+    }
+
+    /// Packs rows `rows` × columns `columns` of B (k × n; stored transposed, n × k, when `transposed`) into
+    /// rows of 48 floats, zero past the last column.
+    private static func packColumns(_ b: UnsafePointer<Float>, transposed: Bool, n: Int, k: Int, rows: Range<Int>,
+                                    columns: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
+        let width = columns.count
+        if transposed {
+            for (j, col) in columns.enumerated() {
+                let src = b + col * k
+                for (r, row) in rows.enumerated() { dst[r * tileColumns + j] = src[row] }
+            }
+        } else {
+            for (r, row) in rows.enumerated() { (dst + r * tileColumns).update(from: b + row * n + columns.lowerBound, count: width) }
+        }
+        if width < tileColumns {
+            for r in 0..<rows.count { (dst + r * tileColumns + width).update(repeating: 0, count: tileColumns - width) }
+        }
+    }
+
+    /// x ← s·x (zeros when s = 0, whatever x held).
+    static func scaleInPlace(_ x: UnsafeMutablePointer<Float>, count: Int, by s: Float) {
+        parallelFor(count, grain: 1 << 16) { r in
+            if s == 0 { (x + r.lowerBound).update(repeating: 0, count: r.count) } else { for i in r { x[i] *= s } }
         }
     }
 

@@ -1,0 +1,94 @@
+// The register tile that every matrix product and convolution of the engine runs on: 8 rows × 48 columns of
+// Float32 in 24 SIMD16 accumulators (24 of the 32 AVX-512 registers), each step one broadcast of 8 values of A and
+// three 16-lane loads of B for 24 fused multiply-adds. Everything else (packing, layouts, threads) feeds it.
+
+/// Sixteen Float32 lanes: one AVX-512 register on the machines this is built for.
+typealias Lanes = SIMD16<Float>
+
+extension Kernels {
+    /// Rows and columns of the register tile.
+    static let tileRows = 8, tileColumns = 48
+
+    @inline(__always) static func load(_ p: UnsafePointer<Float>) -> Lanes {
+        UnsafeRawPointer(p).loadUnaligned(as: Lanes.self)
+    }
+
+    @inline(__always) static func store(_ v: Lanes, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: Lanes.self)
+    }
+
+    /// out[i][j] = (accumulate ? out[i][j] : 0) + Σ_{ch < channels} Σ_{t < taps} A[ch, t, i] · B[ch, t, j]
+    /// for i < 8, j < 48, where A[ch, t, i] = a[(ch·taps + t)·8 + i] (A packed: 8 values per step) and
+    /// B[ch, t, j] = b[ch·bChannel + bTap[t] + j] (48 consecutive values at a per-step offset). A matrix product is
+    /// the case taps = 1 (ch running over the inner dimension); a convolution runs ch over input channels and t over
+    /// the kernel's taps, bTap holding each tap's offset in the input. Rows of out are ldo apart.
+    @inline(never)
+    static func tile(channels: Int, taps: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bChannel: Int,
+                     bTap: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>, ldo: Int, accumulate: Bool) {
+        var c00 = Lanes(), c01 = Lanes(), c02 = Lanes(), c10 = Lanes(), c11 = Lanes(), c12 = Lanes()
+        var c20 = Lanes(), c21 = Lanes(), c22 = Lanes(), c30 = Lanes(), c31 = Lanes(), c32 = Lanes()
+        var c40 = Lanes(), c41 = Lanes(), c42 = Lanes(), c50 = Lanes(), c51 = Lanes(), c52 = Lanes()
+        var c60 = Lanes(), c61 = Lanes(), c62 = Lanes(), c70 = Lanes(), c71 = Lanes(), c72 = Lanes()
+        var a = a
+        for ch in 0..<channels {
+            let bc = b + ch * bChannel
+            for t in 0..<taps {
+                let p = bc + bTap[t]
+                let b0 = load(p), b1 = load(p + 16), b2 = load(p + 32)
+                var s = Lanes(repeating: a[0])
+                c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1); c02 = c02.addingProduct(s, b2)
+                s = Lanes(repeating: a[1])
+                c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1); c12 = c12.addingProduct(s, b2)
+                s = Lanes(repeating: a[2])
+                c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1); c22 = c22.addingProduct(s, b2)
+                s = Lanes(repeating: a[3])
+                c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1); c32 = c32.addingProduct(s, b2)
+                s = Lanes(repeating: a[4])
+                c40 = c40.addingProduct(s, b0); c41 = c41.addingProduct(s, b1); c42 = c42.addingProduct(s, b2)
+                s = Lanes(repeating: a[5])
+                c50 = c50.addingProduct(s, b0); c51 = c51.addingProduct(s, b1); c52 = c52.addingProduct(s, b2)
+                s = Lanes(repeating: a[6])
+                c60 = c60.addingProduct(s, b0); c61 = c61.addingProduct(s, b1); c62 = c62.addingProduct(s, b2)
+                s = Lanes(repeating: a[7])
+                c70 = c70.addingProduct(s, b0); c71 = c71.addingProduct(s, b1); c72 = c72.addingProduct(s, b2)
+                a += 8
+            }
+        }
+        @inline(__always) func row(_ r: Int, _ v0: Lanes, _ v1: Lanes, _ v2: Lanes) {
+            let p = out + r * ldo
+            if accumulate {
+                store(load(p) + v0, p); store(load(p + 16) + v1, p + 16); store(load(p + 32) + v2, p + 32)
+            } else {
+                store(v0, p); store(v1, p + 16); store(v2, p + 32)
+            }
+        }
+        row(0, c00, c01, c02); row(1, c10, c11, c12); row(2, c20, c21, c22); row(3, c30, c31, c32)
+        row(4, c40, c41, c42); row(5, c50, c51, c52); row(6, c60, c61, c62); row(7, c70, c71, c72)
+    }
+
+    /// Packs rows of A for `tile`: for each group of 8 rows, packed[g][k][i] = scale·A(8g + i, k), zero past the
+    /// last row. A(r, k) = a[r·rowStride + k·kStride] (rowStride 1 and kStride m read a transposed matrix).
+    static func packRows(_ a: UnsafePointer<Float>, rows m: Int, depth k: Int, rowStride: Int, kStride: Int,
+                         scale: Float = 1, into packed: UnsafeMutablePointer<Float>) {
+        let groups = (m + tileRows - 1) / tileRows
+        parallelFor(groups, grain: Swift.max(1, 16384 / Swift.max(8 * k, 1))) { range in
+            for g in range {
+                let dst = packed + g * k * tileRows
+                let valid = Swift.min(tileRows, m - g * tileRows)
+                let first = a + g * tileRows * rowStride
+                if rowStride == 1 {  // the 8 values of a step are adjacent in memory
+                    for kk in 0..<k {
+                        let src = first + kk * kStride
+                        for i in 0..<valid { dst[kk * tileRows + i] = scale * src[i] }
+                    }
+                } else {
+                    for i in 0..<valid {
+                        let src = first + i * rowStride
+                        for kk in 0..<k { dst[kk * tileRows + i] = scale * src[kk * kStride] }
+                    }
+                }
+                for i in valid..<tileRows { for kk in 0..<k { dst[kk * tileRows + i] = 0 } }
+            }
+        }
+    }
+}
