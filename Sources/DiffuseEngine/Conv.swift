@@ -1,143 +1,147 @@
-// Convolution as im2col + one sgemm over the whole batch; nearest upsampling; average pooling.
+// Convolution as correlations over wide layouts (Correlation.swift); nearest upsampling; average pooling.
 
-/// The geometry of a 2D convolution over NCHW input with an [O, C, KH, KW] kernel.
+/// ⌊a/b⌋ and a mod b (in [0, b)) for b > 0, negative a included.
+private func floorDivMod(_ a: Int, _ b: Int) -> (Int, Int) {
+    let q = a >= 0 ? a / b : -((-a + b - 1) / b)
+    return (q, a - q * b)
+}
+
+/// The geometry of a 2D convolution over NCHW input with an [O, C, KH, KW] kernel, stride s and zero padding p.
 struct ConvGeometry {
     let n, c, h, w, o, kh, kw, stride, padding: Int
     var oh: Int { (h + 2 * padding - kh) / stride + 1 }
     var ow: Int { (w + 2 * padding - kw) / stride + 1 }
-    /// Rows of the column matrix: one per (channel, kernel row, kernel column).
-    var rows: Int { c * kh * kw }
-    /// Columns of the column matrix: one per (image, output row, output column).
-    var columns: Int { n * oh * ow }
+    var taps: Int { kh * kw }
 
-    /// cols[(c·KH + i)·KW + j, (n·OH + y)·OW + x] = input[n, c, y·s − p + i, x·s − p + j] (0 outside).
-    func im2col(_ input: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float>) {
-        let (oh, ow) = (self.oh, self.ow)
-        parallelFor(rows, grain: 1) { range in
-            for row in range {
-                let ch = row / (kh * kw), i = (row / kw) % kh, j = row % kw
-                let x0 = Swift.max(0, (padding - j + stride - 1) / stride)
-                let x1 = Swift.min(ow, (w + padding - j + stride - 1) / stride)
-                for img in 0..<n {
-                    let src = input + (img * c + ch) * h * w
-                    let dst = cols + row * columns + img * oh * ow
-                    for y in 0..<oh {
-                        let iy = y * stride - padding + i
-                        let d = dst + y * ow
-                        guard iy >= 0 && iy < h, x0 < x1 else { d.update(repeating: 0, count: ow); continue }
-                        for x in 0..<x0 { d[x] = 0 }
-                        let s = src + iy * w - padding + j
-                        if stride == 1 { (d + x0).update(from: s + x0, count: x1 - x0) }
-                        else { for x in x0..<x1 { d[x] = s[x * stride] } }
-                        for x in x1..<ow { d[x] = 0 }
-                    }
-                }
+    /// Tap (i, j) of output (Y, X) reads input (sY + i − p, sX + j − p): phase ((i − p) mod s, (j − p) mod s) of the
+    /// input at (Y + ⌊(i − p)/s⌋, X + ⌊(j − p)/s⌋).
+    var forward: Correlation {
+        var taps: [Tap] = []
+        for i in 0..<kh {
+            for j in 0..<kw {
+                let (dy, a) = floorDivMod(i - padding, stride), (dx, b) = floorDivMod(j - padding, stride)
+                taps.append(Tap(phase: a * stride + b, dy: dy, dx: dx))
             }
         }
+        let layout = WideLayout(images: n, channels: c, phases: stride * stride,
+                                sourceRows: (h + stride - 1) / stride, sourceColumns: (w + stride - 1) / stride,
+                                outputRows: oh, outputColumns: ow, taps: taps)
+        return Correlation(layout, taps: taps, outputRows: oh, outputColumns: ow)
     }
 
-    /// The adjoint of im2col: grad[n, c, y, x] = Σ of the column entries that read it. Each channel is summed by
-    /// one thread in a fixed order.
-    func col2im(_ cols: UnsafePointer<Float>, _ grad: UnsafeMutablePointer<Float>) {
-        let (oh, ow) = (self.oh, self.ow)
-        parallelFor(c, grain: 1) { channels in
-            for ch in channels {
-                for img in 0..<n { (grad + (img * c + ch) * h * w).update(repeating: 0, count: h * w) }
-                for i in 0..<kh {
-                    for j in 0..<kw {
-                        let row = (ch * kh + i) * kw + j
-                        let x0 = Swift.max(0, (padding - j + stride - 1) / stride)
-                        let x1 = Swift.min(ow, (w + padding - j + stride - 1) / stride)
-                        for img in 0..<n {
-                            let src = cols + row * columns + img * oh * ow
-                            let dst = grad + (img * c + ch) * h * w
-                            for y in 0..<oh {
-                                let iy = y * stride - padding + i
-                                guard iy >= 0 && iy < h else { continue }
-                                let d = dst + iy * w - padding + j, s = src + y * ow
-                                if stride == 1 { for x in x0..<x1 { d[x] += s[x] } }
-                                else { for x in x0..<x1 { d[x * stride] += s[x] } }
-                            }
-                        }
+    /// The input gradient, phase by phase of the input: x[n, c, sY + a, sX + b] gets ∂y[n, o, Y − m, X − m']·W[o, c, i, j]
+    /// for the taps i = a + p + sm, j = b + p + sm'. Returns the layout of ∂y and, per phase (a, b), its correlation
+    /// and its taps as (i, j).
+    var inputGradient: (WideLayout, [(a: Int, b: Int, plan: Correlation, taps: [(Int, Int)])]) {
+        var phases: [(a: Int, b: Int, taps: [Tap], kernel: [(Int, Int)], rows: Int, columns: Int)] = []
+        for a in 0..<stride {
+            for b in 0..<stride {
+                var taps: [Tap] = [], kernel: [(Int, Int)] = []
+                for i in 0..<kh where floorDivMod(i - padding - a, stride).1 == 0 {
+                    for j in 0..<kw where floorDivMod(j - padding - b, stride).1 == 0 {
+                        taps.append(Tap(phase: 0, dy: -floorDivMod(i - padding - a, stride).0,
+                                        dx: -floorDivMod(j - padding - b, stride).0))
+                        kernel.append((i, j))
                     }
                 }
+                phases.append((a, b, taps, kernel, (h - a + stride - 1) / stride, (w - b + stride - 1) / stride))
             }
         }
-    }
-}
-
-/// Reorders [A, B, S] to [B, A, S] (A·B blocks of S contiguous values), adding `bias[a]` when given.
-private func swapBlocks(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, a: Int, b: Int, s: Int,
-                        bias: UnsafePointer<Float>? = nil) {
-    parallelFor(a * b, grain: Swift.max(1, 2048 / Swift.max(s, 1))) { range in
-        for ab in range {
-            let (ia, ib) = (ab / b, ab % b)
-            let from = src + ab * s, to = dst + (ib * a + ia) * s
-            if let bias {
-                let v = bias[ia]
-                for k in 0..<s { to[k] = from[k] + v }
-            } else {
-                to.update(from: from, count: s)
-            }
-        }
+        let layout = WideLayout(images: n, channels: o, phases: 1, sourceRows: oh, sourceColumns: ow,
+                                outputRows: phases.map(\.rows).max()!, outputColumns: phases.map(\.columns).max()!,
+                                taps: phases.flatMap(\.taps))
+        return (layout, phases.map {
+            ($0.a, $0.b, Correlation(layout, taps: $0.taps, outputRows: $0.rows, outputColumns: $0.columns), $0.kernel)
+        })
     }
 }
 
 /// 2D cross-correlation (PyTorch's conv2d): y[n,o] = b[o] + Σ_c W[o,c] ⋆ x[n,c], with stride and zero padding.
-///   ∂L/∂W = ∂L/∂y · colsᵀ, ∂L/∂cols = Wᵀ · ∂L/∂y, ∂L/∂x = col2im(∂L/∂cols), ∂L/∂b = Σ ∂L/∂y
+///   ∂L/∂x[n,c,sY+i−p,sX+j−p] += Σ_o W[o,c,i,j]·∂L/∂y[n,o,Y,X] (a transposed convolution),
+///   ∂L/∂W[o,c,i,j] = Σ_{n,Y,X} ∂L/∂y[n,o,Y,X]·x[n,c,sY+i−p,sX+j−p],  ∂L/∂b[o] = Σ_{n,Y,X} ∂L/∂y[n,o,Y,X]
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0) -> Tensor {
     precondition(x.rank == 4 && weight.rank == 4 && weight.shape[1] == x.shape[1],
                  "conv2d of input \(x.shape) with kernel \(weight.shape)")
+    precondition(stride >= 1 && padding >= 0, "conv2d with stride \(stride) and padding \(padding)")
     let geo = ConvGeometry(n: x.shape[0], c: x.shape[1], h: x.shape[2], w: x.shape[3], o: weight.shape[0],
                            kh: weight.shape[2], kw: weight.shape[3], stride: stride, padding: padding)
     precondition(geo.oh > 0 && geo.ow > 0, "conv2d kernel \(weight.shape) larger than padded input \(x.shape)")
     precondition(bias.map { $0.count == geo.o } ?? true, "conv2d bias of shape \(bias!.shape) for \(geo.o) output channels")
-    let out = Tensor(uninitialized: [geo.n, geo.o, geo.oh, geo.ow])
-    let spatial = geo.oh * geo.ow
-    let cols = Tensor(uninitialized: [geo.rows, geo.columns])
-    geo.im2col(x.storage.pointer, cols.storage.pointer)
-    let product = Tensor(uninitialized: [geo.o, geo.columns])
-    Kernels.sgemm(transA: false, transB: false, m: geo.o, n: geo.columns, k: geo.rows,
-                  weight.storage.pointer, cols.storage.pointer, product.storage.pointer)
-    swapBlocks(product.storage.pointer, out.storage.pointer, a: geo.o, b: geo.n, s: spatial,
-               bias: bias.map { UnsafePointer($0.storage.pointer) })
+    let (c, o, taps) = (geo.c, geo.o, geo.taps)
+    let out = Tensor(uninitialized: [geo.n, o, geo.oh, geo.ow])
+    let plan = geo.forward
+    let pw = UnsafePointer(weight.storage.pointer)
+    func wideInput() -> TensorStorage {
+        let wide = TensorStorage(uninitializedCount: plan.layout.count)
+        plan.layout.fill(wide.pointer, from: x.storage.pointer, height: geo.h, width: geo.w, stride: stride)
+        return wide
+    }
+    do {
+        let wide = wideInput()
+        let packed = TensorStorage(uninitializedCount: (o + 7) / 8 * 8 * c * taps)
+        Kernels.packTaps(outputs: o, inputs: c, taps: taps, into: packed.pointer) { o, ci, t in pw[(o * c + ci) * taps + t] }
+        Kernels.correlate(plan, source: wide.pointer, packed: packed.pointer, outputs: o,
+                          bias: bias.map { UnsafePointer($0.storage.pointer) }, into: out.storage.pointer,
+                          height: geo.oh, width: geo.ow)
+    }
     var inputs = [x, weight]
     if let bias { inputs.append(bias) }
     return out.recording(inputs: inputs) { g in
-        let gT = Tensor(uninitialized: [geo.o, geo.columns])
-        swapBlocks(g.storage.pointer, gT.storage.pointer, a: geo.n, b: geo.o, s: spatial)
         var grads: [Tensor?] = [nil, nil]
+        if x.requiresGrad { grads[0] = convInputGradient(g, weight: weight, geo) }
         if weight.requiresGrad {
-            let cols = Tensor(uninitialized: [geo.rows, geo.columns])
-            geo.im2col(x.storage.pointer, cols.storage.pointer)
-            let gw = Tensor(uninitialized: weight.shape)
-            Kernels.sgemm(transA: false, transB: true, m: geo.o, n: geo.rows, k: geo.columns,
-                          gT.storage.pointer, cols.storage.pointer, gw.storage.pointer)
-            grads[1] = gw
+            let wide = wideInput()
+            let stride = plan.positions + 32
+            let gw = TensorStorage(uninitializedCount: o * stride)
+            Kernels.outputPlanes(g.storage.pointer, plan, channels: o, stride: stride, into: gw.pointer)
+            let dw = Tensor(uninitialized: weight.shape)
+            Kernels.weightGradient(plan, source: wide.pointer, gw: gw.pointer, gwStride: stride, outputs: o,
+                                   into: dw.storage.pointer)
+            grads[1] = dw
         }
-        if x.requiresGrad {
-            let gcols = Tensor(uninitialized: [geo.rows, geo.columns])
-            Kernels.sgemm(transA: true, transB: false, m: geo.rows, n: geo.columns, k: geo.o,
-                          weight.storage.pointer, gT.storage.pointer, gcols.storage.pointer)
-            let gx = Tensor(uninitialized: x.shape)
-            geo.col2im(gcols.storage.pointer, gx.storage.pointer)
-            grads[0] = gx
-        }
-        if let bias, bias.requiresGrad { grads.append(rowSums(gT)) }
+        if let bias, bias.requiresGrad { grads.append(channelSums(g)) }
         return grads
     }
 }
 
-/// Σ over the columns of a matrix, each row summed in order.
-func rowSums(_ m: Tensor) -> Tensor {
-    let (rows, cols) = (m.shape[0], m.shape[1])
-    let out = Tensor(uninitialized: [rows])
-    let p = m.storage.pointer, o = out.storage.pointer
-    parallelFor(rows, grain: 1) { r in
-        for i in r {
+/// ∂L/∂x of conv2d: for each phase (a, b) of the input, a correlation of ∂L/∂y with the kernel taps that reach it.
+private func convInputGradient(_ g: Tensor, weight: Tensor, _ geo: ConvGeometry) -> Tensor {
+    let (layout, phases) = geo.inputGradient
+    let gx = Tensor(uninitialized: [geo.n, geo.c, geo.h, geo.w])
+    if phases.contains(where: { $0.taps.isEmpty }) { gx.storage.pointer.update(repeating: 0, count: gx.count) }
+    let wide = TensorStorage(uninitializedCount: layout.count)
+    layout.fill(wide.pointer, from: g.storage.pointer, height: geo.oh, width: geo.ow, stride: 1)
+    let pw = UnsafePointer(weight.storage.pointer)
+    let (c, o, kh, kw) = (geo.c, geo.o, geo.kh, geo.kw)
+    for phase in phases where !phase.taps.isEmpty && phase.plan.positions > 0 {
+        let kernel = phase.taps
+        let packed = TensorStorage(uninitializedCount: (c + 7) / 8 * 8 * o * kernel.count)
+        Kernels.packTaps(outputs: c, inputs: o, taps: kernel.count, into: packed.pointer) { ci, oi, t in
+            pw[((oi * c + ci) * kh + kernel[t].0) * kw + kernel[t].1]
+        }
+        Kernels.correlate(phase.plan, source: wide.pointer, packed: packed.pointer, outputs: c, bias: nil,
+                          into: gx.storage.pointer, height: geo.h, width: geo.w, rowStep: geo.stride, rowOffset: phase.a,
+                          colStep: geo.stride, colOffset: phase.b)
+    }
+    return gx
+}
+
+/// Σ over the batch and positions of each channel of an NCHW tensor (a convolution's bias gradient), in order.
+func channelSums(_ g: Tensor) -> Tensor {
+    let (n, c) = (g.shape[0], g.shape[1])
+    let spatial = g.count / Swift.max(n * c, 1)
+    let out = Tensor(uninitialized: [c])
+    let p = g.storage.pointer, po = out.storage.pointer
+    parallelFor(c, grain: Swift.max(1, 16384 / Swift.max(n * spatial, 1))) { r in
+        for ch in r {
             var s: Float = 0
-            for j in 0..<cols { s += p[i * cols + j] }
-            o[i] = s
+            for img in 0..<n {
+                let row = p + (img * c + ch) * spatial
+                var t: Float = 0
+                for i in 0..<spatial { t += row[i] }
+                s += t
+            }
+            po[ch] = s
         }
     }
     return out
