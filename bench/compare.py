@@ -148,8 +148,8 @@ def main():
         for phase, title in (("forward", "forward"), ("train", "forward+backward (∂x, ∂W, ∂b)")):
             print()
             print("conv2d 3×3 pad 1, %s" % title)
-            print("%-26s %8s %7s %6s %5s %8s %7s %7s  %-8s %7s %7s" % (
-                "shape", "ours ms", "GF/s", "GEMM%", "raw%", "torch ms", "GF/s", "ratio", "best", "GF/s", "ratio"))
+            print("%-26s %8s %7s %8s %7s %7s  %-8s %7s %7s" % (
+                "shape", "ours ms", "GF/s", "torch ms", "GF/s", "ratio", "best", "GF/s", "ratio"))
             config, rows = None, []
             for r in ours["conv"]:
                 if r["config"] != config:
@@ -159,30 +159,23 @@ def main():
                 flops = r[phase + "_flops"]
                 ms = r[phase]["median_ms"]
                 gf = gflops(flops, r[phase])
-                gemm = {kind: r[kind + "_gemm_forward"]["median_ms"]
-                        + (r[kind + "_gemm_backward"]["median_ms"] if phase == "train" else 0)
-                        for kind in ("engine", "raw")}
                 tms = tg = bmode = bg = None
                 if t:
                     tms = t["modes"]["fp32"][phase]["median_ms"]
                     tg = gflops(flops, t["modes"]["fp32"][phase])
                     bmode = min(t["modes"], key=lambda mode: t["modes"][mode][phase]["median_ms"])
                     bg = gflops(flops, t["modes"][bmode][phase])
-                row = dict(id=r["id"], label=r["label"], phase=phase, ours_ms=ms, ours_gflops=gf,
-                           engine_gemm_share=gemm["engine"] / ms, raw_gemm_share=gemm["raw"] / ms, torch_ms=tms,
+                row = dict(id=r["id"], label=r["label"], phase=phase, ours_ms=ms, ours_gflops=gf, torch_ms=tms,
                            torch_gflops=tg, ours_over_torch=gf / tg if tg else None, best_mode=bmode,
                            best_gflops=bg, ours_over_best=gf / bg if bg else None)
                 rows.append(row)
-                print("  %-24s %8.3f %7.1f %6s %5s %8s %7s %7s  %-8s %7s %7s" % (
-                    r["label"], ms, gf, fmt(100 * row["engine_gemm_share"], 6, 0, "%"),
-                    fmt(100 * row["raw_gemm_share"], 5, 0, "%"), fmt(tms, 8, 3), fmt(tg, 7),
+                print("  %-24s %8.3f %7.1f %8s %7s %7s  %-8s %7s %7s" % (
+                    r["label"], ms, gf, fmt(tms, 8, 3), fmt(tg, 7),
                     fmt(row["ours_over_torch"], 7, 2), bmode or "—", fmt(bg, 7), fmt(row["ours_over_best"], 7, 2)))
-            print("  %-24s %8s %7s %6s %5s %8s %7s %7s  %-8s %7s %7s" % (
-                "geometric mean", "", "", "", "", "", "", fmt(geomean([x["ours_over_torch"] for x in rows]), 7, 2),
+            print("  %-24s %8s %7s %8s %7s %7s  %-8s %7s %7s" % (
+                "geometric mean", "", "", "", "", fmt(geomean([x["ours_over_torch"] for x in rows]), 7, 2),
                 "", "", fmt(geomean([x["ours_over_best"] for x in rows]), 7, 2)))
             combined["conv"] += rows
-        print("\nGEMM%, raw%: share of our conv2d time that its im2col GEMMs take alone, through the engine's matmul "
-              "and through raw\ncblas_sgemm (OpenBLAS threading); the rest is im2col/col2im, layout copies, bias, graph")
         print("best: PyTorch's fastest of fp32 NCHW, fp32 channels-last (cl), bf16 autocast NCHW and channels-last")
 
     notes = [n for n in (spread_note("ours", args.ours, our_spreads),

@@ -15,7 +15,7 @@ struct ConvGeometry {
 
     /// Tap (i, j) of output (Y, X) reads input (sY + i − p, sX + j − p): phase ((i − p) mod s, (j − p) mod s) of the
     /// input at (Y + ⌊(i − p)/s⌋, X + ⌊(j − p)/s⌋).
-    var forward: Correlation {
+    func forward(images: Int) -> Correlation {
         var taps: [Tap] = []
         for i in 0..<kh {
             for j in 0..<kw {
@@ -23,7 +23,7 @@ struct ConvGeometry {
                 taps.append(Tap(phase: a * stride + b, dy: dy, dx: dx))
             }
         }
-        let layout = WideLayout(images: n, channels: c, phases: stride * stride,
+        let layout = WideLayout(images: images, channels: c, phases: stride * stride,
                                 sourceRows: (h + stride - 1) / stride, sourceColumns: (w + stride - 1) / stride,
                                 outputRows: oh, outputColumns: ow, taps: taps)
         return Correlation(layout, taps: taps, outputRows: oh, outputColumns: ow)
@@ -32,7 +32,7 @@ struct ConvGeometry {
     /// The input gradient, phase by phase of the input: x[n, c, sY + a, sX + b] gets ∂y[n, o, Y − m, X − m']·W[o, c, i, j]
     /// for the taps i = a + p + sm, j = b + p + sm'. Returns the layout of ∂y and, per phase (a, b), its correlation
     /// and its taps as (i, j).
-    var inputGradient: (WideLayout, [(a: Int, b: Int, plan: Correlation, taps: [(Int, Int)])]) {
+    func inputGradient(images: Int) -> (WideLayout, [(a: Int, b: Int, plan: Correlation, taps: [(Int, Int)])]) {
         var phases: [(a: Int, b: Int, taps: [Tap], kernel: [(Int, Int)], rows: Int, columns: Int)] = []
         for a in 0..<stride {
             for b in 0..<stride {
@@ -47,7 +47,7 @@ struct ConvGeometry {
                 phases.append((a, b, taps, kernel, (h - a + stride - 1) / stride, (w - b + stride - 1) / stride))
             }
         }
-        let layout = WideLayout(images: n, channels: o, phases: 1, sourceRows: oh, sourceColumns: ow,
+        let layout = WideLayout(images: images, channels: o, phases: 1, sourceRows: oh, sourceColumns: ow,
                                 outputRows: phases.map(\.rows).max()!, outputColumns: phases.map(\.columns).max()!,
                                 taps: phases.flatMap(\.taps))
         return (layout, phases.map {
@@ -69,20 +69,18 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     precondition(bias.map { $0.count == geo.o } ?? true, "conv2d bias of shape \(bias!.shape) for \(geo.o) output channels")
     let (c, o, taps) = (geo.c, geo.o, geo.taps)
     let out = Tensor(uninitialized: [geo.n, o, geo.oh, geo.ow])
-    let plan = geo.forward
     let pw = UnsafePointer(weight.storage.pointer)
-    func wideInput() -> TensorStorage {
-        let wide = TensorStorage(uninitializedCount: plan.layout.count)
-        plan.layout.fill(wide.pointer, from: x.storage.pointer, height: geo.h, width: geo.w, stride: stride)
-        return wide
-    }
-    do {
-        let wide = wideInput()
-        let packed = TensorStorage(uninitializedCount: (o + 7) / 8 * 8 * c * taps)
-        Kernels.packTaps(outputs: o, inputs: c, taps: taps, into: packed.pointer) { o, ci, t in pw[(o * c + ci) * taps + t] }
-        Kernels.correlate(plan, source: wide.pointer, packed: packed.pointer, outputs: o,
-                          bias: bias.map { UnsafePointer($0.storage.pointer) }, into: out.storage.pointer,
-                          height: geo.oh, width: geo.ow)
+    withBuffer((o + 7) / 8 * 8 * c * taps) { packed in
+        Kernels.packTaps(outputs: o, inputs: c, taps: taps, into: packed) { o, ci, t in pw[(o * c + ci) * taps + t] }
+        let target = CorrelationTarget(packed: packed, outputs: o, bias: bias.map { UnsafePointer($0.storage.pointer) },
+                                       out: out.storage.pointer, height: geo.oh, width: geo.ow)
+        Kernels.correlate(images: geo.n, bands: { k in
+            let plan = geo.forward(images: k)
+            return (plan.layout, [(plan, target)])
+        }, fill: { layout, buffer, images, parallel in
+            layout.fill(buffer, from: x.storage.pointer, images: images, height: geo.h, width: geo.w, stride: stride,
+                        parallel: parallel)
+        })
     }
     var inputs = [x, weight]
     if let bias { inputs.append(bias) }
@@ -90,13 +88,18 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
         var grads: [Tensor?] = [nil, nil]
         if x.requiresGrad { grads[0] = convInputGradient(g, weight: weight, geo) }
         if weight.requiresGrad {
-            let wide = wideInput()
-            let stride = plan.positions + 32
-            let gw = TensorStorage(uninitializedCount: o * stride)
-            Kernels.outputPlanes(g.storage.pointer, plan, channels: o, stride: stride, into: gw.pointer)
+            let plan = geo.forward(images: geo.n)
             let dw = Tensor(uninitialized: weight.shape)
-            Kernels.weightGradient(plan, source: wide.pointer, gw: gw.pointer, gwStride: stride, outputs: o,
-                                   into: dw.storage.pointer)
+            withBuffer(plan.layout.count) { wide in
+                plan.layout.fill(wide, from: x.storage.pointer, images: 0..<geo.n, height: geo.h, width: geo.w,
+                                 stride: stride)
+                let planeStride = plan.positions + 32
+                withBuffer(o * planeStride) { gw in
+                    Kernels.outputPlanes(g.storage.pointer, plan, channels: o, stride: planeStride, into: gw)
+                    Kernels.weightGradient(plan, source: wide, gw: gw, gwStride: planeStride, outputs: o,
+                                           into: dw.storage.pointer)
+                }
+            }
             grads[1] = dw
         }
         if let bias, bias.requiresGrad { grads.append(channelSums(g)) }
@@ -106,22 +109,32 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
 
 /// ∂L/∂x of conv2d: for each phase (a, b) of the input, a correlation of ∂L/∂y with the kernel taps that reach it.
 private func convInputGradient(_ g: Tensor, weight: Tensor, _ geo: ConvGeometry) -> Tensor {
-    let (layout, phases) = geo.inputGradient
     let gx = Tensor(uninitialized: [geo.n, geo.c, geo.h, geo.w])
+    let phases = geo.inputGradient(images: 1).1
     if phases.contains(where: { $0.taps.isEmpty }) { gx.storage.pointer.update(repeating: 0, count: gx.count) }
-    let wide = TensorStorage(uninitializedCount: layout.count)
-    layout.fill(wide.pointer, from: g.storage.pointer, height: geo.oh, width: geo.ow, stride: 1)
     let pw = UnsafePointer(weight.storage.pointer)
     let (c, o, kh, kw) = (geo.c, geo.o, geo.kh, geo.kw)
-    for phase in phases where !phase.taps.isEmpty && phase.plan.positions > 0 {
+    // One set of packed weights per phase, shared by every band.
+    let packs = phases.map { phase -> TensorStorage in
         let kernel = phase.taps
-        let packed = TensorStorage(uninitializedCount: (c + 7) / 8 * 8 * o * kernel.count)
+        let packed = TensorStorage(uninitializedCount: (c + 7) / 8 * 8 * o * Swift.max(kernel.count, 1))
         Kernels.packTaps(outputs: c, inputs: o, taps: kernel.count, into: packed.pointer) { ci, oi, t in
             pw[((oi * c + ci) * kh + kernel[t].0) * kw + kernel[t].1]
         }
-        Kernels.correlate(phase.plan, source: wide.pointer, packed: packed.pointer, outputs: c, bias: nil,
-                          into: gx.storage.pointer, height: geo.h, width: geo.w, rowStep: geo.stride, rowOffset: phase.a,
-                          colStep: geo.stride, colOffset: phase.b)
+        return packed
+    }
+    let targets = zip(phases, packs).map { phase, packed in
+        CorrelationTarget(packed: packed.pointer, outputs: c, bias: nil, out: gx.storage.pointer, height: geo.h,
+                          width: geo.w, rowStep: geo.stride, rowOffset: phase.a, colStep: geo.stride, colOffset: phase.b)
+    }
+    withExtendedLifetime(packs) {
+        Kernels.correlate(images: geo.n, bands: { k in
+            let (layout, plans) = geo.inputGradient(images: k)
+            return (layout, zip(plans, targets).filter { !$0.0.taps.isEmpty }.map { ($0.0.plan, $0.1) })
+        }, fill: { layout, buffer, images, parallel in
+            layout.fill(buffer, from: g.storage.pointer, images: images, height: geo.oh, width: geo.ow, stride: 1,
+                        parallel: parallel)
+        })
     }
     return gx
 }

@@ -47,10 +47,12 @@ struct WideLayout {
         count = Swift.max(1, (channels - 1) * channelStride + Swift.max(planes, Correlation.reach(positions, maxOffset)))
     }
 
-    /// Fills the wide buffer from NCHW `source`: phase (a, b) of channel c holds
-    /// source[n, c, stride·r + a, stride·u + b] at row padTop + r, block column padLeft + u; zero elsewhere.
-    func fill(_ dst: UnsafeMutablePointer<Float>, from source: UnsafePointer<Float>, height: Int, width: Int, stride: Int) {
-        parallelFor(channels, grain: 1) { range in
+    /// Fills the wide buffer from images `batch` of NCHW `source` (in blocks 0, 1, …): phase
+    /// (a, b) of channel c holds source[n, c, stride·r + a, stride·u + b] at row padTop + r, block column
+    /// padLeft + u; zero elsewhere. Over the channels in parallel when `parallel`.
+    func fill(_ dst: UnsafeMutablePointer<Float>, from source: UnsafePointer<Float>, images batch: Range<Int>,
+              height: Int, width: Int, stride: Int, parallel: Bool = true) {
+        let body = { (range: Range<Int>) in
             for c in range {
                 let plane = dst + c * channelStride
                 for phase in 0..<phases {
@@ -65,7 +67,8 @@ struct WideLayout {
                         }
                         for n in 0..<images {
                             let block = row + n * period
-                            let src = source + ((n * channels + c) * height + sy) * width
+                            guard n < batch.count else { block.update(repeating: 0, count: period); continue }
+                            let src = source + (((batch.lowerBound + n) * channels + c) * height + sy) * width
                             block.update(repeating: 0, count: padLeft)
                             let valid = Swift.min(sourceColumns, (width - b + stride - 1) / stride)
                             if stride == 1 {
@@ -80,6 +83,7 @@ struct WideLayout {
                 }
             }
         }
+        if parallel { parallelFor(channels, grain: 1, body) } else { body(0..<channels) }
         let used = (channels - 1) * channelStride + phases * phasePlane
         (dst + used).update(repeating: 0, count: count - used)
         for c in 0..<(channels - 1) {
@@ -88,6 +92,17 @@ struct WideLayout {
         }
     }
 
+}
+
+/// Packed weights of a correlation (from packTaps) and where its outputs go:
+/// out[n, o, rowStep·Y + rowOffset, colStep·X + colOffset], plus bias[o] when given.
+struct CorrelationTarget {
+    let packed: UnsafePointer<Float>
+    let outputs: Int
+    let bias: UnsafePointer<Float>?
+    let out: UnsafeMutablePointer<Float>
+    let height, width: Int
+    var rowStep = 1, rowOffset = 0, colStep = 1, colOffset = 0
 }
 
 /// Taps over a wide layout, and the outputs they give: output (n, Y, X) sits at flat position
@@ -163,51 +178,89 @@ extension Kernels {
         }
     }
 
-    /// out[n, o, rowStep·Y + rowOffset, colStep·X + colOffset] = bias[o] + Σ_{c,t} weight(o, c, t) · source[c] at
-    /// output (n, Y, X) shifted by tap t, for every output of `plan`; `packed` from packTaps.
-    static func correlate(_ plan: Correlation, source: UnsafePointer<Float>, packed: UnsafePointer<Float>,
-                          outputs: Int, bias: UnsafePointer<Float>?, into out: UnsafeMutablePointer<Float>,
-                          height: Int, width: Int, rowStep: Int = 1, rowOffset: Int = 0, colStep: Int = 1,
-                          colOffset: Int = 0) {
+    /// Runs correlations over a batch of `images`, a band of images at a time: `bands(k)` gives the wide layout
+    /// of k images and the correlations to run over it, `fill(layout, buffer, images, parallel)` lays a band out.
+    /// Each band is sized to stay in L2 while its tiles run; bands go to different threads (or, with fewer
+    /// bands than threads, the tiles of one band do). Every output is the same sum whatever the banding.
+    static func correlate(images: Int, bands: (Int) -> (WideLayout, [(Correlation, CorrelationTarget)]),
+                          fill: (WideLayout, UnsafeMutablePointer<Float>, Range<Int>, Bool) -> Void) {
+        guard images > 0 else { return }
+        let perImage = bands(1).0.count * MemoryLayout<Float>.stride
+        let fits = Swift.max(1, (512 << 10) / Swift.max(perImage, 1))
+        let threads = Swift.max(1, Engine.threads)
+        let size = Swift.min(fits, (images + threads - 1) / threads)
+        let count = (images + size - 1) / size
+        let full = bands(size), last = images % size == 0 ? full : bands(images % size)
+        if count >= threads {
+            parallelFor(count, grain: 1) { range in
+                for band in range {
+                    let (layout, jobs) = band == count - 1 ? last : full
+                    let first = band * size
+                    withBuffer(layout.count) { buffer in
+                        fill(layout, buffer, first..<Swift.min(images, first + size), false)
+                        for (plan, target) in jobs {
+                            let tiles = (plan.positions + tileColumns - 1) / tileColumns
+                            run(plan, target, source: buffer, firstImage: first, tiles: 0..<tiles)
+                        }
+                    }
+                }
+            }
+        } else {
+            for band in 0..<count {
+                let (layout, jobs) = band == count - 1 ? last : full
+                let first = band * size
+                withBuffer(layout.count) { buffer in
+                    fill(layout, buffer, first..<Swift.min(images, first + size), true)
+                    for (plan, target) in jobs {
+                        let tiles = (plan.positions + tileColumns - 1) / tileColumns
+                        parallelFor(tiles, grain: Swift.max(4, tiles / 16)) { range in
+                            run(plan, target, source: buffer, firstImage: first, tiles: range)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tiles `tiles` of one correlation: 8 output channels × 48 positions at a time, 4 tiles sharing each group's
+    /// packed weights, the valid outputs scattered to the target.
+    private static func run(_ plan: Correlation, _ target: CorrelationTarget, source: UnsafePointer<Float>,
+                            firstImage: Int, tiles: Range<Int>) {
+        let outputs = target.outputs
         let groups = (outputs + tileRows - 1) / tileRows
-        let tiles = (plan.positions + tileColumns - 1) / tileColumns
         let channels = plan.layout.channels, channelStride = plan.layout.channelStride
         let depth = channels * plan.offsets.count
-        plan.offsets.withUnsafeBufferPointer { offsets in
-            // Pieces of 4 tiles at least, so that each group's packed weights are reused from cache.
-            parallelFor(tiles, grain: Swift.max(4, tiles / 16)) { range in
-                let scratch = TensorStorage(uninitializedCount: tileRows * tileColumns)
-                let sp = scratch.pointer
-                var block = range.lowerBound
-                while block < range.upperBound {
-                    let blockEnd = Swift.min(range.upperBound, block + 4)
-                    for g in 0..<groups {
-                        let rows = Swift.min(tileRows, outputs - g * tileRows)
-                        for t in block..<blockEnd {
-                            let q0 = t * tileColumns
-                            tile(channels: channels, taps: offsets.count, a: packed + g * depth * tileRows,
-                                 b: source + q0, bChannel: channelStride, bTap: offsets.baseAddress!,
-                                 out: sp, ldo: tileColumns, accumulate: false)
-                            plan.runs(q0, Swift.min(plan.positions, q0 + tileColumns)) { q, n, y, x, length in
-                                let oy = rowStep * y + rowOffset
-                                for i in 0..<rows {
-                                    let o = g * tileRows + i
-                                    let b = bias?[o] ?? 0
-                                    let src = sp + i * tileColumns + (q - q0)
-                                    let dst = out + ((n * outputs + o) * height + oy) * width + colOffset
-                                    if colStep == 1 {
-                                        for k in 0..<length { dst[x + k] = src[k] + b }
-                                    } else {
-                                        for k in 0..<length { dst[(x + k) * colStep] = src[k] + b }
-                                    }
+        withBuffer(tileRows * tileColumns) { sp in plan.offsets.withUnsafeBufferPointer { offsets in
+            var block = tiles.lowerBound
+            while block < tiles.upperBound {
+                let blockEnd = Swift.min(tiles.upperBound, block + 4)
+                for g in 0..<groups {
+                    let rows = Swift.min(tileRows, outputs - g * tileRows)
+                    for t in block..<blockEnd {
+                        let q0 = t * tileColumns
+                        tile(channels: channels, taps: offsets.count, a: target.packed + g * depth * tileRows,
+                             b: source + q0, bChannel: channelStride, bTap: offsets.baseAddress!, out: sp,
+                             ldo: tileColumns, accumulate: false)
+                        plan.runs(q0, Swift.min(plan.positions, q0 + tileColumns)) { q, n, y, x, length in
+                            let oy = target.rowStep * y + target.rowOffset
+                            for i in 0..<rows {
+                                let o = g * tileRows + i
+                                let b = target.bias?[o] ?? 0
+                                let src = sp + i * tileColumns + (q - q0)
+                                let dst = target.out + (((firstImage + n) * outputs + o) * target.height + oy) * target.width
+                                    + target.colOffset
+                                if target.colStep == 1 {
+                                    for k in 0..<length { dst[x + k] = src[k] + b }
+                                } else {
+                                    for k in 0..<length { dst[(x + k) * target.colStep] = src[k] + b }
                                 }
                             }
                         }
                     }
-                    block = blockEnd
                 }
+                block = blockEnd
             }
-        }
+        } }
     }
 
     /// g laid out at `plan`'s output positions: gw[o][q] = g[n, o, Y, X] at q = Y·rowLength + n·period + X, zero at

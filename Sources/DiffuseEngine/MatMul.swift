@@ -20,49 +20,59 @@ extension Kernels {
         if beta != 1 { scaleInPlace(c, count: m * n, by: beta) }
         guard k > 0 else { return }
         let groups = (m + tileRows - 1) / tileRows, panels = (n + tileColumns - 1) / tileColumns
-        let packedA = TensorStorage(uninitializedCount: groups * tileRows * k)
-        packRows(a, rows: m, depth: k, rowStride: transA ? 1 : k, kStride: transA ? m : 1, scale: alpha,
-                 into: packedA.pointer)
-        let pa = UnsafePointer(packedA.pointer)
+        withBuffer(groups * tileRows * k) { pa in
+            packRows(a, rows: m, depth: k, rowStride: transA ? 1 : k, kStride: transA ? m : 1, scale: alpha, into: pa)
+            let product = PackedProduct(a: pa, b: b, c: c, m: m, n: n, k: k, transB: transB, accumulate: beta != 0)
+            if panels >= 2 {
+                parallelFor(panels, grain: 1) { product.sweep(panels: $0, groups: 0..<groups) }
+            } else {
+                parallelFor(groups, grain: Swift.max(1, (groups + 1) / 2)) { product.sweep(panels: 0..<1, groups: $0) }
+            }
+        }
+    }
+
+    /// C (+)= A·op(B) with A packed by packRows: the register tile over panels of 48 columns of C, each panel of B
+    /// packed 256 rows deep at a time.
+    private struct PackedProduct {
+        let a, b: UnsafePointer<Float>
+        let c: UnsafeMutablePointer<Float>
+        let m, n, k: Int
+        let transB, accumulate: Bool
+
         func sweep(panels: Range<Int>, groups: Range<Int>) {
-            let panel = TensorStorage(uninitializedCount: depthBlock * tileColumns)
-            let scratch = TensorStorage(uninitializedCount: tileRows * tileColumns)
-            let bp = panel.pointer, sp = scratch.pointer
-            for p in panels {
-                let j0 = p * tileColumns, width = Swift.min(tileColumns, n - j0)
-                for k0 in stride(from: 0, to: k, by: depthBlock) {
-                    let depth = Swift.min(depthBlock, k - k0)
-                    packColumns(b, transposed: transB, n: n, k: k, rows: k0..<(k0 + depth), columns: j0..<(j0 + width),
-                                into: bp)
-                    let accumulate = k0 > 0 || beta != 0
-                    for g in groups {
-                        let i0 = g * tileRows, height = Swift.min(tileRows, m - i0)
-                        let ap = pa + (g * k + k0) * tileRows
-                        if height == tileRows && width == tileColumns {
-                            tile(channels: depth, taps: 1, a: ap, b: bp, bChannel: tileColumns, bTap: noTaps,
-                                 out: c + i0 * n + j0, ldo: n, accumulate: accumulate)
-                        } else {
+            withBuffer(depthBlock * tileColumns + tileRows * tileColumns) { bp in
+                let sp = bp + depthBlock * tileColumns
+                for p in panels {
+                    let j0 = p * tileColumns, width = Swift.min(tileColumns, n - j0)
+                    for k0 in stride(from: 0, to: k, by: depthBlock) {
+                        let depth = Swift.min(depthBlock, k - k0)
+                        packColumns(b, transposed: transB, n: n, k: k, rows: k0..<(k0 + depth),
+                                    columns: j0..<(j0 + width), into: bp)
+                        let add = k0 > 0 || accumulate
+                        for g in groups {
+                            let i0 = g * tileRows, height = Swift.min(tileRows, m - i0)
+                            let ap = a + (g * k + k0) * tileRows
+                            if height == tileRows && width == tileColumns {
+                                tile(channels: depth, taps: 1, a: ap, b: bp, bChannel: tileColumns, bTap: noTaps,
+                                     out: c + i0 * n + j0, ldo: n, accumulate: add)
+                                continue
+                            }
                             tile(channels: depth, taps: 1, a: ap, b: bp, bChannel: tileColumns, bTap: noTaps,
                                  out: sp, ldo: tileColumns, accumulate: false)
                             for i in 0..<height {
                                 let d = c + (i0 + i) * n + j0, s = sp + i * tileColumns
-                                if accumulate { for j in 0..<width { d[j] += s[j] } } else { d.update(from: s, count: width) }
+                                if add { for j in 0..<width { d[j] += s[j] } } else { d.update(from: s, count: width) }
                             }
                         }
                     }
                 }
             }
         }
-        if panels >= 2 {
-            parallelFor(panels, grain: 1) { sweep(panels: $0, groups: 0..<groups) }
-        } else {
-            parallelFor(groups, grain: Swift.max(1, (groups + 1) / 2)) { sweep(panels: 0..<1, groups: $0) }
-        }
     }
 
     /// Packs rows `rows` × columns `columns` of B (k × n; stored transposed, n × k, when `transposed`) into
     /// rows of 48 floats, zero past the last column.
-    private static func packColumns(_ b: UnsafePointer<Float>, transposed: Bool, n: Int, k: Int, rows: Range<Int>,
+    fileprivate static func packColumns(_ b: UnsafePointer<Float>, transposed: Bool, n: Int, k: Int, rows: Range<Int>,
                                     columns: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
         let width = columns.count
         if transposed {

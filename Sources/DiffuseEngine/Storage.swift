@@ -62,3 +62,11 @@ public final class TensorStorage: @unchecked Sendable {
 
     public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
 }
+
+/// Runs `body` with `count` uninitialised floats from the pool, kept alive until `body` returns (a storage held
+/// only through its pointer could be given back to the pool, and handed out again, after its last use).
+@inlinable
+func withBuffer<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+    let storage = TensorStorage(uninitializedCount: count)
+    return try withExtendedLifetime(storage) { try body(storage.pointer) }
+}

@@ -24,8 +24,7 @@ struct EngineBench: ParsableCommand {
         OpenBLAS's own threading at --threads threads ("raw"), at square sizes and at U-Net-like linear and \
         attention shapes; the ratio engine/raw is the engine's overhead.
         conv2d: the 3×3 convolutions of two diffusers UNet2DModel configs (mnist-small, batch 32; cifar-ddpm, \
-        batch 8), forward and forward+backward (gradients of input, weight and bias), with the time that the \
-        GEMMs of an im2col convolution take alone, through the engine's matmul and through raw cblas_sgemm.
+        batch 8), forward and forward+backward (gradients of input, weight and bias).
         FLOPs: 2·M·N·K for a product; 2·N·O·C·KH·KW·OH·OW for a convolution's forward, 3× that forward+backward.
         Each case: warm-up calls, then one call to size a run to at least --min-run-time seconds, then --runs \
         timed runs; the per-call median is reported (bench/engine_torch.py does the same).
@@ -270,46 +269,11 @@ struct ConvCase {
             consume(xl.grad!); consume(wl.grad!); consume(bl.grad!)
         }
 
-        // The GEMMs of an im2col convolution, alone on dense buffers: forward Y[O, N·OH·OW] = W[O, C·K·K]·cols;
-        // backward ∂W = ∂Y·colsᵀ, ∂cols = Wᵀ·∂Y. Through the engine's matmul (what its conv2d can at best reach
-        // with its GEMM) and through raw cblas_sgemm (what any im2col convolution can at best reach).
-        let (rows, columns) = (c * kernel * kernel, n * oh * ow)
-        let w2 = weight.reshaped([o, rows])
-        let cols = generator.normal([rows, columns])
-        let gy = generator.normal([o, columns])
-        let engineForward = timer.measure { consume(withoutGradients { matmul(w2, cols) }) }
-        let engineBackward = timer.measure {
-            withoutGradients {
-                consume(matmul(gy, cols, transposeB: true))
-                consume(matmul(w2, gy, transposeA: true))
-            }
-        }
-        let (y, gw, gcols) = (Tensor(zeros: [o, columns]), Tensor(zeros: [o, rows]), Tensor(zeros: [rows, columns]))
-        let rawForward = blas.measure(timer) {
-            rawSgemm(transA: false, transB: false, m: o, n: columns, k: rows, weight.storage.pointer,
-                     cols.storage.pointer, y.storage.pointer)
-            consume(y)
-        }
-        let rawBackward = blas.measure(timer) {
-            rawSgemm(transA: false, transB: true, m: o, n: rows, k: columns, gy.storage.pointer,
-                     cols.storage.pointer, gw.storage.pointer)
-            rawSgemm(transA: true, transB: false, m: rows, n: columns, k: o, weight.storage.pointer,
-                     gy.storage.pointer, gcols.storage.pointer)
-            consume(gw); consume(gcols)
-        }
-        let engineGemmTrain = engineForward.medianMs + engineBackward.medianMs
-        let rawGemmTrain = rawForward.medianMs + rawBackward.medianMs
         return ConvResult(
             id: id, config: config, label: label, n: n, c: c, h: h, w: w, o: o, kernel: kernel, stride: stride,
             padding: padding, oh: oh, ow: ow, forwardFlops: forwardFlops, trainFlops: 3 * forwardFlops,
             forward: forward, train: train, forwardGflops: gflops(forwardFlops, forward.medianMs),
-            trainGflops: gflops(3 * forwardFlops, train.medianMs),
-            engineGemmForward: engineForward, engineGemmBackward: engineBackward,
-            rawGemmForward: rawForward, rawGemmBackward: rawBackward,
-            engineGemmShareForward: engineForward.medianMs / forward.medianMs,
-            engineGemmShareTrain: engineGemmTrain / train.medianMs,
-            rawGemmShareForward: rawForward.medianMs / forward.medianMs,
-            rawGemmShareTrain: rawGemmTrain / train.medianMs)
+            trainGflops: gflops(3 * forwardFlops, train.medianMs))
     }
 }
 
@@ -319,29 +283,19 @@ struct ConvResult: Codable {
     let forwardFlops, trainFlops: Double
     let forward, train: Timing
     let forwardGflops, trainGflops: Double
-    /// The im2col GEMMs alone (forward; the two backward ones together), through the engine's matmul and raw.
-    let engineGemmForward, engineGemmBackward, rawGemmForward, rawGemmBackward: Timing
-    /// The share of conv2d's time that those GEMMs take: the rest is im2col, col2im, layout copies, bias, graph.
-    let engineGemmShareForward, engineGemmShareTrain, rawGemmShareForward, rawGemmShareTrain: Double
 
     static func printTable(_ rows: [ConvResult]) {
-        print("conv2d 3×3 pad 1 (NCHW)          forward                 forward+backward         GEMM ms, fwd / f+b")
-        print("shape                         ms  GFLOP/s  GEMM%           ms  GFLOP/s  GEMM%   engine         raw")
+        print("conv2d 3×3 pad 1 (NCHW)          forward        forward+backward")
+        print("shape                         ms  GFLOP/s           ms  GFLOP/s")
         var config = ""
         for r in rows {
             if r.config != config {
                 config = r.config
                 print("\(config) (batch \(r.n))")
             }
-            let engineTrain = r.engineGemmForward.medianMs + r.engineGemmBackward.medianMs
-            let rawTrain = r.rawGemmForward.medianMs + r.rawGemmBackward.medianMs
             print(pad("  " + r.label, 24) + num(r.forward.medianMs, 9, 3) + num(r.forwardGflops, 9, 1)
-                  + num(100 * r.engineGemmShareForward, 6, 0) + "%" + num(r.train.medianMs, 13, 3)
-                  + num(r.trainGflops, 9, 1) + num(100 * r.engineGemmShareTrain, 6, 0) + "%"
-                  + num(r.engineGemmForward.medianMs, 8, 2) + " /" + num(engineTrain, 6, 2)
-                  + num(r.rawGemmForward.medianMs, 6, 2) + " /" + num(rawTrain, 6, 2))
+                  + num(r.train.medianMs, 13, 3) + num(r.trainGflops, 9, 1))
         }
-        print("GEMM%: the im2col GEMMs alone through the engine's matmul, as a share of conv2d's time")
     }
 }
 
