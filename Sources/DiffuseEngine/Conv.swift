@@ -71,7 +71,8 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     let out = Tensor(uninitialized: [geo.n, o, geo.oh, geo.ow])
     let pw = UnsafePointer(weight.storage.pointer)
     withBuffer((o + 7) / 8 * 8 * c * taps) { packed in
-        Kernels.packTaps(outputs: o, inputs: c, taps: taps, into: packed) { o, ci, t in pw[(o * c + ci) * taps + t] }
+        Kernels.packTaps(pw, outputs: o, inputs: c, outputStride: c * taps, inputStride: taps, tapOffsets: Array(0..<taps),
+                         into: packed)
         let target = CorrelationTarget(packed: packed, outputs: o, bias: bias.map { UnsafePointer($0.storage.pointer) },
                                        out: out.storage.pointer, height: geo.oh, width: geo.ow)
         Kernels.correlate(images: geo.n, bands: { k in
@@ -118,9 +119,8 @@ private func convInputGradient(_ g: Tensor, weight: Tensor, _ geo: ConvGeometry)
     let packs = phases.map { phase -> TensorStorage in
         let kernel = phase.taps
         let packed = TensorStorage(uninitializedCount: (c + 7) / 8 * 8 * o * Swift.max(kernel.count, 1))
-        Kernels.packTaps(outputs: c, inputs: o, taps: kernel.count, into: packed.pointer) { ci, oi, t in
-            pw[((oi * c + ci) * kh + kernel[t].0) * kw + kernel[t].1]
-        }
+        Kernels.packTaps(pw, outputs: c, inputs: o, outputStride: kh * kw, inputStride: c * kh * kw,
+                         tapOffsets: kernel.map { $0.0 * kw + $0.1 }, into: packed.pointer)
         return packed
     }
     let targets = zip(phases, packs).map { phase, packed in

@@ -140,38 +140,40 @@ struct Correlation {
         (positions + Kernels.tileColumns - 1) / Kernels.tileColumns * Kernels.tileColumns + maxOffset + 16
     }
 
-    /// The runs of valid outputs among positions [q0, q1): (first position, image, row, column, length).
-    func runs(_ q0: Int, _ q1: Int, _ body: (Int, Int, Int, Int, Int) -> Void) {
-        let (rowLength, period) = (layout.rowLength, layout.period)
-        var q = q0
-        while q < q1 {
-            let y = q / rowLength, col = q % rowLength
-            let n = col / period, x = col % period
-            let end = Swift.min(q1, q + period - x, (y + 1) * rowLength)
-            if n < layout.images && x < outputColumns {
-                body(q, n, y, x, Swift.min(end, q + outputColumns - x) - q)
-            }
-            q = end
+    /// Tiles of 48 positions, or of 48 valid outputs when `packed`.
+    func tiles(packed: Bool) -> Int {
+        ((packed ? outputRows * layout.images * outputColumns : positions) + Kernels.tileColumns - 1) / Kernels.tileColumns
+    }
+
+    /// The runs of valid outputs in position order, one per image row: (first position, image, row).
+    var runs: [(q: Int, image: Int, row: Int)] {
+        var list: [(q: Int, image: Int, row: Int)] = []
+        list.reserveCapacity(outputRows * layout.images)
+        for y in 0..<outputRows {
+            for n in 0..<layout.images { list.append((y * layout.rowLength + n * layout.period, n, y)) }
         }
+        return list
     }
 }
 
 extension Kernels {
     /// Packs the weights of a correlation for `tile`: for each group of 8 output channels o, step (c, t) holds
-    /// weight(o, c, t), zero past the last output channel.
-    static func packTaps(outputs: Int, inputs: Int, taps: Int, into packed: UnsafeMutablePointer<Float>,
-                         _ weight: (Int, Int, Int) -> Float) {
-        let groups = (outputs + tileRows - 1) / tileRows
-        parallelFor(groups, grain: 1) { range in
-            for g in range {
-                var p = packed + g * inputs * taps * tileRows
-                for c in 0..<inputs {
-                    for t in 0..<taps {
-                        for i in 0..<tileRows {
-                            let o = g * tileRows + i
-                            p[i] = o < outputs ? weight(o, c, t) : 0
+    /// w[o·outputStride + c·inputStride + tapOffsets[t]], zero past the last output channel.
+    static func packTaps(_ w: UnsafePointer<Float>, outputs: Int, inputs: Int, outputStride: Int, inputStride: Int,
+                         tapOffsets: [Int], into packed: UnsafeMutablePointer<Float>) {
+        let groups = (outputs + tileRows - 1) / tileRows, taps = tapOffsets.count
+        tapOffsets.withUnsafeBufferPointer { tapOffsets in
+            parallelFor(groups, grain: 1) { range in
+                for g in range {
+                    var p = packed + g * inputs * taps * tileRows
+                    let valid = Swift.min(tileRows, outputs - g * tileRows)
+                    for c in 0..<inputs {
+                        for t in 0..<taps {
+                            let src = w + g * tileRows * outputStride + c * inputStride + tapOffsets[t]
+                            for i in 0..<valid { p[i] = src[i * outputStride] }
+                            for i in valid..<tileRows { p[i] = 0 }
+                            p += tileRows
                         }
-                        p += tileRows
                     }
                 }
             }
@@ -188,10 +190,11 @@ extension Kernels {
         let perImage = bands(1).0.count * MemoryLayout<Float>.stride
         let fits = Swift.max(1, (512 << 10) / Swift.max(perImage, 1))
         let threads = Swift.max(1, Engine.threads)
-        let size = Swift.min(fits, (images + threads - 1) / threads)
-        let count = (images + size - 1) / size
+        // As many bands per thread, each as large as fits.
+        let wanted = threads * ((images + threads * fits - 1) / (threads * fits))
+        let size = (images + wanted - 1) / wanted, count = (images + size - 1) / size
         let full = bands(size), last = images % size == 0 ? full : bands(images % size)
-        if count >= threads {
+        if images >= threads {
             parallelFor(count, grain: 1) { range in
                 for band in range {
                     let (layout, jobs) = band == count - 1 ? last : full
@@ -199,8 +202,9 @@ extension Kernels {
                     withBuffer(layout.count) { buffer in
                         fill(layout, buffer, first..<Swift.min(images, first + size), false)
                         for (plan, target) in jobs {
-                            let tiles = (plan.positions + tileColumns - 1) / tileColumns
-                            run(plan, target, source: buffer, firstImage: first, tiles: 0..<tiles)
+                            let packed = packs(plan, outputs: target.outputs)
+                            run(plan, target, source: buffer, firstImage: first, tiles: 0..<plan.tiles(packed: packed),
+                                packed: packed)
                         }
                     }
                 }
@@ -212,9 +216,9 @@ extension Kernels {
                 withBuffer(layout.count) { buffer in
                     fill(layout, buffer, first..<Swift.min(images, first + size), true)
                     for (plan, target) in jobs {
-                        let tiles = (plan.positions + tileColumns - 1) / tileColumns
-                        parallelFor(tiles, grain: Swift.max(4, tiles / 16)) { range in
-                            run(plan, target, source: buffer, firstImage: first, tiles: range)
+                        let packed = packs(plan, outputs: target.outputs), tiles = plan.tiles(packed: packed)
+                        parallelFor(tiles, grain: Swift.max(packed ? 1 : 4, tiles / 16)) { range in
+                            run(plan, target, source: buffer, firstImage: first, tiles: range, packed: packed)
                         }
                     }
                 }
@@ -222,43 +226,117 @@ extension Kernels {
         }
     }
 
-    /// Tiles `tiles` of one correlation: 8 output channels × 48 positions at a time, 4 tiles sharing each group's
-    /// packed weights, the valid outputs scattered to the target.
+    /// Whether tiles of valid outputs only, their inputs copied into a panel first, cost less than tiles of flat
+    /// positions read in place (junk positions computed and dropped): each of the C·T steps of a tile costs 12
+    /// cycles per group of 8 output channels, a panel ~2 cycles per 16-float piece it copies.
+    private static func packs(_ plan: Correlation, outputs: Int) -> Bool {
+        switch Engine.convolutionTiles {
+        case .flat: return false
+        case .packed: return true
+        case .automatic: break
+        }
+        let groups = (outputs + tileRows - 1) / tileRows
+        let valid = plan.outputRows * plan.layout.images * plan.outputColumns
+        let flatTiles = (plan.positions + tileColumns - 1) / tileColumns, packedTiles = (valid + tileColumns - 1) / tileColumns
+        let pieces = tileColumns / Swift.min(plan.outputColumns, tileColumns) + 2
+        return packedTiles * (12 * groups + 2 * pieces) < flatTiles * 12 * groups
+    }
+
+    /// Tiles `tiles` of one correlation, 8 output channels × 48 outputs at a time, the valid outputs (runs of
+    /// outputColumns positions) copied from the tile to the target. Read in place, a tile covers 48 consecutive
+    /// positions and 4 tiles share each group's packed weights; packed, it covers 48 consecutive valid outputs and
+    /// its inputs are gathered into a panel (C·T rows of 48) that all groups share.
     private static func run(_ plan: Correlation, _ target: CorrelationTarget, source: UnsafePointer<Float>,
-                            firstImage: Int, tiles: Range<Int>) {
+                            firstImage: Int, tiles: Range<Int>, packed: Bool) {
         let outputs = target.outputs
         let groups = (outputs + tileRows - 1) / tileRows
-        let channels = plan.layout.channels, channelStride = plan.layout.channelStride
-        let depth = channels * plan.offsets.count
-        withBuffer(tileRows * tileColumns) { sp in plan.offsets.withUnsafeBufferPointer { offsets in
-            var block = tiles.lowerBound
-            while block < tiles.upperBound {
-                let blockEnd = Swift.min(tiles.upperBound, block + 4)
-                for g in 0..<groups {
-                    let rows = Swift.min(tileRows, outputs - g * tileRows)
-                    for t in block..<blockEnd {
-                        let q0 = t * tileColumns
-                        tile(channels: channels, taps: offsets.count, a: target.packed + g * depth * tileRows,
-                             b: source + q0, bChannel: channelStride, bTap: offsets.baseAddress!, out: sp,
-                             ldo: tileColumns, accumulate: false)
-                        plan.runs(q0, Swift.min(plan.positions, q0 + tileColumns)) { q, n, y, x, length in
-                            let oy = target.rowStep * y + target.rowOffset
-                            for i in 0..<rows {
-                                let o = g * tileRows + i
-                                let b = target.bias?[o] ?? 0
-                                let src = sp + i * tileColumns + (q - q0)
-                                let dst = target.out + (((firstImage + n) * outputs + o) * target.height + oy) * target.width
-                                    + target.colOffset
-                                if target.colStep == 1 {
-                                    for k in 0..<length { dst[x + k] = src[k] + b }
-                                } else {
-                                    for k in 0..<length { dst[(x + k) * target.colStep] = src[k] + b }
-                                }
+        let channels = plan.layout.channels, channelStride = plan.layout.channelStride, taps = plan.offsets.count
+        let depth = channels * taps
+        let (width, plane, colStep) = (plan.outputColumns, target.height * target.width, target.colStep)
+        // Each run's destination for output channel 0; channel o adds o·plane.
+        let runs = plan.runs.map { run in
+            (q: run.q, to: ((firstImage + run.image) * outputs * target.height + target.rowStep * run.row
+                            + target.rowOffset) * target.width + target.colOffset)
+        }
+        /// Copies rows 0..<rows of the tile (columns from `column`, `count` of them) to run r from its column x.
+        @inline(__always) func scatter(_ sp: UnsafePointer<Float>, group g: Int, rows: Int, column: Int, count: Int,
+                                       run r: Int, x: Int) {
+            for i in 0..<rows {
+                let o = g * tileRows + i
+                let b = target.bias?[o] ?? 0
+                let src = sp + i * tileColumns + column
+                let dst = target.out + runs[r].to + o * plane
+                if colStep == 1 {
+                    for k in 0..<count { dst[x + k] = src[k] + b }
+                } else {
+                    for k in 0..<count { dst[(x + k) * colStep] = src[k] + b }
+                }
+            }
+        }
+        guard packed else {
+            withBuffer(tileRows * tileColumns) { sp in plan.offsets.withUnsafeBufferPointer { offsets in
+                var first = 0  // the first run that ends after the current block starts
+                var block = tiles.lowerBound
+                while block < tiles.upperBound {
+                    let blockEnd = Swift.min(tiles.upperBound, block + 4)
+                    while first < runs.count && runs[first].q + width <= block * tileColumns { first += 1 }
+                    for g in 0..<groups {
+                        let rows = Swift.min(tileRows, outputs - g * tileRows)
+                        var r = first
+                        for t in block..<blockEnd {
+                            let q0 = t * tileColumns, q1 = q0 + tileColumns
+                            tile(channels: channels, taps: taps, a: target.packed + g * depth * tileRows,
+                                 b: source + q0, bChannel: channelStride, bTap: offsets.baseAddress!, out: sp,
+                                 ldo: tileColumns, accumulate: false)
+                            while r < runs.count && runs[r].q < q1 {
+                                let lo = Swift.max(q0, runs[r].q), hi = Swift.min(q1, runs[r].q + width)
+                                scatter(sp, group: g, rows: rows, column: lo - q0, count: hi - lo, run: r, x: lo - runs[r].q)
+                                if runs[r].q + width > q1 { break }  // the run goes on in the next tile
+                                r += 1
                             }
                         }
                     }
+                    block = blockEnd
                 }
-                block = blockEnd
+            } }
+            return
+        }
+        let panelTaps = (0..<taps).map { $0 * tileColumns }
+        withBuffer(tileRows * tileColumns + depth * tileColumns + 16) { sp in panelTaps.withUnsafeBufferPointer { panelTaps in
+            let panel = sp + tileRows * tileColumns
+            var pieces: [(column: Int, run: Int, x: Int, count: Int)] = []
+            for t in tiles {
+                // The tile's valid outputs f ∈ [48t, 48t + 48): run f / width, column f % width.
+                let f0 = t * tileColumns, f1 = Swift.min(runs.count * width, f0 + tileColumns)
+                pieces.removeAll(keepingCapacity: true)
+                var f = f0
+                while f < f1 {
+                    let (r, x) = (f / width, f % width)
+                    let count = Swift.min(width - x, f1 - f)
+                    pieces.append((f - f0, r, x, count))
+                    f += count
+                }
+                var row = panel
+                for c in 0..<channels {
+                    for offset in plan.offsets {
+                        let base = source + c * channelStride + offset
+                        for piece in pieces {
+                            let src = base + runs[piece.run].q + piece.x, dst = row + piece.column
+                            var k = 0
+                            while k < piece.count { store(load(src + k), dst + k); k += 16 }
+                        }
+                        row += tileColumns
+                    }
+                }
+                for g in 0..<groups {
+                    tile(channels: channels, taps: taps, a: target.packed + g * depth * tileRows, b: panel,
+                         bChannel: taps * tileColumns, bTap: panelTaps.baseAddress!, out: sp, ldo: tileColumns,
+                         accumulate: false)
+                    let rows = Swift.min(tileRows, outputs - g * tileRows)
+                    for piece in pieces {
+                        scatter(sp, group: g, rows: rows, column: piece.column, count: piece.count, run: piece.run, x: piece.x)
+                    }
+                }
             }
         } }
     }

@@ -6,6 +6,12 @@ import Foundation
 /// boundaries depend only on the problem size, and partial results are combined in a fixed order.
 public enum Engine {
     nonisolated(unsafe) public static var threads = ProcessInfo.processInfo.activeProcessorCount
+
+    /// How convolutions cut their work into register tiles: `automatic` picks, per layer, the cheaper of reading the
+    /// inputs in place (`flat`, junk positions between images computed and dropped) and copying each tile's inputs
+    /// into a panel (`packed`). The others force one, for tests and benchmarks; results agree to rounding.
+    public enum ConvolutionTiles: Sendable { case automatic, flat, packed }
+    nonisolated(unsafe) public static var convolutionTiles = ConvolutionTiles.automatic
 }
 
 /// Runs `body` over `0..<n` cut into contiguous pieces of at least `grain` items, on `Engine.threads` threads.

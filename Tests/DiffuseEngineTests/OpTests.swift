@@ -297,15 +297,19 @@ final class OpTests: XCTestCase {
 
     /// conv2d against plain loops (in Double) at sizes where the kernels cut the batch into bands of images and
     /// the tiles into pieces: one image and several, odd sizes, stride 2, 1×1 and 3×3, output channels that are
-    /// not a multiple of the tile's 8, with 1 and 2 threads giving the same bits.
+    /// not a multiple of the tile's 8, with 1 and 2 threads giving the same bits; tiles read in place and packed.
     func testLargeConv2dMatchesPlainLoopsForAnyThreadCount() {
         let cases: [(n: Int, c: Int, h: Int, w: Int, o: Int, k: Int, stride: Int, padding: Int)] = [
             (2, 32, 16, 16, 32, 3, 1, 1), (1, 16, 13, 11, 20, 3, 1, 1), (5, 24, 7, 7, 12, 3, 1, 1),
             (3, 16, 12, 10, 16, 3, 2, 1), (4, 8, 9, 9, 5, 3, 2, 0), (3, 20, 6, 5, 24, 1, 1, 0),
             (6, 64, 4, 4, 64, 3, 1, 1),
         ]
-        for (index, geometry) in cases.enumerated() {
-            checkConvAgainstLoops(geometry, seed: UInt64(13 + index))
+        defer { Engine.convolutionTiles = .automatic }
+        for mode in [Engine.ConvolutionTiles.automatic, .flat, .packed] {
+            Engine.convolutionTiles = mode
+            for (index, geometry) in cases.enumerated() {
+                checkConvAgainstLoops(geometry, seed: UInt64(13 + index))
+            }
         }
     }
 
