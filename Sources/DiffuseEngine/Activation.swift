@@ -110,7 +110,8 @@ public func softmax(_ x: Tensor, axis: Int = -1) -> Tensor {
             var m = -Float.infinity
             for i in 0..<n { m = Swift.max(m, px[o + i]) }
             var s: Float = 0
-            for i in 0..<n { let e = Foundation.exp(px[o + i] - m); py[o + i] = e; s += e }
+            for i in 0..<n { py[o + i] = fastExp(px[o + i] - m) }
+            for i in 0..<n { s += py[o + i] }
             let inv = 1 / s
             for i in 0..<n { py[o + i] *= inv }
         }
@@ -155,11 +156,4 @@ public func logSoftmax(_ x: Tensor, axis: Int = -1) -> Tensor {
             return [gx]
         }
     }
-}
-
-/// Attention(Q, K, V) = softmax(Q·Kᵀ·scale)·V over the last two dimensions ([..., L, D] queries, [..., S, D] keys and
-/// values); scale defaults to 1/√D. Its gradient follows from those of matmul and softmax.
-public func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, scale: Float? = nil) -> Tensor {
-    let s = scale ?? 1 / Float(q.shape[q.rank - 1]).squareRoot()
-    return matmul(softmax(matmul(q * s, k, transposeB: true)), v)
 }
