@@ -107,12 +107,9 @@ public func softmax(_ x: Tensor, axis: Int = -1) -> Tensor {
         let y = Tensor(uninitialized: x.shape)
         let px = x.storage.pointer, py = y.storage.pointer
         Kernels.rows(x) { o, n in
-            var m = -Float.infinity
-            for i in 0..<n { m = Swift.max(m, px[o + i]) }
-            var s: Float = 0
+            let m = Kernels.maximum(px + o, n)
             for i in 0..<n { py[o + i] = fastExp(px[o + i] - m) }
-            for i in 0..<n { s += py[o + i] }
-            let inv = 1 / s
+            let inv = 1 / Kernels.sum(py + o, n)
             for i in 0..<n { py[o + i] *= inv }
         }
         return y.recording(inputs: [x]) { g in
@@ -121,8 +118,7 @@ public func softmax(_ x: Tensor, axis: Int = -1) -> Tensor {
             // caller only holds the transposed copy, so a pointer captured from the forward pass would dangle.
             let pg = g.storage.pointer, pgx = gx.storage.pointer, py = y.storage.pointer
             Kernels.rows(x) { o, n in
-                var dot: Float = 0
-                for i in 0..<n { dot += pg[o + i] * py[o + i] }
+                let dot = Kernels.dot(pg + o, py + o, n)
                 for i in 0..<n { pgx[o + i] = py[o + i] * (pg[o + i] - dot) }
             }
             return [gx]
@@ -136,11 +132,9 @@ public func logSoftmax(_ x: Tensor, axis: Int = -1) -> Tensor {
         let y = Tensor(uninitialized: x.shape)
         let px = x.storage.pointer, py = y.storage.pointer
         Kernels.rows(x) { o, n in
-            var m = -Float.infinity
-            for i in 0..<n { m = Swift.max(m, px[o + i]) }
-            var s: Float = 0
-            for i in 0..<n { s += Foundation.exp(px[o + i] - m) }
-            let lse = m + Foundation.log(s)
+            let m = Kernels.maximum(px + o, n)
+            for i in 0..<n { py[o + i] = fastExp(px[o + i] - m) }
+            let lse = m + Foundation.log(Kernels.sum(py + o, n))
             for i in 0..<n { py[o + i] = px[o + i] - lse }
         }
         return y.recording(inputs: [x]) { g in
@@ -149,9 +143,8 @@ public func logSoftmax(_ x: Tensor, axis: Int = -1) -> Tensor {
             // caller only holds the transposed copy, so a pointer captured from the forward pass would dangle.
             let pg = g.storage.pointer, pgx = gx.storage.pointer, py = y.storage.pointer
             Kernels.rows(x) { o, n in
-                var s: Float = 0
-                for i in 0..<n { s += pg[o + i] }
-                for i in 0..<n { pgx[o + i] = pg[o + i] - Foundation.exp(py[o + i]) * s }
+                let s = Kernels.sum(pg + o, n)
+                for i in 0..<n { pgx[o + i] = pg[o + i] - fastExp(py[o + i]) * s }
             }
             return [gx]
         }

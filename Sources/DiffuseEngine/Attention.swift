@@ -80,11 +80,7 @@ private struct AttentionHead {
     }
 
     /// Σ_j a[j]·b[j] over the padded row.
-    private func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> Float {
-        var acc = Lanes()
-        for j in Swift.stride(from: 0, to: padded, by: 16) { acc = acc.addingProduct(Kernels.load(a + j), Kernels.load(b + j)) }
-        return acc.sum()
-    }
+    private func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> Float { Kernels.dot(a, b, padded) }
 
     func forward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
                  logSumExp: UnsafeMutablePointer<Float>?, scratch: UnsafeMutablePointer<Float>) {
@@ -94,12 +90,10 @@ private struct AttentionHead {
         transpose(v, columns: e, into: vt)
         for i in 0..<l {
             scores(q + i * d, kt, into: row)
-            var m = -Float.infinity
-            for j in 0..<s { m = Swift.max(m, row[j]) }
+            let m = Kernels.maximum(row, s)
             for j in 0..<padded { row[j] = fastExp(row[j] - m) }
             for j in s..<padded { row[j] = 0 }
-            var total: Float = 0
-            for j in 0..<s { total += row[j] }
+            let total = Kernels.sum(row, s)
             let inverse = 1 / total
             for c in 0..<e { out[i * e + c] = dot(row, vt + c * padded) * inverse }
             logSumExp?[i] = m + Foundation.log(total)

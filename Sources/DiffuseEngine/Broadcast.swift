@@ -120,9 +120,7 @@ enum Kernels {
             let o = po + walk.offset(row: r, operand: 0)
             let xi = px + r * n
             if so == 0 {
-                var s: Float = 0
-                for i in 0..<n { s += xi[i] }
-                o[0] += s
+                o[0] += Kernels.sum(xi, n)
             } else {
                 for i in 0..<n { o[i * so] += xi[i] }
             }

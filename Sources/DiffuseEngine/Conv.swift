@@ -148,12 +148,7 @@ func channelSums(_ g: Tensor) -> Tensor {
     parallelFor(c, grain: Swift.max(1, 16384 / Swift.max(n * spatial, 1))) { r in
         for ch in r {
             var s: Float = 0
-            for img in 0..<n {
-                let row = p + (img * c + ch) * spatial
-                var t: Float = 0
-                for i in 0..<spatial { t += row[i] }
-                s += t
-            }
+            for img in 0..<n { s += Kernels.sum(p + (img * c + ch) * spatial, spatial) }
             po[ch] = s
         }
     }

@@ -18,12 +18,8 @@ extension Kernels {
                 parallelFor(rows, grain: Swift.max(1, 4096 / n)) { range in
                     for row in range {
                         let s = px + row * n, d = py + row * n
-                        var acc: Double = 0
-                        for i in 0..<n { acc += Double(s[i]) }
-                        let mu = Float(acc / Double(n))
-                        var sq: Double = 0
-                        for i in 0..<n { let c = s[i] - mu; sq += Double(c * c) }
-                        let v = Float(sq / Double(n))
+                        let mu = Kernels.sum(s, n) / Float(n)
+                        let v = Kernels.squaredDeviation(s, n, from: mu) / Float(n)
                         let rstd = 1 / (v + eps).squareRoot()
                         for i in 0..<n { d[i] = (s[i] - mu) * rstd }
                         pm[row] = mu
@@ -47,9 +43,7 @@ public func normalizeRows(_ x: Tensor, length n: Int, eps: Float) -> (Tensor, Ro
         parallelFor(x.count / n, grain: Swift.max(1, 4096 / n)) { range in
             for row in range {
                 let o = row * n
-                var sg: Double = 0, sgy: Double = 0
-                for i in 0..<n { sg += Double(pg[o + i]); sgy += Double(pg[o + i] * py[o + i]) }
-                let mg = Float(sg / Double(n)), mgy = Float(sgy / Double(n))
+                let mg = Kernels.sum(pg + o, n) / Float(n), mgy = Kernels.dot(pg + o, py + o, n) / Float(n)
                 let rstd = 1 / (stats.variance[row] + eps).squareRoot()
                 for i in 0..<n { pgx[o + i] = rstd * (pg[o + i] - mg - py[o + i] * mgy) }
             }
@@ -79,12 +73,8 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, 
             parallelFor(rows, grain: max(1, 8192 / max(m, 1))) { range in
                 for row in range {
                     let base = row * m
-                    var acc: Double = 0
-                    for i in 0..<m { acc += Double(px[base + i]) }
-                    let mu = Float(acc / Double(m))
-                    var sq: Double = 0
-                    for i in 0..<m { let d = px[base + i] - mu; sq += Double(d * d) }
-                    let r = 1 / (Float(sq / Double(m)) + eps).squareRoot()
+                    let mu = Kernels.sum(px + base, m) / Float(m)
+                    let r = 1 / (Kernels.squaredDeviation(px + base, m, from: mu) / Float(m) + eps).squareRoot()
                     pm[row] = mu
                     pr[row] = r
                     let firstChannel = (row % groups) * perGroup
@@ -115,12 +105,9 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, 
                         var a: Double = 0, b: Double = 0  // Σ ĝ and Σ ĝ·x̂ over the group
                         for k in 0..<perGroup {
                             let ch = firstChannel + k, gamma = pw?[ch] ?? 1, o = base + k * spatial
-                            var s1: Float = 0, s2: Float = 0
-                            for s in 0..<spatial {
-                                let gv = pg[o + s], xh = (px[o + s] - mu) * r
-                                s1 += gv
-                                s2 += gv * xh
-                            }
+                            // Σ g and Σ g·x̂ = r·(Σ g·x − μ·Σ g)
+                            let s1 = Kernels.sum(pg + o, spatial)
+                            let s2 = r * (Kernels.dot(pg + o, px + o, spatial) - mu * s1)
                             sg[sample * c + ch] = s1
                             sgx[sample * c + ch] = s2
                             a += Double(s1 * gamma)

@@ -92,3 +92,64 @@ extension Kernels {
         }
     }
 }
+
+// MARK: - Reductions over a row
+
+extension Kernels {
+    // Four 16-lane accumulators (for the adder's latency) over whole vectors, added in a fixed order, then the
+    // tail one by one: the result depends on n alone, never on the thread count.
+
+    /// Σ x[i] for i < n.
+    @inline(__always) static func sum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var a0 = Lanes(), a1 = Lanes(), a2 = Lanes(), a3 = Lanes()
+        var i = 0
+        while i + 64 <= n { a0 += load(x + i); a1 += load(x + i + 16); a2 += load(x + i + 32); a3 += load(x + i + 48); i += 64 }
+        while i + 16 <= n { a0 += load(x + i); i += 16 }
+        var total = ((a0 + a1) + (a2 + a3)).sum()
+        while i < n { total += x[i]; i += 1 }
+        return total
+    }
+
+    /// Σ x[i]·y[i] for i < n.
+    @inline(__always) static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
+        var a0 = Lanes(), a1 = Lanes(), a2 = Lanes(), a3 = Lanes()
+        var i = 0
+        while i + 64 <= n {
+            a0 = a0.addingProduct(load(x + i), load(y + i)); a1 = a1.addingProduct(load(x + i + 16), load(y + i + 16))
+            a2 = a2.addingProduct(load(x + i + 32), load(y + i + 32)); a3 = a3.addingProduct(load(x + i + 48), load(y + i + 48))
+            i += 64
+        }
+        while i + 16 <= n { a0 = a0.addingProduct(load(x + i), load(y + i)); i += 16 }
+        var total = ((a0 + a1) + (a2 + a3)).sum()
+        while i < n { total += x[i] * y[i]; i += 1 }
+        return total
+    }
+
+    /// Σ (x[i] − c)² for i < n.
+    @inline(__always) static func squaredDeviation(_ x: UnsafePointer<Float>, _ n: Int, from c: Float) -> Float {
+        let cv = Lanes(repeating: c)
+        var a0 = Lanes(), a1 = Lanes()
+        var i = 0
+        while i + 32 <= n {
+            let d0 = load(x + i) - cv, d1 = load(x + i + 16) - cv
+            a0 = a0.addingProduct(d0, d0); a1 = a1.addingProduct(d1, d1)
+            i += 32
+        }
+        while i + 16 <= n { let d = load(x + i) - cv; a0 = a0.addingProduct(d, d); i += 16 }
+        var total = (a0 + a1).sum()
+        while i < n { let d = x[i] - c; total += d * d; i += 1 }
+        return total
+    }
+
+    /// max x[i] for i < n (n > 0). A NaN may or may not win; the callers subtract the maximum from every x[i],
+    /// which carries a NaN on either way.
+    @inline(__always) static func maximum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var m = Lanes(repeating: -.infinity)
+        var i = 0
+        while i + 16 <= n { let v = load(x + i); m = m.replacing(with: v, where: v .> m); i += 16 }
+        var best = -Float.infinity
+        for k in 0..<16 { best = Swift.max(best, m[k]) }  // (the standard library's pointwiseMax and max() go lane by lane)
+        while i < n { best = Swift.max(best, x[i]); i += 1 }
+        return best
+    }
+}
