@@ -62,23 +62,23 @@ struct WideLayout {
                         let row = base + r * rowLength
                         let sy = (r - padTop) * stride + a
                         guard r >= padTop, r - padTop < sourceRows, sy < height else {
-                            row.update(repeating: 0, count: rowLength)
+                            Kernels.zero(row, rowLength)
                             continue
                         }
                         for n in 0..<images {
                             let block = row + n * period
-                            guard n < batch.count else { block.update(repeating: 0, count: period); continue }
+                            guard n < batch.count else { Kernels.zero(block, period); continue }
                             let src = source + (((batch.lowerBound + n) * channels + c) * height + sy) * width
-                            block.update(repeating: 0, count: padLeft)
+                            Kernels.zero(block, padLeft)
                             let valid = Swift.min(sourceColumns, (width - b + stride - 1) / stride)
                             if stride == 1 {
-                                (block + padLeft).update(from: src, count: valid)
+                                Kernels.copy(src, block + padLeft, valid)
                             } else {
                                 for u in 0..<valid { block[padLeft + u] = src[u * stride + b] }
                             }
-                            (block + padLeft + valid).update(repeating: 0, count: period - padLeft - valid)
+                            Kernels.zero(block + padLeft + valid, period - padLeft - valid)
                         }
-                        (row + images * period).update(repeating: 0, count: rowLength - images * period)
+                        Kernels.zero(row + images * period, rowLength - images * period)
                     }
                 }
             }
@@ -420,11 +420,11 @@ extension Kernels {
             x = load(x8 + i); a8 = a8.addingProduct(g, x); b8 = b8.addingProduct(h, x); c8 = c8.addingProduct(e, x)
             i += 16
         }
-        out[0] = a0.sum(); out[1] = a1.sum(); out[2] = a2.sum(); out[3] = a3.sum(); out[4] = a4.sum()
-        out[5] = a5.sum(); out[6] = a6.sum(); out[7] = a7.sum(); out[8] = a8.sum()
-        out[9] = b0.sum(); out[10] = b1.sum(); out[11] = b2.sum(); out[12] = b3.sum(); out[13] = b4.sum()
-        out[14] = b5.sum(); out[15] = b6.sum(); out[16] = b7.sum(); out[17] = b8.sum()
-        out[18] = c0.sum(); out[19] = c1.sum(); out[20] = c2.sum(); out[21] = c3.sum(); out[22] = c4.sum()
-        out[23] = c5.sum(); out[24] = c6.sum(); out[25] = c7.sum(); out[26] = c8.sum()
+        out[0] = laneTotal(a0); out[1] = laneTotal(a1); out[2] = laneTotal(a2); out[3] = laneTotal(a3); out[4] = laneTotal(a4)
+        out[5] = laneTotal(a5); out[6] = laneTotal(a6); out[7] = laneTotal(a7); out[8] = laneTotal(a8)
+        out[9] = laneTotal(b0); out[10] = laneTotal(b1); out[11] = laneTotal(b2); out[12] = laneTotal(b3); out[13] = laneTotal(b4)
+        out[14] = laneTotal(b5); out[15] = laneTotal(b6); out[16] = laneTotal(b7); out[17] = laneTotal(b8)
+        out[18] = laneTotal(c0); out[19] = laneTotal(c1); out[20] = laneTotal(c2); out[21] = laneTotal(c3); out[22] = laneTotal(c4)
+        out[23] = laneTotal(c5); out[24] = laneTotal(c6); out[25] = laneTotal(c7); out[26] = laneTotal(c8)
     }
 }

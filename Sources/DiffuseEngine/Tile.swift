@@ -17,6 +17,20 @@ extension Kernels {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: Lanes.self)
     }
 
+    /// dst[0..<n] = src[0..<n], in vector moves: a call to memmove costs more than a short row.
+    @inline(__always) static func copy(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+        var i = 0
+        while i + 16 <= n { store(load(src + i), dst + i); i += 16 }
+        while i < n { dst[i] = src[i]; i += 1 }
+    }
+
+    /// dst[0..<n] = 0.
+    @inline(__always) static func zero(_ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+        var i = 0
+        while i + 16 <= n { store(Lanes(), dst + i); i += 16 }
+        while i < n { dst[i] = 0; i += 1 }
+    }
+
     /// out[i][j] = (accumulate ? out[i][j] : 0) + Σ_{ch < channels} Σ_{t < taps} A[ch, t, i] · B[ch, t, j]
     /// for i < 8, j < 48, where A[ch, t, i] = a[(ch·taps + t)·8 + i] (A packed: 8 values per step) and
     /// B[ch, t, j] = b[ch·bChannel + bTap[t] + j] (48 consecutive values at a per-step offset). A matrix product is
@@ -99,13 +113,19 @@ extension Kernels {
     // Four 16-lane accumulators (for the adder's latency) over whole vectors, added in a fixed order, then the
     // tail one by one: the result depends on n alone, never on the thread count.
 
+    /// The sum of the 16 lanes, halving in shuffles (the standard library's sum() goes lane by lane).
+    @inline(__always) static func laneTotal(_ v: Lanes) -> Float {
+        let h8 = v.lowHalf + v.highHalf, h4 = h8.lowHalf + h8.highHalf, h2 = h4.lowHalf + h4.highHalf
+        return h2[0] + h2[1]
+    }
+
     /// Σ x[i] for i < n.
     @inline(__always) static func sum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
         var a0 = Lanes(), a1 = Lanes(), a2 = Lanes(), a3 = Lanes()
         var i = 0
         while i + 64 <= n { a0 += load(x + i); a1 += load(x + i + 16); a2 += load(x + i + 32); a3 += load(x + i + 48); i += 64 }
         while i + 16 <= n { a0 += load(x + i); i += 16 }
-        var total = ((a0 + a1) + (a2 + a3)).sum()
+        var total = laneTotal((a0 + a1) + (a2 + a3))
         while i < n { total += x[i]; i += 1 }
         return total
     }
@@ -120,7 +140,7 @@ extension Kernels {
             i += 64
         }
         while i + 16 <= n { a0 = a0.addingProduct(load(x + i), load(y + i)); i += 16 }
-        var total = ((a0 + a1) + (a2 + a3)).sum()
+        var total = laneTotal((a0 + a1) + (a2 + a3))
         while i < n { total += x[i] * y[i]; i += 1 }
         return total
     }
@@ -136,7 +156,7 @@ extension Kernels {
             i += 32
         }
         while i + 16 <= n { let d = load(x + i) - cv; a0 = a0.addingProduct(d, d); i += 16 }
-        var total = (a0 + a1).sum()
+        var total = laneTotal(a0 + a1)
         while i < n { let d = x[i] - c; total += d * d; i += 1 }
         return total
     }

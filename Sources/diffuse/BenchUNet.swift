@@ -39,6 +39,8 @@ struct UNetBench: ParsableCommand {
             let x = generator.normal(shape), target = generator.normal(shape)
             let t = generator.integers(batch, below: 1000)
             model.train()
+            if let only = ProcessInfo.processInfo.environment["SAMPLE_ONLY"] { if only != "\(name)\(batch)" { continue }; model.eval(); for _ in 0..<60 { _ = withoutGradients { model(x, timesteps: t) } }; continue }
+            if let only = ProcessInfo.processInfo.environment["TRAIN_ONLY"] { if only != "\(name)\(batch)" { continue }; for _ in 0..<20 { optimizer.zeroGrad(); let loss = mseLoss(model(x, timesteps: t), target); loss.backward(); optimizer.step() }; continue }
             let train = medianSeconds {
                 optimizer.zeroGrad()
                 let loss = mseLoss(model(x, timesteps: t), target)
