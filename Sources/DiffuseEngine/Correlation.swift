@@ -36,9 +36,10 @@ struct WideLayout {
         rowLength = images * period + (shared ? overhang : 0)
         rows = padTop + Swift.max(sourceRows, outputRows + maxY)
         phasePlane = rows * rowLength
-        // A channel stride that is a multiple of 4 KiB would put every channel's rows in the same L1 sets.
+        // 16 floats between channels take a fill's overrun (Kernels.copyRounded); a channel stride that is a
+        // multiple of 4 KiB would put every channel's rows in the same L1 sets.
         let planes = phases * phasePlane
-        channelStride = planes + (planes % 1024 == 0 ? 16 : 0)
+        channelStride = planes + ((planes + 16) % 1024 == 0 ? 32 : 16)
         let maxOffset = taps.map { [phasePlane, padTop, rowLength, padLeft] in
             Correlation.offset($0, phasePlane: phasePlane, padTop: padTop, rowLength: rowLength, padLeft: padLeft)
         }.max() ?? 0
@@ -72,7 +73,8 @@ struct WideLayout {
                             Kernels.zero(block, padLeft)
                             let valid = Swift.min(sourceColumns, (width - b + stride - 1) / stride)
                             if stride == 1 {
-                                Kernels.copy(src, block + padLeft, valid)
+                                // Overruns into the zeros below and the blocks, rows and channel after, written later.
+                                Kernels.copyRounded(src, block + padLeft, valid)
                             } else {
                                 for u in 0..<valid { block[padLeft + u] = src[u * stride + b] }
                             }

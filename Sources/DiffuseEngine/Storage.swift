@@ -4,6 +4,9 @@ import Foundation
 /// the first step every buffer comes from here and the step allocates no new tensor memory.
 public final class BufferPool: @unchecked Sendable {
     public static let shared = BufferPool()
+    /// Floats allocated past the end of every buffer, so that a kernel may read a whole 16-lane vector where a row
+    /// ends (the values read there are never used).
+    public static let slack = 16
 
     private var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
     private let lock = NSLock()
@@ -20,8 +23,8 @@ public final class BufferPool: @unchecked Sendable {
             return p
         }
         freshAllocations += 1
-        bytesHeld += max(count, 1) * MemoryLayout<Float>.stride
-        return UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+        bytesHeld += (count + BufferPool.slack) * MemoryLayout<Float>.stride
+        return UnsafeMutablePointer<Float>.allocate(capacity: count + BufferPool.slack)
     }
 
     func give(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
@@ -35,7 +38,7 @@ public final class BufferPool: @unchecked Sendable {
         lock.lock()
         for (count, list) in free {
             for p in list { p.deallocate() }
-            bytesHeld -= list.count * max(count, 1) * MemoryLayout<Float>.stride
+            bytesHeld -= list.count * (count + BufferPool.slack) * MemoryLayout<Float>.stride
         }
         free.removeAll()
         lock.unlock()

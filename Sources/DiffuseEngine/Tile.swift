@@ -17,11 +17,12 @@ extension Kernels {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: Lanes.self)
     }
 
-    /// dst[0..<n] = src[0..<n], in vector moves: a call to memmove costs more than a short row.
-    @inline(__always) static func copy(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+    /// dst[0..<n] = src[0..<n] in whole 16-lane moves: a call to memmove costs more than a short row. It reads
+    /// and writes up to 15 floats past n: src must have them (every pooled buffer does), and whatever dst holds there
+    /// must be written afterwards.
+    @inline(__always) static func copyRounded(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
         var i = 0
-        while i + 16 <= n { store(load(src + i), dst + i); i += 16 }
-        while i < n { dst[i] = src[i]; i += 1 }
+        while i < n { store(load(src + i), dst + i); i += 16 }
     }
 
     /// dst[0..<n] = 0.
