@@ -1,25 +1,43 @@
 #!/usr/bin/env bash
 # The U-Net benchmark beside PyTorch + diffusers: builds `diffuse` in release, runs `diffuse bench unet` and
-# bench/unet_torch.py in the same run, and prints both with the speed-up (PyTorch's time / ours; > 1: we are faster).
-# Nothing else should use the CPU meanwhile. Environment: SCRATCH (SwiftPM scratch path, default .build),
-# PYTHON (default python3), OUT_DIR (default bench/out).
+# bench/unet_torch.py in alternating rounds, and prints both with the speed-up (PyTorch's time / ours; > 1: we are
+# faster). Each figure is the fastest of its rounds' medians, so that a round slowed by something else on the machine
+# is dropped. Nothing else should use the CPU meanwhile.
+# Environment: SCRATCH (SwiftPM scratch path, default .build), PYTHON (default python3), OUT_DIR (default bench/out),
+# ROUNDS (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCRATCH=${SCRATCH:-.build}
 PYTHON=${PYTHON:-python3}
 OUT_DIR=${OUT_DIR:-bench/out}
+ROUNDS=${ROUNDS:-2}
+case "$ROUNDS" in ''|*[!0-9]*|0) echo "unet.sh: ROUNDS must be a positive integer" >&2; exit 1 ;; esac
 mkdir -p "$OUT_DIR"
+rm -f "$OUT_DIR"/unet_ours.*.json "$OUT_DIR"/unet_torch.*.json
 swift build -c release --scratch-path "$SCRATCH" --product diffuse
 BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/diffuse"
-echo "== ours"
-"$BIN" bench unet --json "$OUT_DIR/unet_ours.json"
-echo "== PyTorch $("$PYTHON" -c 'import torch; print(torch.__version__)') + diffusers, 2 threads"
-"$PYTHON" bench/unet_torch.py --threads 2 --json "$OUT_DIR/unet_torch.json"
-"$PYTHON" - "$OUT_DIR/unet_ours.json" "$OUT_DIR/unet_torch.json" <<'PY'
+for round in $(seq 1 "$ROUNDS"); do
+    echo "== round $round of $ROUNDS: ours"
+    "$BIN" bench unet --json "$OUT_DIR/unet_ours.$round.json"
+    echo "== round $round of $ROUNDS: PyTorch $("$PYTHON" -c 'import torch; print(torch.__version__)') + diffusers, 2 threads"
+    "$PYTHON" bench/unet_torch.py --threads 2 --json "$OUT_DIR/unet_torch.$round.json"
+done
+"$PYTHON" - "$OUT_DIR" "$ROUNDS" <<'PY'
 import json, sys
-ours = {(r["model"], r["batch"]): r for r in json.load(open(sys.argv[1]))["results"]}
-torch = {(r["model"], r["batch"]): r for r in json.load(open(sys.argv[2]))["results"]}
-print(f"\n{'model':12s} {'batch':>5s} | {'train: ours':>11s} {'torch':>7s} {'speed-up':>8s} | {'sample: ours':>12s} {'torch':>7s} {'speed-up':>8s} {'torch bf16':>10s}")
+out, rounds = sys.argv[1], int(sys.argv[2])
+def best(side):
+    table = {}
+    for r in range(1, rounds + 1):
+        for row in json.load(open(f"{out}/unet_{side}.{r}.json"))["results"]:
+            key = (row["model"], row["batch"])
+            old = table.setdefault(key, dict(row))
+            for k, v in row.items():
+                if k.endswith("_s") and v is not None:
+                    old[k] = min(old[k], v) if old.get(k) is not None else v
+    return table
+ours, torch = best("ours"), best("torch")
+print(f"\nfastest of {rounds} round(s) each")
+print(f"{'model':12s} {'batch':>5s} | {'train: ours':>11s} {'torch':>7s} {'speed-up':>8s} | {'sample: ours':>12s} {'torch':>7s} {'speed-up':>8s} {'torch bf16':>10s}")
 for key, o in ours.items():
     t = torch[key]
     print(f"{key[0]:12s} {key[1]:5d} | {o['train_s']:10.3f}s {t['train_s']:6.3f}s {t['train_s'] / o['train_s']:7.2f}x |"

@@ -16,41 +16,58 @@ struct UNetBench: ParsableCommand {
         8 and 16 for cifar-ddpm. Median seconds of --runs after --warmup.
         """)
 
+    @Option(name: .customLong("case"), help: ArgumentHelp(
+        "Only this case (repeatable): mnist-small:32, mnist-small:64, cifar-ddpm:8 or cifar-ddpm:16.", valueName: "model:batch"))
+    var cases: [String] = []
+    @Option(help: "Which step to time: train, sample or both (one step alone is handy under a profiler).")
+    var phase: Phase = .both
     @Option(help: "Timed runs per case; the median is reported.") var runs = 5
     @Option(help: "Untimed warm-up calls per case.") var warmup = 2
     @Option(name: .customLong("json"), help: ArgumentHelp("Also write the numbers as JSON to this file.", valueName: "path"))
     var jsonPath: String?
 
+    enum Phase: String, ExpressibleByArgument, CaseIterable { case train, sample, both }
+
+    static let all: [(String, UNet2DConfig, Int)] = [("mnist-small", .mnistSmall, 32), ("mnist-small", .mnistSmall, 64),
+                                                     ("cifar-ddpm", .cifarDDPM, 8), ("cifar-ddpm", .cifarDDPM, 16)]
+
     struct Result: Codable {
         let model: String
         let batch: Int
-        let train_s: Double
-        let sample_s: Double
+        let train_s: Double?
+        let sample_s: Double?
+    }
+
+    func validate() throws {
+        let known = Set(Self.all.map { "\($0.0):\($0.2)" })
+        for c in cases where !known.contains(c) {
+            throw ValidationError("unknown case '\(c)'; the cases are \(known.sorted().joined(separator: ", "))")
+        }
+        guard runs > 0, warmup >= 0 else { throw ValidationError("--runs must be positive and --warmup not negative") }
     }
 
     func run() throws {
         var generator = RandomGenerator(seed: 0)
         var results: [Result] = []
-        for (name, config, batch) in [("mnist-small", UNet2DConfig.mnistSmall, 32), ("mnist-small", .mnistSmall, 64),
-                                      ("cifar-ddpm", .cifarDDPM, 8), ("cifar-ddpm", .cifarDDPM, 16)] {
+        for (name, config, batch) in Self.all where cases.isEmpty || cases.contains("\(name):\(batch)") {
             let model = try UNet2DModel(config, generator: &generator)
             let optimizer = Adam.adamW(model.namedParameters(), learningRate: 1e-4)
             let shape = [batch, config.inChannels, config.sampleSize, config.sampleSize]
             let x = generator.normal(shape), target = generator.normal(shape)
             let t = generator.integers(batch, below: 1000)
             model.train()
-            if let only = ProcessInfo.processInfo.environment["SAMPLE_ONLY"] { if only != "\(name)\(batch)" { continue }; model.eval(); for _ in 0..<60 { _ = withoutGradients { model(x, timesteps: t) } }; continue }
-            if let only = ProcessInfo.processInfo.environment["TRAIN_ONLY"] { if only != "\(name)\(batch)" { continue }; for _ in 0..<20 { optimizer.zeroGrad(); let loss = mseLoss(model(x, timesteps: t), target); loss.backward(); optimizer.step() }; continue }
-            let train = medianSeconds {
+            let train = phase == .sample ? nil : medianSeconds {
                 optimizer.zeroGrad()
                 let loss = mseLoss(model(x, timesteps: t), target)
                 loss.backward()
                 optimizer.step()
             }
             model.eval()
-            let sample = medianSeconds { _ = withoutGradients { model(x, timesteps: t) } }
+            let sample = phase == .train ? nil : medianSeconds { _ = withoutGradients { model(x, timesteps: t) } }
             results.append(Result(model: name, batch: batch, train_s: train, sample_s: sample))
-            print(String(format: "%-12@ batch %3d  train step %7.3f s  sampling step %7.3f s", name as NSString, batch, train, sample))
+            func seconds(_ s: Double?) -> String { s.map { String(format: "%7.3f s", $0) } ?? "      —  " }
+            print("\(name.padding(toLength: 12, withPad: " ", startingAt: 0)) batch \(String(format: "%3d", batch))  "
+                  + "train step \(seconds(train))  sampling step \(seconds(sample))")
         }
         if let jsonPath {
             try JSONEncoder().encode(["results": results]).write(to: URL(fileURLWithPath: jsonPath))
