@@ -94,7 +94,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
             withBuffer(plan.layout.count) { wide in
                 plan.layout.fill(wide, from: x.storage.pointer, images: 0..<geo.n, height: geo.h, width: geo.w,
                                  stride: stride)
-                let planeStride = plan.positions + 32
+                let planeStride = (plan.positions + 47) / 16 * 16  // whole vectors, 16 zeros past the end
                 withBuffer(o * planeStride) { gw in
                     Kernels.outputPlanes(g.storage.pointer, plan, channels: o, stride: planeStride, into: gw)
                     Kernels.weightGradient(plan, source: wide, gw: gw, gwStride: planeStride, outputs: o,

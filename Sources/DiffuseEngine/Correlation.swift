@@ -364,69 +364,96 @@ extension Kernels {
 
     /// ∂W[o, c, t] = Σ_q gw[o][q] · source[c][q + offsets[t]] over the output positions of `plan`, gw from
     /// outputPlanes (zero between images). Tiles of 3 output channels × 9 (channel, tap) pairs, 16 positions a step
-    /// in 27 accumulators, each summed across its lanes at the end: every ∂W element is one sum in a fixed order.
+    /// in 27 accumulators summed across their lanes at the end of each block of positions. Groups of 8 × 8 tiles
+    /// share a block whose rows stay in L2; each ∂W element adds its blocks in order, so that the result depends
+    /// on the shape alone.
     static func weightGradient(_ plan: Correlation, source: UnsafePointer<Float>, gw: UnsafePointer<Float>,
                                gwStride: Int, outputs: Int, into dw: UnsafeMutablePointer<Float>) {
         let taps = plan.offsets.count
         let pairs = plan.layout.channels * taps
-        let chunks = (pairs + 8) / 9, triples = (outputs + 2) / 3
+        let chunks = (pairs + 5) / 6, quads = (outputs + 3) / 4
         let steps = (plan.positions + 15) / 16
-        parallelFor(triples * chunks, grain: 1) { range in
-            var offsets = [Int](repeating: 0, count: 9)
-            var sums = [Float](repeating: 0, count: 27)
+        let group = 8
+        let (quadGroups, chunkGroups) = ((quads + group - 1) / group, (chunks + group - 1) / group)
+        // Rows a group of tiles reads: 4 per quad, and the channels of its chunks.
+        let rows = 4 * group + group * ((6 + taps - 1) / taps)
+        let blockSteps = Swift.min(512, Swift.max(16, (512 << 10) / (rows * 64)))
+        parallelFor(quadGroups * chunkGroups, grain: 1) { range in
+            var offsets = [Int](repeating: 0, count: 6 * group)
+            var part = [Float](repeating: 0, count: 24)
+            var sums = [Float](repeating: 0, count: 24 * group * group)
             for unit in range {
-                let (triple, chunk) = (unit / chunks, unit % chunks)
-                for k in 0..<9 {
-                    let pair = Swift.min(chunk * 9 + k, pairs - 1)
-                    offsets[k] = (pair / taps) * plan.layout.channelStride + plan.offsets[pair % taps]
-                }
-                let o0 = triple * 3
-                let rows = (0..<3).map { gw + Swift.min(o0 + $0, outputs - 1) * gwStride }
-                offsets.withUnsafeBufferPointer { off in
-                    sums.withUnsafeMutableBufferPointer { s in
-                        gradientTile(steps: steps, g0: rows[0], g1: rows[1], g2: rows[2], source: source,
-                                     offsets: off.baseAddress!, out: s.baseAddress!)
+                let quadRange = (unit / chunkGroups * group)..<Swift.min(quads, (unit / chunkGroups + 1) * group)
+                let chunkRange = (unit % chunkGroups * group)..<Swift.min(chunks, (unit % chunkGroups + 1) * group)
+                for (i, chunk) in chunkRange.enumerated() {
+                    for k in 0..<6 {
+                        let pair = Swift.min(chunk * 6 + k, pairs - 1)
+                        offsets[i * 6 + k] = (pair / taps) * plan.layout.channelStride + plan.offsets[pair % taps]
                     }
                 }
-                for r in 0..<Swift.min(3, outputs - o0) {
-                    for k in 0..<Swift.min(9, pairs - chunk * 9) {
-                        dw[(o0 + r) * pairs + chunk * 9 + k] = sums[r * 9 + k]
+                for i in sums.indices { sums[i] = 0 }
+                for block in Swift.stride(from: 0, to: steps, by: blockSteps) {
+                    let count = Swift.min(blockSteps, steps - block), first = block * 16
+                    for (qi, quad) in quadRange.enumerated() {
+                        let g = (0..<4).map { gw + Swift.min(quad * 4 + $0, outputs - 1) * gwStride + first }
+                        for ci in 0..<chunkRange.count {
+                            offsets.withUnsafeBufferPointer { off in
+                                part.withUnsafeMutableBufferPointer { p in
+                                    gradientTile(steps: count, g: (g[0], g[1], g[2], g[3]), source: source + first,
+                                                 offsets: off.baseAddress! + ci * 6, out: p.baseAddress!)
+                                }
+                            }
+                            let base = (qi * group + ci) * 24
+                            for k in 0..<24 { sums[base + k] += part[k] }
+                        }
+                    }
+                }
+                for (qi, quad) in quadRange.enumerated() {
+                    for (ci, chunk) in chunkRange.enumerated() {
+                        let base = (qi * group + ci) * 24
+                        for r in 0..<Swift.min(4, outputs - quad * 4) {
+                            for k in 0..<Swift.min(6, pairs - chunk * 6) {
+                                dw[(quad * 4 + r) * pairs + chunk * 6 + k] = sums[base + r * 6 + k]
+                            }
+                        }
                     }
                 }
             }
         }
     }
 
-    /// out[r·9 + k] = Σ_{s < 16·steps} g_r[s] · source[offsets[k] + s] for r < 3, k < 9.
-    @inline(never)
-    static func gradientTile(steps: Int, g0: UnsafePointer<Float>, g1: UnsafePointer<Float>, g2: UnsafePointer<Float>,
+    /// out[r·6 + k] = Σ_{s < 16·steps} g_r[s] · source[offsets[k] + s] for r < 4, k < 6: 24 accumulators, each
+    /// step 4 loads of g (aligned rows) and 6 of the source for 24 multiply-adds.
+    @inline(never) @_optimize(size)  // unrolled (as -O does), the loop would spill its accumulators
+    static func gradientTile(steps: Int, g: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>),
                              source: UnsafePointer<Float>, offsets: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>) {
+        let (g0, g1, g2, g3) = g
         let x0 = source + offsets[0], x1 = source + offsets[1], x2 = source + offsets[2]
         let x3 = source + offsets[3], x4 = source + offsets[4], x5 = source + offsets[5]
-        let x6 = source + offsets[6], x7 = source + offsets[7], x8 = source + offsets[8]
-        var a0 = Lanes(), a1 = Lanes(), a2 = Lanes(), a3 = Lanes(), a4 = Lanes(), a5 = Lanes(), a6 = Lanes()
-        var a7 = Lanes(), a8 = Lanes(), b0 = Lanes(), b1 = Lanes(), b2 = Lanes(), b3 = Lanes(), b4 = Lanes()
-        var b5 = Lanes(), b6 = Lanes(), b7 = Lanes(), b8 = Lanes(), c0 = Lanes(), c1 = Lanes(), c2 = Lanes()
-        var c3 = Lanes(), c4 = Lanes(), c5 = Lanes(), c6 = Lanes(), c7 = Lanes(), c8 = Lanes()
+        var a0 = Lanes(), a1 = Lanes(), a2 = Lanes(), a3 = Lanes(), a4 = Lanes(), a5 = Lanes()
+        var b0 = Lanes(), b1 = Lanes(), b2 = Lanes(), b3 = Lanes(), b4 = Lanes(), b5 = Lanes()
+        var c0 = Lanes(), c1 = Lanes(), c2 = Lanes(), c3 = Lanes(), c4 = Lanes(), c5 = Lanes()
+        var d0 = Lanes(), d1 = Lanes(), d2 = Lanes(), d3 = Lanes(), d4 = Lanes(), d5 = Lanes()
         var i = 0
         for _ in 0..<steps {
-            let g = load(g0 + i), h = load(g1 + i), e = load(g2 + i)
-            var x = load(x0 + i); a0 = a0.addingProduct(g, x); b0 = b0.addingProduct(h, x); c0 = c0.addingProduct(e, x)
-            x = load(x1 + i); a1 = a1.addingProduct(g, x); b1 = b1.addingProduct(h, x); c1 = c1.addingProduct(e, x)
-            x = load(x2 + i); a2 = a2.addingProduct(g, x); b2 = b2.addingProduct(h, x); c2 = c2.addingProduct(e, x)
-            x = load(x3 + i); a3 = a3.addingProduct(g, x); b3 = b3.addingProduct(h, x); c3 = c3.addingProduct(e, x)
-            x = load(x4 + i); a4 = a4.addingProduct(g, x); b4 = b4.addingProduct(h, x); c4 = c4.addingProduct(e, x)
-            x = load(x5 + i); a5 = a5.addingProduct(g, x); b5 = b5.addingProduct(h, x); c5 = c5.addingProduct(e, x)
-            x = load(x6 + i); a6 = a6.addingProduct(g, x); b6 = b6.addingProduct(h, x); c6 = c6.addingProduct(e, x)
-            x = load(x7 + i); a7 = a7.addingProduct(g, x); b7 = b7.addingProduct(h, x); c7 = c7.addingProduct(e, x)
-            x = load(x8 + i); a8 = a8.addingProduct(g, x); b8 = b8.addingProduct(h, x); c8 = c8.addingProduct(e, x)
+            let p = load(g0 + i), q = load(g1 + i), r = load(g2 + i), u = load(g3 + i)
+            var x = load(x0 + i)
+            a0 = a0.addingProduct(p, x); b0 = b0.addingProduct(q, x); c0 = c0.addingProduct(r, x); d0 = d0.addingProduct(u, x)
+            x = load(x1 + i)
+            a1 = a1.addingProduct(p, x); b1 = b1.addingProduct(q, x); c1 = c1.addingProduct(r, x); d1 = d1.addingProduct(u, x)
+            x = load(x2 + i)
+            a2 = a2.addingProduct(p, x); b2 = b2.addingProduct(q, x); c2 = c2.addingProduct(r, x); d2 = d2.addingProduct(u, x)
+            x = load(x3 + i)
+            a3 = a3.addingProduct(p, x); b3 = b3.addingProduct(q, x); c3 = c3.addingProduct(r, x); d3 = d3.addingProduct(u, x)
+            x = load(x4 + i)
+            a4 = a4.addingProduct(p, x); b4 = b4.addingProduct(q, x); c4 = c4.addingProduct(r, x); d4 = d4.addingProduct(u, x)
+            x = load(x5 + i)
+            a5 = a5.addingProduct(p, x); b5 = b5.addingProduct(q, x); c5 = c5.addingProduct(r, x); d5 = d5.addingProduct(u, x)
             i += 16
         }
-        out[0] = laneTotal(a0); out[1] = laneTotal(a1); out[2] = laneTotal(a2); out[3] = laneTotal(a3); out[4] = laneTotal(a4)
-        out[5] = laneTotal(a5); out[6] = laneTotal(a6); out[7] = laneTotal(a7); out[8] = laneTotal(a8)
-        out[9] = laneTotal(b0); out[10] = laneTotal(b1); out[11] = laneTotal(b2); out[12] = laneTotal(b3); out[13] = laneTotal(b4)
-        out[14] = laneTotal(b5); out[15] = laneTotal(b6); out[16] = laneTotal(b7); out[17] = laneTotal(b8)
-        out[18] = laneTotal(c0); out[19] = laneTotal(c1); out[20] = laneTotal(c2); out[21] = laneTotal(c3); out[22] = laneTotal(c4)
-        out[23] = laneTotal(c5); out[24] = laneTotal(c6); out[25] = laneTotal(c7); out[26] = laneTotal(c8)
+        for (r, row) in [[a0, a1, a2, a3, a4, a5], [b0, b1, b2, b3, b4, b5], [c0, c1, c2, c3, c4, c5],
+                         [d0, d1, d2, d3, d4, d5]].enumerated() {
+            for k in 0..<6 { out[r * 6 + k] = laneTotal(row[k]) }
+        }
     }
 }

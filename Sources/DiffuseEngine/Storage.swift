@@ -24,7 +24,9 @@ public final class BufferPool: @unchecked Sendable {
         }
         freshAllocations += 1
         bytesHeld += (count + BufferPool.slack) * MemoryLayout<Float>.stride
-        return UnsafeMutablePointer<Float>.allocate(capacity: count + BufferPool.slack)
+        // 64-byte aligned: a 16-lane load from the start of a row then touches one cache line, not two.
+        return UnsafeMutableRawPointer.allocate(byteCount: (count + BufferPool.slack) * MemoryLayout<Float>.stride,
+                                                alignment: 64).bindMemory(to: Float.self, capacity: count + BufferPool.slack)
     }
 
     func give(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
