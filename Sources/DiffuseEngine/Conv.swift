@@ -94,6 +94,12 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
             withBuffer(plan.layout.count) { wide in
                 plan.layout.fill(wide, from: x.storage.pointer, images: 0..<geo.n, height: geo.h, width: geo.w,
                                  stride: stride)
+                // Few positions per output channel: lane sums at the end of each tile would cost as much as the tile.
+                if plan.positions < 1024 && o >= 64 {
+                    Kernels.weightGradientByChannels(plan, source: wide, g: g.storage.pointer, outputs: o,
+                                                     into: dw.storage.pointer)
+                    return
+                }
                 let planeStride = (plan.positions + 47) / 16 * 16  // whole vectors, 16 zeros past the end
                 withBuffer(o * planeStride) { gw in
                     Kernels.outputPlanes(g.storage.pointer, plan, channels: o, stride: planeStride, into: gw)

@@ -422,6 +422,52 @@ extension Kernels {
         }
     }
 
+    /// ∂W as weightGradient, for layers with few output positions, where summing lanes at the end of each tile would
+    /// cost as much as the tile: vectors run over output channels instead, and each register tile (8 (channel, tap)
+    /// pairs × 48 output channels) sums all valid outputs itself. g is ∂L/∂y in NCHW; it is transposed to
+    /// [output][channel], and each group of 8 pairs of the source gathered to [output][8].
+    static func weightGradientByChannels(_ plan: Correlation, source: UnsafePointer<Float>, g: UnsafePointer<Float>,
+                                         outputs: Int, into dw: UnsafeMutablePointer<Float>) {
+        let runs = plan.runs, width = plan.outputColumns, rows = plan.outputRows
+        let valid = runs.count * width
+        let taps = plan.offsets.count, pairs = plan.layout.channels * taps
+        let (groups, panels) = ((pairs + tileRows - 1) / tileRows, (outputs + tileColumns - 1) / tileColumns)
+        withBuffer(valid * outputs + tileColumns) { gt in
+            parallelFor(runs.count, grain: Swift.max(1, 4096 / Swift.max(width * outputs, 1))) { range in
+                for r in range {
+                    let (n, y) = (runs[r].image, runs[r].row)
+                    for x in 0..<width {
+                        let dst = gt + (r * width + x) * outputs, src = g + (n * outputs * rows + y) * width + x
+                        for o in 0..<outputs { dst[o] = src[o * rows * width] }
+                    }
+                }
+            }
+            parallelFor(groups, grain: 1) { range in
+                withBuffer(valid * tileRows + tileRows * tileColumns) { a in
+                    let out = a + valid * tileRows
+                    for group in range {
+                        for i in 0..<tileRows {
+                            let pair = Swift.min(group * tileRows + i, pairs - 1)
+                            let base = source + (pair / taps) * plan.layout.channelStride + plan.offsets[pair % taps]
+                            for (r, run) in runs.enumerated() {
+                                for x in 0..<width { a[(r * width + x) * tileRows + i] = base[run.q + x] }
+                            }
+                        }
+                        for panel in 0..<panels {
+                            tile(channels: valid, taps: 1, a: a, b: gt + panel * tileColumns, bChannel: outputs,
+                                 bTap: noTaps, out: out, ldo: tileColumns, accumulate: false)
+                            for i in 0..<Swift.min(tileRows, pairs - group * tileRows) {
+                                for j in 0..<Swift.min(tileColumns, outputs - panel * tileColumns) {
+                                    dw[(panel * tileColumns + j) * pairs + group * tileRows + i] = out[i * tileColumns + j]
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// out[r·6 + k] = Σ_{s < 16·steps} g_r[s] · source[offsets[k] + s] for r < 4, k < 6: 24 accumulators, each
     /// step 4 loads of g (aligned rows) and 6 of the source for 24 multiply-adds.
     @inline(never) @_optimize(size)  // unrolled (as -O does), the loop would spill its accumulators
