@@ -76,7 +76,11 @@ struct WideLayout {
                                 // Overruns into the zeros below and the blocks, rows and channel after, written later.
                                 Kernels.copyRounded(src, block + padLeft, valid)
                             } else {
-                                for u in 0..<valid { block[padLeft + u] = src[u * stride + b] }
+                                if stride == 2 {
+                                    Kernels.copyEveryOther(src + b, block + padLeft, valid)
+                                } else {
+                                    for u in 0..<valid { block[padLeft + u] = src[u * stride + b] }
+                                }
                             }
                             Kernels.zero(block + padLeft + valid, period - padLeft - valid)
                         }

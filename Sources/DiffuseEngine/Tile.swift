@@ -25,6 +25,17 @@ extension Kernels {
         while i < n { store(load(src + i), dst + i); i += 16 }
     }
 
+    /// dst[i] = src[2i] for i < n: 16 at a time (the even lanes of 32 loaded), then one by one; like copyRounded it
+    /// may write up to 15 floats past dst[n − 1], which must be written afterwards.
+    @inline(__always) static func copyEveryOther(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+        var i = 0
+        while i + 16 <= n {
+            store(UnsafeRawPointer(src + 2 * i).loadUnaligned(as: SIMD32<Float>.self).evenHalf, dst + i)
+            i += 16
+        }
+        while i < n { dst[i] = src[2 * i]; i += 1 }
+    }
+
     /// dst[0..<n] = 0.
     @inline(__always) static func zero(_ dst: UnsafeMutablePointer<Float>, _ n: Int) {
         var i = 0
