@@ -259,92 +259,90 @@ extension Kernels {
         let channels = plan.layout.channels, channelStride = plan.layout.channelStride, taps = plan.offsets.count
         let depth = channels * taps
         let (width, plane, colStep) = (plan.outputColumns, target.height * target.width, target.colStep)
-        // Each run's destination for output channel 0; channel o adds o·plane.
-        let runs = plan.runs.map { run in
-            (q: run.q, to: ((firstImage + run.image) * outputs * target.height + target.rowStep * run.row
-                            + target.rowOffset) * target.width + target.colOffset)
-        }
-        /// Copies rows 0..<rows of the tile (columns from `column`, `count` of them) to run r from its column x.
-        @inline(__always) func scatter(_ sp: UnsafePointer<Float>, group g: Int, rows: Int, column: Int, count: Int,
-                                       run r: Int, x: Int) {
-            for i in 0..<rows {
-                let o = g * tileRows + i
-                let b = target.bias?[o] ?? 0
-                let src = sp + i * tileColumns + column
-                let dst = target.out + runs[r].to + o * plane
-                if colStep == 1 {
-                    for k in 0..<count { dst[x + k] = src[k] + b }
-                } else {
-                    for k in 0..<count { dst[(x + k) * colStep] = src[k] + b }
-                }
+        let runList = plan.runs
+        // A piece: `count` outputs at tile column `column`, read at flat position `from`, written from `to` (output
+        // channel 0; channel o adds o·plane).
+        typealias Piece = (column: Int, from: Int, to: Int, count: Int)
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * runList.count) { runInfo in
+        withUnsafeTemporaryAllocation(of: Piece.self, capacity: tileColumns + 1) { pieces in
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: taps) { panelTaps in
+        withBuffer(tileRows * tileColumns + (packed ? depth * tileColumns + 16 : 0)) { sp in
+        plan.offsets.withUnsafeBufferPointer { offsets in
+            let (runQ, runTo) = (runInfo.baseAddress!, runInfo.baseAddress! + runList.count)
+            for (r, run) in runList.enumerated() {
+                runQ[r] = run.q
+                runTo[r] = ((firstImage + run.image) * outputs * target.height + target.rowStep * run.row
+                            + target.rowOffset) * target.width + target.colOffset
             }
-        }
-        guard packed else {
-            withBuffer(tileRows * tileColumns) { sp in plan.offsets.withUnsafeBufferPointer { offsets in
-                var first = 0  // the first run that ends after the current block starts
-                var block = tiles.lowerBound
-                while block < tiles.upperBound {
-                    let blockEnd = Swift.min(tiles.upperBound, block + 4)
-                    while first < runs.count && runs[first].q + width <= block * tileColumns { first += 1 }
-                    for g in 0..<groups {
-                        let rows = Swift.min(tileRows, outputs - g * tileRows)
-                        var r = first
-                        for t in block..<blockEnd {
-                            let q0 = t * tileColumns, q1 = q0 + tileColumns
-                            tile(channels: channels, taps: taps, a: target.packed + g * depth * tileRows,
-                                 b: source + q0, bChannel: channelStride, bTap: offsets.baseAddress!, out: sp,
-                                 ldo: tileColumns, accumulate: false)
-                            while r < runs.count && runs[r].q < q1 {
-                                let lo = Swift.max(q0, runs[r].q), hi = Swift.min(q1, runs[r].q + width)
-                                scatter(sp, group: g, rows: rows, column: lo - q0, count: hi - lo, run: r, x: lo - runs[r].q)
-                                if runs[r].q + width > q1 { break }  // the run goes on in the next tile
-                                r += 1
-                            }
-                        }
-                    }
-                    block = blockEnd
-                }
-            } }
-            return
-        }
-        let panelTaps = (0..<taps).map { $0 * tileColumns }
-        withBuffer(tileRows * tileColumns + depth * tileColumns + 16) { sp in panelTaps.withUnsafeBufferPointer { panelTaps in
+            for t in 0..<taps { panelTaps[t] = t * tileColumns }
             let panel = sp + tileRows * tileColumns
-            var pieces: [(column: Int, run: Int, x: Int, count: Int)] = []
+            var first = 0  // flat tiles: the first run that ends after the tile starts
             for t in tiles {
-                // The tile's valid outputs f ∈ [48t, 48t + 48): run f / width, column f % width.
-                let f0 = t * tileColumns, f1 = Swift.min(runs.count * width, f0 + tileColumns)
-                pieces.removeAll(keepingCapacity: true)
-                var f = f0
-                while f < f1 {
-                    let (r, x) = (f / width, f % width)
-                    let count = Swift.min(width - x, f1 - f)
-                    pieces.append((f - f0, r, x, count))
-                    f += count
+                // The tile's pieces: flat, the runs crossing positions [48t, 48t + 48); packed, valid outputs
+                // [48t, 48t + 48) (run f / width, column f % width).
+                var count = 0
+                if packed {
+                    let f0 = t * tileColumns, f1 = Swift.min(runList.count * width, f0 + tileColumns)
+                    var f = f0
+                    while f < f1 {
+                        let (r, x) = (f / width, f % width)
+                        let n = Swift.min(width - x, f1 - f)
+                        pieces[count] = (f - f0, runQ[r] + x, runTo[r] + x * colStep, n)
+                        count += 1
+                        f += n
+                    }
+                } else {
+                    let q0 = t * tileColumns, q1 = q0 + tileColumns
+                    while first < runList.count && runQ[first] + width <= q0 { first += 1 }
+                    var r = first
+                    while r < runList.count && runQ[r] < q1 {
+                        let lo = Swift.max(q0, runQ[r]), hi = Swift.min(q1, runQ[r] + width)
+                        pieces[count] = (lo - q0, lo, runTo[r] + (lo - runQ[r]) * colStep, hi - lo)
+                        count += 1
+                        r += 1
+                    }
                 }
-                var row = panel
-                for c in 0..<channels {
-                    for offset in plan.offsets {
-                        let base = source + c * channelStride + offset
-                        for piece in pieces {
-                            let src = base + runs[piece.run].q + piece.x, dst = row + piece.column
-                            var k = 0
-                            while k < piece.count { store(load(src + k), dst + k); k += 16 }
+                if packed {
+                    // Gather the tile's inputs: row (c, tap) of the panel holds its 48 outputs' source values.
+                    var row = panel
+                    for c in 0..<channels {
+                        for tap in 0..<taps {
+                            let base = source + c * channelStride + offsets[tap]
+                            for k in 0..<count {
+                                let piece = pieces[k]
+                                copyRounded(base + piece.from, row + piece.column, piece.count)
+                            }
+                            row += tileColumns
                         }
-                        row += tileColumns
                     }
                 }
                 for g in 0..<groups {
-                    tile(channels: channels, taps: taps, a: target.packed + g * depth * tileRows, b: panel,
-                         bChannel: taps * tileColumns, bTap: panelTaps.baseAddress!, out: sp, ldo: tileColumns,
-                         accumulate: false)
-                    let rows = Swift.min(tileRows, outputs - g * tileRows)
-                    for piece in pieces {
-                        scatter(sp, group: g, rows: rows, column: piece.column, count: piece.count, run: piece.run, x: piece.x)
+                    if packed {
+                        tile(channels: channels, taps: taps, a: target.packed + g * depth * tileRows, b: panel,
+                             bChannel: taps * tileColumns, bTap: panelTaps.baseAddress!, out: sp, ldo: tileColumns,
+                             accumulate: false)
+                    } else {
+                        tile(channels: channels, taps: taps, a: target.packed + g * depth * tileRows,
+                             b: source + t * tileColumns, bChannel: channelStride, bTap: offsets.baseAddress!, out: sp,
+                             ldo: tileColumns, accumulate: false)
+                    }
+                    for i in 0..<Swift.min(tileRows, outputs - g * tileRows) {
+                        let o = g * tileRows + i
+                        let b = target.bias?[o] ?? 0
+                        let row = sp + i * tileColumns, out = target.out + o * plane
+                        for k in 0..<count {
+                            let piece = pieces[k]
+                            let src = row + piece.column, dst = out + piece.to
+                            if colStep == 1 {
+                                for j in 0..<piece.count { dst[j] = src[j] + b }
+                            } else {
+                                for j in 0..<piece.count { dst[j * colStep] = src[j] + b }
+                            }
+                        }
                     }
                 }
             }
-        } }
+        } } } } }
     }
 
     /// g laid out at `plan`'s output positions: gw[o][q] = g[n, o, Y, X] at q = Y·rowLength + n·period + X, zero at
@@ -367,8 +365,8 @@ extension Kernels {
     }
 
     /// ∂W[o, c, t] = Σ_q gw[o][q] · source[c][q + offsets[t]] over the output positions of `plan`, gw from
-    /// outputPlanes (zero between images). Tiles of 3 output channels × 9 (channel, tap) pairs, 16 positions a step
-    /// in 27 accumulators summed across their lanes at the end of each block of positions. Groups of 8 × 8 tiles
+    /// outputPlanes (zero between images). Tiles of 4 output channels × 6 (channel, tap) pairs, 16 positions a step
+    /// in 24 accumulators summed across their lanes at the end of each block of positions. Groups of 8 × 8 tiles
     /// share a block whose rows stay in L2; each ∂W element adds its blocks in order, so that the result depends
     /// on the shape alone.
     static func weightGradient(_ plan: Correlation, source: UnsafePointer<Float>, gw: UnsafePointer<Float>,
@@ -501,9 +499,11 @@ extension Kernels {
             a5 = a5.addingProduct(p, x); b5 = b5.addingProduct(q, x); c5 = c5.addingProduct(r, x); d5 = d5.addingProduct(u, x)
             i += 16
         }
-        for (r, row) in [[a0, a1, a2, a3, a4, a5], [b0, b1, b2, b3, b4, b5], [c0, c1, c2, c3, c4, c5],
-                         [d0, d1, d2, d3, d4, d5]].enumerated() {
-            for k in 0..<6 { out[r * 6 + k] = laneTotal(row[k]) }
-        }
+        out[0] = laneTotal(a0); out[1] = laneTotal(a1); out[2] = laneTotal(a2); out[3] = laneTotal(a3)
+        out[4] = laneTotal(a4); out[5] = laneTotal(a5); out[6] = laneTotal(b0); out[7] = laneTotal(b1)
+        out[8] = laneTotal(b2); out[9] = laneTotal(b3); out[10] = laneTotal(b4); out[11] = laneTotal(b5)
+        out[12] = laneTotal(c0); out[13] = laneTotal(c1); out[14] = laneTotal(c2); out[15] = laneTotal(c3)
+        out[16] = laneTotal(c4); out[17] = laneTotal(c5); out[18] = laneTotal(d0); out[19] = laneTotal(d1)
+        out[20] = laneTotal(d2); out[21] = laneTotal(d3); out[22] = laneTotal(d4); out[23] = laneTotal(d5)
     }
 }
