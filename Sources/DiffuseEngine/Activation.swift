@@ -35,6 +35,23 @@ public func leakyRelu(_ x: Tensor, slope a: Float = 0.2) -> Tensor {
 
 @inline(__always) @usableFromInline func sigmoidScalar(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
 
+/// fastExp on 16 lanes, the same operations lane by lane (so the same bits); a NaN lane stays NaN through the
+/// arithmetic.
+@inline(__always) func fastExp(_ input: Lanes) -> Lanes {
+    let x = input.replacing(with: 88, where: input .> 88).replacing(with: -87, where: input .< -87)
+    let shifted = x * 1.442695041 + 12582912
+    let n = shifted - 12582912
+    let r = x - n * 0.693359375 + n * 2.12194440e-4
+    var p = Lanes(repeating: 1.9875691500e-4)
+    p = p * r + 1.3981999507e-3
+    p = p * r + 8.3334519073e-3
+    p = p * r + 4.1665795894e-2
+    p = p * r + 1.6666665459e-1
+    p = p * r + 5.0000001201e-1
+    let exponent = (unsafeBitCast(shifted, to: SIMD16<UInt32>.self) &- 0x4B40_0000 &+ 127) &<< 23
+    return (p * r * r + r + 1) * unsafeBitCast(exponent, to: Lanes.self)
+}
+
 /// σ(x) = 1/(1 + e⁻ˣ)   ∂/∂x = σ(1 − σ)
 public func sigmoid(_ x: Tensor) -> Tensor {
     let y = Kernels.map(x) { y, x, r in for i in r { y[i] = sigmoidScalar(x[i]) } }

@@ -54,11 +54,13 @@ public func normalizeRows(_ x: Tensor, length n: Int, eps: Float) -> (Tensor, Ro
 }
 
 /// GroupNorm: the channels of each sample split into `groups`, each group normalized over its channels and
-/// positions with its mean μ and biased variance σ², then y = x̂·γ_c + β_c with x̂ = (x − μ)/√(σ² + ε). One fused
-/// kernel each way (memory-bound: two passes over x forward, two over x and ∂L/∂y backward):
-///   ∂L/∂β_c = Σ_{n,s} g,  ∂L/∂γ_c = Σ_{n,s} g·x̂,
+/// positions with its mean μ and biased variance σ², then z = x̂·γ_c + β_c with x̂ = (x − μ)/√(σ² + ε); with `silu`,
+/// y = z·σ(z) in the same pass (the normalization before every convolution of a diffusion U-Net). One fused kernel
+/// each way (memory-bound: two passes over x forward, two over x and ∂L/∂y backward):
+///   g = ∂L/∂z (= ∂L/∂y·(σ(z) + z·σ(z)·(1 − σ(z))) with silu),  ∂L/∂β_c = Σ_{n,s} g,  ∂L/∂γ_c = Σ_{n,s} g·x̂,
 ///   ∂L/∂x = (1/√(σ² + ε))·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = g·γ_c, means over the group.
-public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
+public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5,
+                      silu: Bool = false) -> Tensor {
     precondition(x.rank >= 2 && x.shape[1] % groups == 0, "group norm of \(x.shape) in \(groups) groups")
     let (n, c) = (x.shape[0], x.shape[1])
     precondition(weight.map { $0.count == c } ?? true && bias.map { $0.count == c } ?? true, "group norm affine of \(c) channels")
@@ -68,6 +70,11 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, 
     let y = Tensor(uninitialized: x.shape)
     let px = x.storage.pointer, py = y.storage.pointer
     let pw = weight?.storage.pointer, pb = bias?.storage.pointer
+    /// The affine map of channel ch in a group with mean mu and 1/σ r: z = x·scale + shift.
+    @inline(__always) func affine(_ ch: Int, _ mu: Float, _ r: Float) -> (scale: Float, shift: Float) {
+        let scale = r * (pw?[ch] ?? 1)
+        return (scale, (pb?[ch] ?? 0) - mu * scale)
+    }
     mean.withUnsafeMutableBufferPointer { pm in
         rstd.withUnsafeMutableBufferPointer { pr in
             parallelFor(rows, grain: max(1, 8192 / max(m, 1))) { range in
@@ -79,10 +86,19 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, 
                     pr[row] = r
                     let firstChannel = (row % groups) * perGroup
                     for k in 0..<perGroup {
-                        let ch = firstChannel + k
-                        let scale = r * (pw?[ch] ?? 1), shift = (pb?[ch] ?? 0) - mu * scale
+                        let (scale, shift) = affine(firstChannel + k, mu, r)
                         let o = base + k * spatial
-                        for s in 0..<spatial { py[o + s] = px[o + s] * scale + shift }
+                        var s = 0
+                        if silu {
+                            while s + 16 <= spatial {
+                                let z = Kernels.load(px + o + s) * scale + shift
+                                Kernels.store(z / (1 + fastExp(-z)), py + o + s)
+                                s += 16
+                            }
+                            while s < spatial { let z = px[o + s] * scale + shift; py[o + s] = z / (1 + fastExp(-z)); s += 1 }
+                        } else {
+                            while s < spatial { py[o + s] = px[o + s] * scale + shift; s += 1 }
+                        }
                     }
                 }
             }
@@ -91,9 +107,12 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, 
     var inputs = [x]
     if let weight { inputs.append(weight) }
     if let bias { inputs.append(bias) }
-    return y.recording(inputs: inputs) { g in
+    return y.recording(inputs: inputs) { gy in
         let gx = Tensor(uninitialized: x.shape)
-        let pg = g.storage.pointer, pgx = gx.storage.pointer
+        let pgy = gy.storage.pointer, pgx = gx.storage.pointer
+        // With silu, ∂L/∂z is formed group by group in the gradient's buffer: nothing else reads it.
+        let g = silu ? Tensor(uninitialized: x.shape) : gy
+        let pg = g.storage.pointer
         // Per (sample, channel): Σ_s g and Σ_s g·x̂, summed over samples afterwards in order.
         var sumG = [Float](repeating: 0, count: n * c), sumGX = sumG
         sumG.withUnsafeMutableBufferPointer { sg in
@@ -102,7 +121,24 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, 
                     for row in range {
                         let base = row * m, mu = mean[row], r = rstd[row]
                         let firstChannel = (row % groups) * perGroup, sample = row / groups
-                        var a: Double = 0, b: Double = 0  // Σ ĝ and Σ ĝ·x̂ over the group
+                        if silu {
+                            for k in 0..<perGroup {
+                                let (scale, shift) = affine(firstChannel + k, mu, r)
+                                let o = base + k * spatial
+                                var s = 0
+                                while s + 16 <= spatial {
+                                    let z = Kernels.load(px + o + s) * scale + shift, sz = 1 / (1 + fastExp(-z))
+                                    Kernels.store(Kernels.load(pgy + o + s) * (sz + z * sz * (1 - sz)), pg + o + s)
+                                    s += 16
+                                }
+                                while s < spatial {
+                                    let z = px[o + s] * scale + shift, sz = sigmoidScalar(z)
+                                    pg[o + s] = pgy[o + s] * (sz + z * sz * (1 - sz))
+                                    s += 1
+                                }
+                            }
+                        }
+                        var a: Float = 0, b: Float = 0  // Σ ĝ and Σ ĝ·x̂ over the group
                         for k in 0..<perGroup {
                             let ch = firstChannel + k, gamma = pw?[ch] ?? 1, o = base + k * spatial
                             // Σ g and Σ g·x̂ = r·(Σ g·x − μ·Σ g)
@@ -110,10 +146,10 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, 
                             let s2 = r * (Kernels.dot(pg + o, px + o, spatial) - mu * s1)
                             sg[sample * c + ch] = s1
                             sgx[sample * c + ch] = s2
-                            a += Double(s1 * gamma)
-                            b += Double(s2 * gamma)
+                            a += s1 * gamma
+                            b += s2 * gamma
                         }
-                        let meanG = Float(a / Double(m)), meanGX = Float(b / Double(m))
+                        let meanG = a / Float(m), meanGX = b / Float(m)
                         for k in 0..<perGroup {
                             let ch = firstChannel + k, gamma = pw?[ch] ?? 1, o = base + k * spatial
                             for s in 0..<spatial {

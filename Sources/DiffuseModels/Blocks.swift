@@ -35,12 +35,12 @@ public final class ResnetBlock2D: Module {
     }
 
     public func callAsFunction(_ x: Tensor, timeEmbedding t: Tensor?) -> Tensor {
-        var h = conv1(silu(norm1(x)))
+        var h = conv1(norm1(x, silu: true))
         if let proj = timeEmbeddingProjection, let t {
             let e = proj(silu(t))
             h = h + e.reshaped([e.shape[0], e.shape[1], 1, 1])
         }
-        h = conv2(dropout(silu(norm2(h))))
+        h = conv2(dropout(norm2(h, silu: true)))
         let y = (shortcut.map { $0(x) } ?? x) + h
         return outputScale == 1 ? y : y / outputScale
     }

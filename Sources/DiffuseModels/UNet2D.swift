@@ -312,6 +312,6 @@ public final class UNet2DModel: Module {
         if let midAttention { h = midAttention(h) }
         h = midResnets[1](h, timeEmbedding: emb)
         for block in upBlocks { h = block.up(h, skips: &skips, emb) }
-        return convOut(silu(convNormOut(h)))
+        return convOut(convNormOut(h, silu: true))
     }
 }

@@ -63,8 +63,9 @@ public final class GroupNorm: Module {
         register("bias", bias)
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        groupNorm(x, groups: groups, weight: weight.tensor, bias: bias.tensor, eps: eps)
+    /// The normalized x, followed by SiLU when `silu` (one fused pass).
+    public func callAsFunction(_ x: Tensor, silu: Bool = false) -> Tensor {
+        groupNorm(x, groups: groups, weight: weight.tensor, bias: bias.tensor, eps: eps, silu: silu)
     }
 }
 

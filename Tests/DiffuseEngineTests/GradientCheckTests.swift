@@ -107,6 +107,9 @@ final class GradientCheckTests: XCTestCase {
     }
 
     func testNormalizations() {
+        checkGradients("groupNorm + SiLU", [normal([2, 4, 3, 3], std: 2), normal([4]), normal([4])]) { x in
+            groupNorm(x[0], groups: 2, weight: x[1], bias: x[2], eps: 1e-5, silu: true)
+        }
         checkGradients("groupNorm", [normal([2, 4, 3, 3], std: 2), normal([4]), normal([4])]) { x in
             groupNorm(x[0], groups: 2, weight: x[1], bias: x[2], eps: 1e-5)
         }

@@ -104,7 +104,7 @@ final class OpTests: XCTestCase {
     func testFixtureFileIsTheExpectedOne() throws {
         let fixtures = try Fixtures.ops()
         let cases = Set(fixtures.names.map { String($0.split(separator: ".")[0]) })
-        XCTAssertEqual(cases.count, 112, "regenerated fixtures: update the case lists below")
+        XCTAssertEqual(cases.count, 113, "regenerated fixtures: update the case lists below")
         for name in fixtures.names { XCTAssertEqual(fixtures.entries[name]?.dtype, .f32, name) }
     }
 
@@ -211,6 +211,7 @@ final class OpTests: XCTestCase {
         try checkOp("groupnorm_eps5") { x in groupNorm(x[0], groups: 3, weight: x[1], bias: x[2], eps: 1e-5) }
         try checkOp("groupnorm_eps6") { x in groupNorm(x[0], groups: 2, weight: x[1], bias: x[2], eps: 1e-6) }
         try checkOp("groupnorm_rank3") { x in groupNorm(x[0], groups: 2, weight: x[1], bias: x[2], eps: 1e-5) }
+        try checkOp("groupnorm_silu") { x in groupNorm(x[0], groups: 2, weight: x[1], bias: x[2], eps: 1e-5, silu: true) }
     }
 
     func testLayerNorm() throws {
