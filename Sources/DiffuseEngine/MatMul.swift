@@ -32,7 +32,7 @@ extension Kernels {
     }
 
     /// C (+)= A·op(B) with A packed by packRows: the register tile over panels of 48 columns of C, each panel of B
-    /// packed 256 rows deep at a time.
+    /// packed 256 rows deep at a time, C accumulated over the depth blocks.
     private struct PackedProduct {
         let a, b: UnsafePointer<Float>
         let c: UnsafeMutablePointer<Float>
@@ -42,10 +42,12 @@ extension Kernels {
         func sweep(panels: Range<Int>, groups: Range<Int>) {
             withBuffer(depthBlock * tileColumns + tileRows * tileColumns) { bp in
                 let sp = bp + depthBlock * tileColumns
-                for p in panels {
-                    let j0 = p * tileColumns, width = Swift.min(tileColumns, n - j0)
-                    for k0 in stride(from: 0, to: k, by: depthBlock) {
-                        let depth = Swift.min(depthBlock, k - k0)
+                // Depth blocks outside the panels: a block of packed A (all rows, 256 deep) is swept by every panel
+                // while it is in cache, instead of all of A once per panel.
+                for k0 in stride(from: 0, to: k, by: depthBlock) {
+                    let depth = Swift.min(depthBlock, k - k0)
+                    for p in panels {
+                        let j0 = p * tileColumns, width = Swift.min(tileColumns, n - j0)
                         packColumns(b, transposed: transB, n: n, k: k, rows: k0..<(k0 + depth),
                                     columns: j0..<(j0 + width), into: bp)
                         let add = k0 > 0 || accumulate
