@@ -229,6 +229,7 @@ def gaussian_kl(m1, lv1, m2, lv2):
 
 
 case("gaussian_kl", gaussian_kl, randn(2, 3), randn(2, 3), randn(2, 3), randn(2, 3))
+case("mish", F.mish, randn(3, 7, scale=3))
 # GroupNorm followed by SiLU, fused into one op in the engine.
 case("groupnorm_silu", lambda x, w, b: F.silu(F.group_norm(x, 2, w, b, eps=1e-5)), randn(2, 4, 3, 5, scale=2),
      randn(4), randn(4))

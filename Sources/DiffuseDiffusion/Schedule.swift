@@ -48,6 +48,17 @@ public struct NoiseSchedule: Sendable {
         alphaBar = alphas.map { product *= $0; return product }
     }
 
+    /// ᾱ_t as diffusers holds it: α_t = 1 − β_t in float32 (β_t rounded to float32), their running product
+    /// accumulated in double and stored in float32 (torch.cumprod's accumulator). Samplers that copy a diffusers
+    /// scheduler use these values.
+    public var float32AlphaBar: [Double] {
+        var product = 1.0
+        return betas.map { beta in
+            product *= Double(1 - Float(beta))
+            return Double(Float(product))
+        }
+    }
+
     /// ᾱ of the step before t, with ᾱ_{−1} = 1.
     public func alphaBarPrevious(_ t: Int) -> Double { t > 0 ? alphaBar[t - 1] : 1 }
 

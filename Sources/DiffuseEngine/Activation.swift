@@ -74,6 +74,21 @@ public func silu(_ x: Tensor) -> Tensor {
         }
 }
 
+/// Mish: x·tanh(softplus(x)), softplus(x) = ln(1 + eˣ) = max(x, 0) + ln(1 + e^(−|x|)).
+///   ∂/∂x = tanh(sp) + x·(1 − tanh²(sp))·σ(x)
+public func mish(_ x: Tensor) -> Tensor {
+    @inline(__always) func softplus(_ v: Float) -> Float { Swift.max(v, 0) + Foundation.log1p(fastExp(-Swift.abs(v))) }
+    return Kernels.map(x) { y, x, r in for i in r { y[i] = x[i] * Foundation.tanh(softplus(x[i])) } }
+        .recording(inputs: [x]) { g in
+            [Kernels.zip(g, x) { o, g, x, r in
+                for i in r {
+                    let v = x[i], t = Foundation.tanh(softplus(v))
+                    o[i] = g[i] * (t + v * (1 - t * t) * sigmoidScalar(v))
+                }
+            }]
+        }
+}
+
 /// GELU. Exact: x·Φ(x), Φ the standard normal CDF, ∂/∂x = Φ(x) + x·φ(x).
 /// With `approximate`: ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³), ∂/∂x = ½(1 + tanh u) + ½x(1 − tanh²u)·u′.
 public func gelu(_ x: Tensor, approximate: Bool = false) -> Tensor {

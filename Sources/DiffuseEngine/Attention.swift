@@ -23,12 +23,10 @@ public func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, sca
     let lse = Tensor(uninitialized: [heads * l])
     let (pq, pk, pv, po, pl) = (q.storage.pointer, k.storage.pointer, v.storage.pointer, out.storage.pointer,
                                 lse.storage.pointer)
-    parallelFor(heads, grain: 1) { range in
-        geometry.withScratch { scratch in
-            for h in range {
-                geometry.forward(q: pq + h * l * d, k: pk + h * s * d, v: pv + h * s * e, out: po + h * l * e,
-                                 logSumExp: needsGradient ? pl + h * l : nil, scratch: scratch)
-            }
+    parallelFor(heads, grain: 1, scratch: geometry.scratch) { range, scratch in
+        for h in range {
+            geometry.forward(q: pq + h * l * d, k: pk + h * s * d, v: pv + h * s * e, out: po + h * l * e,
+                             logSumExp: needsGradient ? pl + h * l : nil, scratch: scratch)
         }
     }
     return out.recording(inputs: [q, k, v]) { g in
@@ -36,13 +34,11 @@ public func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, sca
         let (pg, pgq, pgk, pgv) = (g.storage.pointer, gq.storage.pointer, gk.storage.pointer, gv.storage.pointer)
         let (pq, pk, pv, po, pl) = (q.storage.pointer, k.storage.pointer, v.storage.pointer, out.storage.pointer,
                                     lse.storage.pointer)
-        parallelFor(heads, grain: 1) { range in
-            geometry.withScratch { scratch in
-                for h in range {
-                    geometry.backward(q: pq + h * l * d, k: pk + h * s * d, v: pv + h * s * e, out: po + h * l * e,
-                                      logSumExp: pl + h * l, gradOut: pg + h * l * e, gradQ: pgq + h * l * d,
-                                      gradK: pgk + h * s * d, gradV: pgv + h * s * e, scratch: scratch)
-                }
+        parallelFor(heads, grain: 1, scratch: geometry.scratch) { range, scratch in
+            for h in range {
+                geometry.backward(q: pq + h * l * d, k: pk + h * s * d, v: pv + h * s * e, out: po + h * l * e,
+                                  logSumExp: pl + h * l, gradOut: pg + h * l * e, gradQ: pgq + h * l * d,
+                                  gradK: pgk + h * s * d, gradV: pgv + h * s * e, scratch: scratch)
             }
         }
         return [gq, gk, gv]
@@ -55,10 +51,8 @@ private struct AttentionHead {
     let scale: Float
     var padded: Int { (s + 15) / 16 * 16 }
 
-    /// Kᵀ and Vᵀ (zero-padded), their gradients, and one row of scores and one of their gradients.
-    func withScratch(_ body: (UnsafeMutablePointer<Float>) -> Void) {
-        withBuffer(padded * (2 * d + 2 * e + 2)) { body($0) }
-    }
+    /// Floats for Kᵀ and Vᵀ (zero-padded), their gradients, and one row of scores and one of their gradients.
+    var scratch: Int { padded * (2 * d + 2 * e + 2) }
 
     /// dst[c][j] = src[j][c] for j < S, zero for S ≤ j < padded.
     private func transpose(_ src: UnsafePointer<Float>, columns: Int, into dst: UnsafeMutablePointer<Float>) {

@@ -200,18 +200,17 @@ extension Kernels {
         let wanted = threads * ((images + threads * fits - 1) / (threads * fits))
         let size = (images + wanted - 1) / wanted, count = (images + size - 1) / size
         let full = bands(size), last = images % size == 0 ? full : bands(images % size)
+        let scratch = full.1.map { runScratch($0.0, outputs: $0.1.outputs) }.max() ?? 0
         if images >= threads {
-            parallelFor(count, grain: 1) { range in
+            parallelFor(count, grain: 1, scratch: full.0.count + scratch) { range, buffer in
                 for band in range {
                     let (layout, jobs) = band == count - 1 ? last : full
                     let first = band * size
-                    withBuffer(layout.count) { buffer in
-                        fill(layout, buffer, first..<Swift.min(images, first + size), false)
-                        for (plan, target) in jobs {
-                            let packed = packs(plan, outputs: target.outputs)
-                            run(plan, target, source: buffer, firstImage: first, tiles: 0..<plan.tiles(packed: packed),
-                                packed: packed)
-                        }
+                    fill(layout, buffer, first..<Swift.min(images, first + size), false)
+                    for (plan, target) in jobs {
+                        let packed = packs(plan, outputs: target.outputs)
+                        run(plan, target, source: buffer, firstImage: first, tiles: 0..<plan.tiles(packed: packed),
+                            packed: packed, scratch: buffer + full.0.count)
                     }
                 }
             }
@@ -223,13 +222,18 @@ extension Kernels {
                     fill(layout, buffer, first..<Swift.min(images, first + size), true)
                     for (plan, target) in jobs {
                         let packed = packs(plan, outputs: target.outputs), tiles = plan.tiles(packed: packed)
-                        parallelFor(tiles, grain: Swift.max(packed ? 1 : 4, tiles / 16)) { range in
-                            run(plan, target, source: buffer, firstImage: first, tiles: range, packed: packed)
+                        parallelFor(tiles, grain: Swift.max(packed ? 1 : 4, tiles / 16), scratch: scratch) { range, sp in
+                            run(plan, target, source: buffer, firstImage: first, tiles: range, packed: packed, scratch: sp)
                         }
                     }
                 }
             }
         }
+    }
+
+    /// Floats `run` needs for its tile and, when it packs, its panel.
+    private static func runScratch(_ plan: Correlation, outputs: Int) -> Int {
+        tileRows * tileColumns + (packs(plan, outputs: outputs) ? plan.layout.channels * plan.offsets.count * tileColumns + 16 : 0)
     }
 
     /// Whether tiles of valid outputs only, their inputs copied into a panel first, cost less than tiles of flat
@@ -253,7 +257,7 @@ extension Kernels {
     /// positions and 4 tiles share each group's packed weights; packed, it covers 48 consecutive valid outputs and
     /// its inputs are gathered into a panel (C·T rows of 48) that all groups share.
     private static func run(_ plan: Correlation, _ target: CorrelationTarget, source: UnsafePointer<Float>,
-                            firstImage: Int, tiles: Range<Int>, packed: Bool) {
+                            firstImage: Int, tiles: Range<Int>, packed: Bool, scratch sp: UnsafeMutablePointer<Float>) {
         let outputs = target.outputs
         let groups = (outputs + tileRows - 1) / tileRows
         let channels = plan.layout.channels, channelStride = plan.layout.channelStride, taps = plan.offsets.count
@@ -266,7 +270,6 @@ extension Kernels {
         withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * runList.count) { runInfo in
         withUnsafeTemporaryAllocation(of: Piece.self, capacity: tileColumns + 1) { pieces in
         withUnsafeTemporaryAllocation(of: Int.self, capacity: taps) { panelTaps in
-        withBuffer(tileRows * tileColumns + (packed ? depth * tileColumns + 16 : 0)) { sp in
         plan.offsets.withUnsafeBufferPointer { offsets in
             let (runQ, runTo) = (runInfo.baseAddress!, runInfo.baseAddress! + runList.count)
             for (r, run) in runList.enumerated() {
@@ -342,7 +345,7 @@ extension Kernels {
                     }
                 }
             }
-        } } } } }
+        } } } }
     }
 
     /// g laid out at `plan`'s output positions: gw[o][q] = g[n, o, Y, X] at q = Y·rowLength + n·period + X, zero at
@@ -444,24 +447,22 @@ extension Kernels {
                     }
                 }
             }
-            parallelFor(groups, grain: 1) { range in
-                withBuffer(valid * tileRows + tileRows * tileColumns) { a in
-                    let out = a + valid * tileRows
-                    for group in range {
-                        for i in 0..<tileRows {
-                            let pair = Swift.min(group * tileRows + i, pairs - 1)
-                            let base = source + (pair / taps) * plan.layout.channelStride + plan.offsets[pair % taps]
-                            for (r, run) in runs.enumerated() {
-                                for x in 0..<width { a[(r * width + x) * tileRows + i] = base[run.q + x] }
-                            }
+            parallelFor(groups, grain: 1, scratch: valid * tileRows + tileRows * tileColumns) { range, a in
+                let out = a + valid * tileRows
+                for group in range {
+                    for i in 0..<tileRows {
+                        let pair = Swift.min(group * tileRows + i, pairs - 1)
+                        let base = source + (pair / taps) * plan.layout.channelStride + plan.offsets[pair % taps]
+                        for (r, run) in runs.enumerated() {
+                            for x in 0..<width { a[(r * width + x) * tileRows + i] = base[run.q + x] }
                         }
-                        for panel in 0..<panels {
-                            tile(channels: valid, taps: 1, a: a, b: gt + panel * tileColumns, bChannel: outputs,
-                                 bTap: noTaps, out: out, ldo: tileColumns, accumulate: false)
-                            for i in 0..<Swift.min(tileRows, pairs - group * tileRows) {
-                                for j in 0..<Swift.min(tileColumns, outputs - panel * tileColumns) {
-                                    dw[(panel * tileColumns + j) * pairs + group * tileRows + i] = out[i * tileColumns + j]
-                                }
+                    }
+                    for panel in 0..<panels {
+                        tile(channels: valid, taps: 1, a: a, b: gt + panel * tileColumns, bChannel: outputs,
+                             bTap: noTaps, out: out, ldo: tileColumns, accumulate: false)
+                        for i in 0..<Swift.min(tileRows, pairs - group * tileRows) {
+                            for j in 0..<Swift.min(tileColumns, outputs - panel * tileColumns) {
+                                dw[(panel * tileColumns + j) * pairs + group * tileRows + i] = out[i * tileColumns + j]
                             }
                         }
                     }

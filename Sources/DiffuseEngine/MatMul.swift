@@ -23,10 +23,13 @@ extension Kernels {
         withBuffer(groups * tileRows * k) { pa in
             packRows(a, rows: m, depth: k, rowStride: transA ? 1 : k, kStride: transA ? m : 1, scale: alpha, into: pa)
             let product = PackedProduct(a: pa, b: b, c: c, m: m, n: n, k: k, transB: transB, accumulate: beta != 0)
+            let scratch = depthBlock * tileColumns + tileRows * tileColumns
             if panels >= 2 {
-                parallelFor(panels, grain: 1) { product.sweep(panels: $0, groups: 0..<groups) }
+                parallelFor(panels, grain: 1, scratch: scratch) { product.sweep(panels: $0, groups: 0..<groups, scratch: $1) }
             } else {
-                parallelFor(groups, grain: Swift.max(1, (groups + 1) / 2)) { product.sweep(panels: 0..<1, groups: $0) }
+                parallelFor(groups, grain: Swift.max(1, (groups + 1) / 2), scratch: scratch) {
+                    product.sweep(panels: 0..<1, groups: $0, scratch: $1)
+                }
             }
         }
     }
@@ -39,32 +42,30 @@ extension Kernels {
         let m, n, k: Int
         let transB, accumulate: Bool
 
-        func sweep(panels: Range<Int>, groups: Range<Int>) {
-            withBuffer(depthBlock * tileColumns + tileRows * tileColumns) { bp in
-                let sp = bp + depthBlock * tileColumns
-                // Depth blocks outside the panels: a block of packed A (all rows, 256 deep) is swept by every panel
-                // while it is in cache, instead of all of A once per panel.
-                for k0 in stride(from: 0, to: k, by: depthBlock) {
-                    let depth = Swift.min(depthBlock, k - k0)
-                    for p in panels {
-                        let j0 = p * tileColumns, width = Swift.min(tileColumns, n - j0)
-                        packColumns(b, transposed: transB, n: n, k: k, rows: k0..<(k0 + depth),
-                                    columns: j0..<(j0 + width), into: bp)
-                        let add = k0 > 0 || accumulate
-                        for g in groups {
-                            let i0 = g * tileRows, height = Swift.min(tileRows, m - i0)
-                            let ap = a + (g * k + k0) * tileRows
-                            if height == tileRows && width == tileColumns {
-                                tile(channels: depth, taps: 1, a: ap, b: bp, bChannel: tileColumns, bTap: noTaps,
-                                     out: c + i0 * n + j0, ldo: n, accumulate: add)
-                                continue
-                            }
+        func sweep(panels: Range<Int>, groups: Range<Int>, scratch bp: UnsafeMutablePointer<Float>) {
+            let sp = bp + depthBlock * tileColumns
+            // Depth blocks outside the panels: a block of packed A (all rows, 256 deep) is swept by every panel
+            // while it is in cache, instead of all of A once per panel.
+            for k0 in stride(from: 0, to: k, by: depthBlock) {
+                let depth = Swift.min(depthBlock, k - k0)
+                for p in panels {
+                    let j0 = p * tileColumns, width = Swift.min(tileColumns, n - j0)
+                    packColumns(b, transposed: transB, n: n, k: k, rows: k0..<(k0 + depth),
+                                columns: j0..<(j0 + width), into: bp)
+                    let add = k0 > 0 || accumulate
+                    for g in groups {
+                        let i0 = g * tileRows, height = Swift.min(tileRows, m - i0)
+                        let ap = a + (g * k + k0) * tileRows
+                        if height == tileRows && width == tileColumns {
                             tile(channels: depth, taps: 1, a: ap, b: bp, bChannel: tileColumns, bTap: noTaps,
-                                 out: sp, ldo: tileColumns, accumulate: false)
-                            for i in 0..<height {
-                                let d = c + (i0 + i) * n + j0, s = sp + i * tileColumns
-                                if add { for j in 0..<width { d[j] += s[j] } } else { d.update(from: s, count: width) }
-                            }
+                                 out: c + i0 * n + j0, ldo: n, accumulate: add)
+                            continue
+                        }
+                        tile(channels: depth, taps: 1, a: ap, b: bp, bChannel: tileColumns, bTap: noTaps,
+                             out: sp, ldo: tileColumns, accumulate: false)
+                        for i in 0..<height {
+                            let d = c + (i0 + i) * n + j0, s = sp + i * tileColumns
+                            if add { for j in 0..<width { d[j] += s[j] } } else { d.update(from: s, count: width) }
                         }
                     }
                 }
@@ -108,8 +109,10 @@ extension Kernels {
                      "matmul of \(a.shape)\(transA ? "ᵀ" : "") and \(b.shape)\(transB ? "ᵀ" : "")")
         let out = Tensor(uninitialized: batch + [m, n])
         let (pa, pb, po) = (a.storage.pointer, b.storage.pointer, out.storage.pointer)
-        parallelFor(batch.reduce(1, *), grain: 1) { r in
-            for i in r { sgemm(transA: transA, transB: transB, m: m, n: n, k: k, pa + i * m * k, pb + i * k * n, po + i * m * n) }
+        // One product after another, each on every thread: products run side by side would take their scratch from
+        // the pool in an order that changes from run to run.
+        for i in 0..<batch.reduce(1, *) {
+            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, pa + i * m * k, pb + i * k * n, po + i * m * n)
         }
         return out
     }

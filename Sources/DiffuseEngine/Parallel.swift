@@ -37,6 +37,17 @@ public func parallelFor(_ n: Int, grain: Int = 4096, _ body: (Range<Int>) -> Voi
     }
 }
 
+/// parallelFor whose pieces each get `scratch` floats of their own, all taken from the pool before the work starts:
+/// the pool's peak then depends on the sizes alone, not on how the threads interleave (a buffer taken inside a piece
+/// could be live in one thread while another takes its own, or not, from one run to the next).
+func parallelFor(_ n: Int, grain: Int, scratch: Int, _ body: (Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
+    if n <= 0 { return }
+    let pieces = min((n + grain - 1) / grain, 64), size = (n + pieces - 1) / pieces
+    withBuffer(pieces * scratch) { base in
+        parallelFor(n, grain: grain) { range in body(range, base + range.lowerBound / size * scratch) }
+    }
+}
+
 /// Sums `value(piece)` over the fixed pieces of `0..<n`, adding the partial sums in piece order, so that the
 /// result is the same bits for any thread count.
 @inlinable

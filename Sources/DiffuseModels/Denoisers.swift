@@ -2,13 +2,21 @@ import DiffuseEngine
 import DiffuseNN
 
 /// A network that maps a noisy batch x_t and its timesteps (and class labels, when it is conditional) to the
-/// diffusion model's prediction (ε̂, x̂_0 or v̂): what training fits and samplers call.
+/// diffusion model's prediction (ε̂, x̂_0 or v̂): what training fits and samplers call. Timesteps may be fractional
+/// (the sigma-based samplers visit them).
 public protocol DenoisingNetwork: Module {
-    func predict(_ xt: Tensor, timesteps: [Int], labels: [Int]?) -> Tensor
+    func predict(_ xt: Tensor, timesteps: [Double], labels: [Int]?) -> Tensor
+}
+
+extension DenoisingNetwork {
+    /// The prediction at integer timesteps (training's).
+    public func predict(_ xt: Tensor, timesteps: [Int], labels: [Int]?) -> Tensor {
+        predict(xt, timesteps: timesteps.map(Double.init), labels: labels)
+    }
 }
 
 extension UNet2DModel: DenoisingNetwork {
-    public func predict(_ xt: Tensor, timesteps: [Int], labels: [Int]?) -> Tensor {
+    public func predict(_ xt: Tensor, timesteps: [Double], labels: [Int]?) -> Tensor {
         self(xt, timesteps: timesteps, classLabels: labels)
     }
 }
@@ -25,7 +33,7 @@ public final class MLPDenoiser: Module, DenoisingNetwork {
         register("mlp", network)
     }
 
-    public func predict(_ xt: Tensor, timesteps: [Int], labels: [Int]? = nil) -> Tensor {
+    public func predict(_ xt: Tensor, timesteps: [Double], labels: [Int]? = nil) -> Tensor {
         let t = sinusoidalEmbedding(timesteps, dimension: timeDimension, flipSinToCos: true, freqShift: 0)
         return network(concat([xt, t], axis: 1))
     }

@@ -1,3 +1,4 @@
+import DiffuseDiffusion
 import DiffuseEngine
 import DiffuseNN
 import Foundation
@@ -8,66 +9,152 @@ public struct UNet2DConfig: Codable, Equatable, Sendable {
     public var inChannels: Int = 3
     public var outChannels: Int = 3
     public var centerInputSample: Bool = false
+    /// positional (sinusoidal), fourier (Gaussian Fourier features of log σ; the output is divided by σ) or
+    /// learned (a table of num_train_timesteps embeddings).
     public var timeEmbeddingType: String = "positional"
+    /// Width of the time embedding (default 4 × block_out_channels[0]).
+    public var timeEmbeddingDim: Int? = nil
     public var freqShift: Double = 0
     public var flipSinToCos: Bool = true
     public var downBlockTypes: [String] = ["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"]
+    /// UNetMidBlock2D, or nil for none.
+    public var midBlockType: String? = "UNetMidBlock2D"
     public var upBlockTypes: [String] = ["AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"]
     public var blockOutChannels: [Int] = [224, 448, 672, 896]
     public var layersPerBlock: Int = 2
     public var midBlockScaleFactor: Double = 1
     public var downsamplePadding: Int = 1
+    /// How attention blocks resample: conv (a strided 3×3 / nearest ×2 then 3×3) or resnet (a ResNet block that
+    /// pools or upsamples). Plain blocks always use conv.
+    public var downsampleType: String = "conv"
+    public var upsampleType: String = "conv"
     public var dropout: Double = 0
     public var actFn: String = "silu"
     public var attentionHeadDim: Int? = 8
     public var normNumGroups: Int = 32
+    /// Groups of the middle attention's norm (default: norm_num_groups; none with scale_shift).
+    public var attnNormNumGroups: Int? = nil
     public var normEps: Double = 1e-5
+    /// default (h + e) or scale_shift (h·(1 + scale) + shift) for the time embedding in ResNet blocks.
     public var resnetTimeScaleShift: String = "default"
     public var addAttention: Bool = true
+    /// nil (a table of num_class_embeds when that is set) or timestep (labels embedded like timesteps).
+    public var classEmbedType: String? = nil
     public var numClassEmbeds: Int? = nil
+    /// Needed by the learned time embedding.
+    public var numTrainTimesteps: Int? = nil
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case sampleSize = "sample_size", inChannels = "in_channels", outChannels = "out_channels"
         case centerInputSample = "center_input_sample", timeEmbeddingType = "time_embedding_type"
-        case freqShift = "freq_shift", flipSinToCos = "flip_sin_to_cos", downBlockTypes = "down_block_types"
-        case upBlockTypes = "up_block_types", blockOutChannels = "block_out_channels", layersPerBlock = "layers_per_block"
-        case midBlockScaleFactor = "mid_block_scale_factor", downsamplePadding = "downsample_padding", dropout
+        case timeEmbeddingDim = "time_embedding_dim", freqShift = "freq_shift", flipSinToCos = "flip_sin_to_cos"
+        case downBlockTypes = "down_block_types", midBlockType = "mid_block_type", upBlockTypes = "up_block_types"
+        case blockOutChannels = "block_out_channels", layersPerBlock = "layers_per_block"
+        case midBlockScaleFactor = "mid_block_scale_factor", downsamplePadding = "downsample_padding"
+        case downsampleType = "downsample_type", upsampleType = "upsample_type", dropout
         case actFn = "act_fn", attentionHeadDim = "attention_head_dim", normNumGroups = "norm_num_groups"
-        case normEps = "norm_eps", resnetTimeScaleShift = "resnet_time_scale_shift", addAttention = "add_attention"
-        case numClassEmbeds = "num_class_embeds"
+        case attnNormNumGroups = "attn_norm_num_groups", normEps = "norm_eps"
+        case resnetTimeScaleShift = "resnet_time_scale_shift", addAttention = "add_attention"
+        case classEmbedType = "class_embed_type", numClassEmbeds = "num_class_embeds"
+        case numTrainTimesteps = "num_train_timesteps"
     }
 
     public init() {}
 
-    /// Reads a config.json: absent keys take diffusers' defaults, unknown keys are ignored.
+    /// Reads a config.json: absent keys take diffusers' defaults; a key that may be null (mid_block_type,
+    /// attention_head_dim, ...) keeps null. Keys it does not know are left for `unknownKeys`.
     public init(from decoder: Decoder) throws {
         let k = try decoder.container(keyedBy: CodingKeys.self)
         var c = UNet2DConfig()
         func read<T: Decodable>(_ key: CodingKeys, _ value: inout T) throws {
             if let v = try k.decodeIfPresent(T.self, forKey: key) { value = v }
         }
-        try read(.sampleSize, &c.sampleSize)
+        func readOptional<T: Decodable>(_ key: CodingKeys, _ value: inout T?) throws {
+            if k.contains(key) { value = try k.decodeIfPresent(T.self, forKey: key) }
+        }
+        if k.contains(.sampleSize), !(try k.decodeNil(forKey: .sampleSize)) {
+            // An int, or [height, width] (a square only: the U-Net is convolutional, the size only sets sampling's).
+            if let size = try? k.decode(Int.self, forKey: .sampleSize) {
+                c.sampleSize = size
+            } else {
+                let sizes = try k.decode([Int].self, forKey: .sampleSize)
+                guard let first = sizes.first, sizes.allSatisfy({ $0 == first }) else {
+                    throw ConfigError("sample_size \(sizes) is not supported (square images only)")
+                }
+                c.sampleSize = first
+            }
+        }
         try read(.inChannels, &c.inChannels)
         try read(.outChannels, &c.outChannels)
         try read(.centerInputSample, &c.centerInputSample)
         try read(.timeEmbeddingType, &c.timeEmbeddingType)
+        try readOptional(.timeEmbeddingDim, &c.timeEmbeddingDim)
         try read(.freqShift, &c.freqShift)
         try read(.flipSinToCos, &c.flipSinToCos)
         try read(.downBlockTypes, &c.downBlockTypes)
+        try readOptional(.midBlockType, &c.midBlockType)
         try read(.upBlockTypes, &c.upBlockTypes)
         try read(.blockOutChannels, &c.blockOutChannels)
         try read(.layersPerBlock, &c.layersPerBlock)
         try read(.midBlockScaleFactor, &c.midBlockScaleFactor)
         try read(.downsamplePadding, &c.downsamplePadding)
+        try read(.downsampleType, &c.downsampleType)
+        try read(.upsampleType, &c.upsampleType)
         try read(.dropout, &c.dropout)
         try read(.actFn, &c.actFn)
-        if k.contains(.attentionHeadDim) { c.attentionHeadDim = try k.decodeIfPresent(Int.self, forKey: .attentionHeadDim) }
+        try readOptional(.attentionHeadDim, &c.attentionHeadDim)
         try read(.normNumGroups, &c.normNumGroups)
+        try readOptional(.attnNormNumGroups, &c.attnNormNumGroups)
         try read(.normEps, &c.normEps)
         try read(.resnetTimeScaleShift, &c.resnetTimeScaleShift)
         try read(.addAttention, &c.addAttention)
-        c.numClassEmbeds = try k.decodeIfPresent(Int.self, forKey: .numClassEmbeds)
+        try readOptional(.classEmbedType, &c.classEmbedType)
+        try readOptional(.numClassEmbeds, &c.numClassEmbeds)
+        try readOptional(.numTrainTimesteps, &c.numTrainTimesteps)
         self = c
+    }
+
+    /// Writes every key, nil ones as null (an absent key means diffusers' default, which is not always nil).
+    public func encode(to encoder: Encoder) throws {
+        var k = encoder.container(keyedBy: CodingKeys.self)
+        func write<T: Encodable>(_ value: T?, _ key: CodingKeys) throws {
+            if let value { try k.encode(value, forKey: key) } else { try k.encodeNil(forKey: key) }
+        }
+        try write(sampleSize, .sampleSize)
+        try write(inChannels, .inChannels)
+        try write(outChannels, .outChannels)
+        try write(centerInputSample, .centerInputSample)
+        try write(timeEmbeddingType, .timeEmbeddingType)
+        try write(timeEmbeddingDim, .timeEmbeddingDim)
+        try write(freqShift, .freqShift)
+        try write(flipSinToCos, .flipSinToCos)
+        try write(downBlockTypes, .downBlockTypes)
+        try write(midBlockType, .midBlockType)
+        try write(upBlockTypes, .upBlockTypes)
+        try write(blockOutChannels, .blockOutChannels)
+        try write(layersPerBlock, .layersPerBlock)
+        try write(midBlockScaleFactor, .midBlockScaleFactor)
+        try write(downsamplePadding, .downsamplePadding)
+        try write(downsampleType, .downsampleType)
+        try write(upsampleType, .upsampleType)
+        try write(dropout, .dropout)
+        try write(actFn, .actFn)
+        try write(attentionHeadDim, .attentionHeadDim)
+        try write(normNumGroups, .normNumGroups)
+        try write(attnNormNumGroups, .attnNormNumGroups)
+        try write(normEps, .normEps)
+        try write(resnetTimeScaleShift, .resnetTimeScaleShift)
+        try write(addAttention, .addAttention)
+        try write(classEmbedType, .classEmbedType)
+        try write(numClassEmbeds, .numClassEmbeds)
+        try write(numTrainTimesteps, .numTrainTimesteps)
+    }
+
+    /// The keys of a config.json object that this reader does not know, except diffusers' own bookkeeping
+    /// (`_class_name`, `_diffusers_version`, ...): they change nothing here, and a loader warns about them.
+    public static func unknownKeys(in json: [String: JSONValue]) -> [String] {
+        let known = Set(CodingKeys.allCases.map(\.rawValue))
+        return json.keys.filter { !$0.hasPrefix("_") && !known.contains($0) }.sorted()
     }
 
     /// The small MNIST network of the design notes: 28×28×1, channels (32, 64, 128), attention at the lowest
@@ -99,8 +186,9 @@ public struct UNet2DConfig: Codable, Equatable, Sendable {
 }
 
 /// diffusers' `Timesteps` projection: e = [cos(t·f), sin(t·f)] (or [sin, cos]) with frequencies
-/// f_i = exp(−ln(10000)·i/(d/2 − shift)), i < d/2.
-public func sinusoidalEmbedding(_ timesteps: [Int], dimension d: Int, flipSinToCos: Bool, freqShift: Double) -> Tensor {
+/// f_i = exp(−ln(10000)·i/(d/2 − shift)), i < d/2, in Float32 as diffusers computes them. Timesteps may be
+/// fractional (the sigma-based samplers visit them).
+public func sinusoidalEmbedding(_ timesteps: [Double], dimension d: Int, flipSinToCos: Bool, freqShift: Double) -> Tensor {
     let half = d / 2
     let frequencies = (0..<half).map { Foundation.exp(-Float(Foundation.log(10000.0)) * Float($0) / Float(Double(half) - freqShift)) }
     var values = [Float](repeating: 0, count: timesteps.count * d)
@@ -113,6 +201,32 @@ public func sinusoidalEmbedding(_ timesteps: [Int], dimension d: Int, flipSinToC
         }
     }
     return Tensor(values, shape: [timesteps.count, d])
+}
+
+/// diffusers' `GaussianFourierProjection` (log=True, sin first): e = [sin(2π·ln σ·w), cos(2π·ln σ·w)] with fixed
+/// random frequencies w (the parameter `weight`, drawn N(0, 16²) and never trained).
+public final class GaussianFourierProjection: Module {
+    public let weight: Parameter
+
+    public init(size: Int, scale: Float = 16, generator: inout RandomGenerator) {
+        weight = Parameter(generator.normal([size]) * scale)
+        super.init()
+        register("weight", weight)
+    }
+
+    public func callAsFunction(_ sigmas: [Double]) -> Tensor {
+        let w = weight.value.scalars, d = w.count
+        var values = [Float](repeating: 0, count: sigmas.count * 2 * d)
+        for (n, sigma) in sigmas.enumerated() {
+            let logSigma = Foundation.log(Float(sigma))
+            for i in 0..<d {
+                let angle = logSigma * w[i] * 2 * Float.pi
+                values[n * 2 * d + i] = Foundation.sin(angle)
+                values[n * 2 * d + d + i] = Foundation.cos(angle)
+            }
+        }
+        return Tensor(values, shape: [sigmas.count, 2 * d])
+    }
 }
 
 /// diffusers' `TimestepEmbedding`: linear_2(SiLU(linear_1(e))).
@@ -130,28 +244,50 @@ public final class TimestepEmbedding: Module {
     public func callAsFunction(_ x: Tensor) -> Tensor { linear2(silu(linear1(x))) }
 }
 
-/// A stage of the U-Net: ResNet blocks, each optionally followed by attention, then optionally a resampling
-/// convolution (stride-2 for the way down, nearest ×2 then 3×3 for the way up). Its parameters are named like
-/// diffusers' DownBlock2D / AttnDownBlock2D / UpBlock2D / AttnUpBlock2D.
+/// What changes the resolution between two stages: a convolution (stride 2 on the way down; nearest ×2 then 3×3
+/// on the way up; diffusers pads right and bottom by one when downsample_padding is 0) or a resampling ResNet
+/// block. Registered as diffusers' `downsamplers.0` / `upsamplers.0`.
+enum Resampler {
+    case convolution(Conv2d, padRightBottom: Bool)
+    case resnet(ResnetBlock2D)
+
+    func callAsFunction(_ x: Tensor, _ t: Tensor, up: Bool) -> Tensor {
+        switch self {
+        case .convolution(let conv, let pad):
+            if up { return conv(upsampleNearest2x(x)) }
+            return conv(pad ? x.padded([(0, 0), (0, 0), (0, 1), (0, 1)]) : x)
+        case .resnet(let block): return block(x, timeEmbedding: t)
+        }
+    }
+
+    var module: Module {
+        switch self {
+        case .convolution(let conv, _):
+            let holder = Module()
+            holder.register("conv", conv)
+            return holder
+        case .resnet(let block): return block
+        }
+    }
+}
+
+/// A stage of the U-Net: ResNet blocks, each optionally followed by attention, then optionally a resampler. Its
+/// parameters are named like diffusers' DownBlock2D / AttnDownBlock2D / UpBlock2D / AttnUpBlock2D.
 public final class UNetStage: Module {
     public let resnets: [ResnetBlock2D]
     public let attentions: [SpatialSelfAttention]
-    public let resample: Conv2d?
+    let resampler: Resampler?
     public let isUp: Bool
 
-    init(resnets: [ResnetBlock2D], attentions: [SpatialSelfAttention], resample: Conv2d?, isUp: Bool) {
+    init(resnets: [ResnetBlock2D], attentions: [SpatialSelfAttention], resampler: Resampler?, isUp: Bool) {
         self.resnets = resnets
         self.attentions = attentions
-        self.resample = resample
+        self.resampler = resampler
         self.isUp = isUp
         super.init()
         register("resnets", ModuleList(resnets))
         if !attentions.isEmpty { register("attentions", ModuleList(attentions)) }
-        if let resample {
-            let holder = Module()
-            holder.register("conv", resample)
-            register(isUp ? "upsamplers" : "downsamplers", ModuleList([holder]))
-        }
+        if let resampler { register(isUp ? "upsamplers" : "downsamplers", ModuleList([resampler.module])) }
     }
 
     /// The way down: returns the output and the feature maps kept for the skip connections.
@@ -163,8 +299,8 @@ public final class UNetStage: Module {
             if i < attentions.count { h = attentions[i](h) }
             kept.append(h)
         }
-        if let resample {
-            h = resample(h)
+        if let resampler {
+            h = resampler(h, t, up: false)
             kept.append(h)
         }
         return (h, kept)
@@ -177,7 +313,7 @@ public final class UNetStage: Module {
             h = resnet(concat([h, skips.removeLast()], axis: 1), timeEmbedding: t)
             if i < attentions.count { h = attentions[i](h) }
         }
-        if let resample { h = resample(upsampleNearest2x(h)) }
+        if let resampler { h = resampler(h, t, up: true) }
         return h
     }
 }
@@ -190,13 +326,17 @@ public struct ConfigError: Error, CustomStringConvertible, LocalizedError {
     public var errorDescription: String? { message }
 }
 
-/// The DDPM U-Net laid out exactly like diffusers' `UNet2DModel`: sinusoidal time embedding → MLP, an optional class
-/// embedding added to it, conv_in, down stages, a middle (ResNet, attention, ResNet), up stages with skip
-/// connections, GroupNorm, SiLU, conv_out. Parameter paths are diffusers' checkpoint keys.
+/// The DDPM U-Net laid out exactly like diffusers' `UNet2DModel`: a time embedding (sinusoidal, Gaussian Fourier
+/// or learned) → MLP, an optional class embedding added to it, conv_in, down stages, an optional middle (ResNet,
+/// attention, ResNet), up stages with skip connections, GroupNorm, SiLU, conv_out. Parameter paths are diffusers'
+/// checkpoint keys; every config key that changes the network is honoured or refused by name.
 public final class UNet2DModel: Module {
     public let config: UNet2DConfig
+    public let fourierProjection: GaussianFourierProjection?
+    public let learnedProjection: Embedding?
     public let timeEmbedding: TimestepEmbedding
     public let classEmbedding: Embedding?
+    public let classTimestepEmbedding: TimestepEmbedding?
     public let convIn: Conv2d
     public let downBlocks: [UNetStage]
     public let midResnets: [ResnetBlock2D]
@@ -208,62 +348,90 @@ public final class UNet2DModel: Module {
     public init(_ config: UNet2DConfig, generator: inout RandomGenerator) throws {
         let c = config
         let channels = c.blockOutChannels
-        guard !channels.isEmpty, c.downBlockTypes.count == channels.count, c.upBlockTypes.count == channels.count else {
-            throw ConfigError("block_out_channels, down_block_types and up_block_types must have the same length")
+        func require(_ ok: Bool, _ message: @autoclosure () -> String) throws { if !ok { throw ConfigError(message()) } }
+        try require(!channels.isEmpty && channels.allSatisfy { $0 > 0 }, "block_out_channels must be positive widths, got \(channels)")
+        try require(c.downBlockTypes.count == channels.count && c.upBlockTypes.count == channels.count,
+                    "block_out_channels, down_block_types and up_block_types must have the same length")
+        try require(["positional", "fourier", "learned"].contains(c.timeEmbeddingType),
+                    "time_embedding_type '\(c.timeEmbeddingType)' is not supported (positional, fourier, learned)")
+        try require(c.timeEmbeddingType != "learned" || (c.numTrainTimesteps ?? 0) > 0,
+                    "time_embedding_type 'learned' needs num_train_timesteps")
+        guard let activation = Activation(rawValue: c.actFn) else {
+            throw ConfigError("act_fn '\(c.actFn)' is not supported (\(Activation.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
-        guard c.timeEmbeddingType == "positional" else {
-            throw ConfigError("time_embedding_type '\(c.timeEmbeddingType)' is not supported (positional)")
-        }
-        guard c.actFn == "silu" || c.actFn == "swish" else { throw ConfigError("act_fn '\(c.actFn)' is not supported (silu)") }
-        guard c.resnetTimeScaleShift == "default" else {
-            throw ConfigError("resnet_time_scale_shift '\(c.resnetTimeScaleShift)' is not supported (default)")
-        }
-        guard channels.allSatisfy({ $0 % c.normNumGroups == 0 }) else {
-            throw ConfigError("norm_num_groups \(c.normNumGroups) does not divide block_out_channels \(channels)")
-        }
+        try require(["default", "scale_shift"].contains(c.resnetTimeScaleShift),
+                    "resnet_time_scale_shift '\(c.resnetTimeScaleShift)' is not supported (default, scale_shift)")
+        try require(["conv", "resnet"].contains(c.downsampleType), "downsample_type '\(c.downsampleType)' is not supported (conv, resnet)")
+        try require(["conv", "resnet"].contains(c.upsampleType), "upsample_type '\(c.upsampleType)' is not supported (conv, resnet)")
+        try require(c.midBlockType == nil || c.midBlockType == "UNetMidBlock2D",
+                    "mid_block_type '\(c.midBlockType ?? "")' is not supported (UNetMidBlock2D or null)")
+        try require(c.classEmbedType == nil || c.classEmbedType == "timestep",
+                    "class_embed_type '\(c.classEmbedType ?? "")' is not supported (null, timestep)")
+        try require(c.classEmbedType != nil || (c.numClassEmbeds ?? 1) > 0, "num_class_embeds must be positive")
+        try require(c.normNumGroups > 0 && channels.allSatisfy({ $0 % c.normNumGroups == 0 }),
+                    "norm_num_groups \(c.normNumGroups) does not divide block_out_channels \(channels)")
+        try require(c.layersPerBlock >= 1, "layers_per_block must be at least 1, got \(c.layersPerBlock)")
+        try require(c.downsamplePadding >= 0, "downsample_padding must not be negative")
+        try require(c.attentionHeadDim.map { $0 > 0 } ?? true, "attention_head_dim must be positive")
         self.config = c
         let eps = Float(c.normEps), groups = c.normNumGroups, dropout = Float(c.dropout)
-        let timeDim = channels[0] * 4
-        timeEmbedding = TimestepEmbedding(channels[0], timeDim, generator: &generator)
-        classEmbedding = c.numClassEmbeds.map { Embedding($0, timeDim, generator: &generator) }
+        let scaleShift = c.resnetTimeScaleShift == "scale_shift"
+        let timeDim = c.timeEmbeddingDim ?? channels[0] * 4
+        let projectionDim = c.timeEmbeddingType == "fourier" ? 2 * channels[0] : channels[0]
+        fourierProjection = c.timeEmbeddingType == "fourier" ? GaussianFourierProjection(size: channels[0], generator: &generator) : nil
+        learnedProjection = c.timeEmbeddingType == "learned" ? Embedding(c.numTrainTimesteps!, channels[0], generator: &generator) : nil
+        timeEmbedding = TimestepEmbedding(projectionDim, timeDim, generator: &generator)
+        classEmbedding = c.classEmbedType == nil ? c.numClassEmbeds.map { Embedding($0, timeDim, generator: &generator) } : nil
+        classTimestepEmbedding = c.classEmbedType == "timestep" ? TimestepEmbedding(projectionDim, timeDim, generator: &generator) : nil
         convIn = Conv2d(c.inChannels, channels[0], kernel: 3, padding: 1, generator: &generator)
 
-        func resnet(_ i: Int, _ o: Int, scale: Float = 1) -> ResnetBlock2D {
+        func resnet(_ i: Int, _ o: Int, scale: Float = 1, resample: ResnetBlock2D.Resample = .none) -> ResnetBlock2D {
             ResnetBlock2D(inChannels: i, outChannels: o, timeEmbeddingChannels: timeDim, groups: groups, eps: eps,
-                          dropout: dropout, outputScale: scale, generator: &generator)
+                          dropout: dropout, outputScale: scale, activation: activation, scaleShift: scaleShift,
+                          resample: resample, generator: &generator)
         }
-        func attention(_ ch: Int, scale: Float = 1) -> SpatialSelfAttention {
-            SpatialSelfAttention(channels: ch, headDimension: c.attentionHeadDim ?? ch, groups: groups, eps: eps,
-                                 outputScale: scale, generator: &generator)
+        func attention(_ ch: Int, groups: Int?, scale: Float = 1) throws -> SpatialSelfAttention {
+            let head = c.attentionHeadDim ?? ch
+            try require(ch % head == 0, "attention_head_dim \(head) does not divide \(ch) channels")
+            if let groups { try require(ch % groups == 0, "\(groups) groups do not divide \(ch) channels") }
+            return SpatialSelfAttention(channels: ch, headDimension: head, groups: groups, eps: eps, outputScale: scale,
+                                        generator: &generator)
         }
         var down: [UNetStage] = []
         var output = channels[0]
         for (i, type) in c.downBlockTypes.enumerated() {
-            guard type == "DownBlock2D" || type == "AttnDownBlock2D" else {
-                throw ConfigError("down block type '\(type)' is not supported (DownBlock2D, AttnDownBlock2D)")
-            }
+            try require(type == "DownBlock2D" || type == "AttnDownBlock2D",
+                        "down_block_types: '\(type)' is not supported (DownBlock2D, AttnDownBlock2D)")
             let input = output
             output = channels[i]
             let resnets = (0..<c.layersPerBlock).map { resnet($0 == 0 ? input : output, output) }
-            let attentions = type == "AttnDownBlock2D" ? (0..<c.layersPerBlock).map { _ in attention(output) } : []
-            let last = i == channels.count - 1
-            let resample = last ? nil : Conv2d(output, output, kernel: 3, stride: 2, padding: c.downsamplePadding,
-                                               generator: &generator)
-            down.append(UNetStage(resnets: resnets, attentions: attentions, resample: resample, isUp: false))
+            let attentions = type == "AttnDownBlock2D" ? try (0..<c.layersPerBlock).map { _ in try attention(output, groups: groups) } : []
+            var resampler: Resampler?
+            if i < channels.count - 1 {
+                resampler = type == "AttnDownBlock2D" && c.downsampleType == "resnet"
+                    ? .resnet(resnet(output, output, resample: .down))
+                    : .convolution(Conv2d(output, output, kernel: 3, stride: 2, padding: c.downsamplePadding,
+                                          generator: &generator), padRightBottom: c.downsamplePadding == 0)
+            }
+            down.append(UNetStage(resnets: resnets, attentions: attentions, resampler: resampler, isUp: false))
         }
         downBlocks = down
-        let scale = Float(c.midBlockScaleFactor)
-        let first = resnet(channels.last!, channels.last!, scale: scale)
-        midAttention = c.addAttention ? attention(channels.last!, scale: scale) : nil
-        midResnets = [first, resnet(channels.last!, channels.last!, scale: scale)]
+        if c.midBlockType != nil {
+            let scale = Float(c.midBlockScaleFactor), last = channels.last!
+            let first = resnet(last, last, scale: scale)
+            midAttention = c.addAttention
+                ? try attention(last, groups: c.attnNormNumGroups ?? (scaleShift ? nil : groups), scale: scale) : nil
+            midResnets = [first, resnet(last, last, scale: scale)]
+        } else {
+            (midAttention, midResnets) = (nil, [])
+        }
 
         var up: [UNetStage] = []
         let reversed = Array(channels.reversed())
         output = reversed[0]
         for (i, type) in c.upBlockTypes.enumerated() {
-            guard type == "UpBlock2D" || type == "AttnUpBlock2D" else {
-                throw ConfigError("up block type '\(type)' is not supported (UpBlock2D, AttnUpBlock2D)")
-            }
+            try require(type == "UpBlock2D" || type == "AttnUpBlock2D",
+                        "up_block_types: '\(type)' is not supported (UpBlock2D, AttnUpBlock2D)")
             let previous = output
             output = reversed[i]
             let input = reversed[min(i + 1, channels.count - 1)]
@@ -271,36 +439,58 @@ public final class UNet2DModel: Module {
             let resnets = (0..<layers).map { j in
                 resnet((j == 0 ? previous : output) + (j == layers - 1 ? input : output), output)
             }
-            let attentions = type == "AttnUpBlock2D" ? (0..<layers).map { _ in attention(output) } : []
-            let last = i == channels.count - 1
-            let resample = last ? nil : Conv2d(output, output, kernel: 3, padding: 1, generator: &generator)
-            up.append(UNetStage(resnets: resnets, attentions: attentions, resample: resample, isUp: true))
+            let attentions = type == "AttnUpBlock2D" ? try (0..<layers).map { _ in try attention(output, groups: groups) } : []
+            var resampler: Resampler?
+            if i < channels.count - 1 {
+                resampler = type == "AttnUpBlock2D" && c.upsampleType == "resnet"
+                    ? .resnet(resnet(output, output, resample: .up))
+                    : .convolution(Conv2d(output, output, kernel: 3, padding: 1, generator: &generator), padRightBottom: false)
+            }
+            up.append(UNetStage(resnets: resnets, attentions: attentions, resampler: resampler, isUp: true))
         }
         upBlocks = up
         convNormOut = GroupNorm(groups: groups, channels: channels[0], eps: eps)
         convOut = Conv2d(channels[0], c.outChannels, kernel: 3, padding: 1, generator: &generator)
         super.init()
+        if let p = fourierProjection { register("time_proj", p) }
+        if let p = learnedProjection { register("time_proj", p) }
         register("time_embedding", timeEmbedding)
         if let e = classEmbedding { register("class_embedding", e) }
+        if let e = classTimestepEmbedding { register("class_embedding", e) }
         register("conv_in", convIn)
         register("down_blocks", ModuleList(downBlocks))
-        let mid = Module()
-        mid.register("resnets", ModuleList(midResnets))
-        if let a = midAttention { mid.register("attentions", ModuleList([a])) }
-        register("mid_block", mid)
+        if c.midBlockType != nil {
+            let mid = Module()
+            mid.register("resnets", ModuleList(midResnets))
+            if let a = midAttention { mid.register("attentions", ModuleList([a])) }
+            register("mid_block", mid)
+        }
         register("up_blocks", ModuleList(upBlocks))
         register("conv_norm_out", convNormOut)
         register("conv_out", convOut)
     }
 
-    /// The network output for images x [N, C, H, W] at timesteps t (one per image), with class labels when the
-    /// model has a class embedding.
-    public func callAsFunction(_ x: Tensor, timesteps t: [Int], classLabels: [Int]? = nil) -> Tensor {
+    /// Whether the network needs class labels.
+    public var isConditional: Bool { classEmbedding != nil || classTimestepEmbedding != nil }
+
+    /// The time projection of diffusers' `time_proj`: sinusoidal, Gaussian Fourier (of t = σ) or a learned table.
+    private func project(_ t: [Double]) -> Tensor {
+        if let fourierProjection { return fourierProjection(t) }
+        if let learnedProjection { return learnedProjection(t.map { Int($0.rounded()) }) }
+        return sinusoidalEmbedding(t, dimension: config.blockOutChannels[0], flipSinToCos: config.flipSinToCos,
+                                   freqShift: config.freqShift)
+    }
+
+    /// The network output for images x [N, C, H, W] at timesteps t (one per image; σ for a Fourier embedding),
+    /// with class labels when the model has a class embedding.
+    public func callAsFunction(_ x: Tensor, timesteps t: [Double], classLabels: [Int]? = nil) -> Tensor {
         let c = config
         let input = c.centerInputSample ? x * 2 - 1 : x
-        var emb = timeEmbedding(sinusoidalEmbedding(t, dimension: c.blockOutChannels[0], flipSinToCos: c.flipSinToCos,
-                                                   freqShift: c.freqShift))
+        var emb = timeEmbedding(project(t))
         if let classEmbedding, let labels = classLabels { emb = emb + classEmbedding(labels) }
+        if let classTimestepEmbedding, let labels = classLabels {
+            emb = emb + classTimestepEmbedding(project(labels.map(Double.init)))
+        }
         var h = convIn(input)
         var skips = [h]
         for block in downBlocks {
@@ -308,10 +498,14 @@ public final class UNet2DModel: Module {
             h = out
             skips += kept
         }
-        h = midResnets[0](h, timeEmbedding: emb)
-        if let midAttention { h = midAttention(h) }
-        h = midResnets[1](h, timeEmbedding: emb)
+        if !midResnets.isEmpty {
+            h = midResnets[0](h, timeEmbedding: emb)
+            if let midAttention { h = midAttention(h) }
+            h = midResnets[1](h, timeEmbedding: emb)
+        }
         for block in upBlocks { h = block.up(h, skips: &skips, emb) }
-        return convOut(convNormOut(h, silu: true))
+        let out = convOut(convNormOut(h, silu: true))
+        // A Fourier (score) model predicts the noise scaled by 1/σ.
+        return fourierProjection == nil ? out : out / perSample(t, rank: out.rank)
     }
 }

@@ -46,6 +46,22 @@ public final class Conv2d: Module {
     }
 }
 
+/// The nonlinearities diffusers' configs name (`act_fn`): silu (also called swish), mish, gelu, relu.
+public enum Activation: String, Codable, CaseIterable, Sendable {
+    case silu, swish, mish, gelu, relu
+
+    public var isSiLU: Bool { self == .silu || self == .swish }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        switch self {
+        case .silu, .swish: return DiffuseEngine.silu(x)
+        case .mish: return DiffuseEngine.mish(x)
+        case .gelu: return DiffuseEngine.gelu(x)
+        case .relu: return DiffuseEngine.relu(x)
+        }
+    }
+}
+
 /// GroupNorm with a learned per-channel scale (1) and shift (0).
 public final class GroupNorm: Module {
     public let groups: Int
@@ -66,6 +82,11 @@ public final class GroupNorm: Module {
     /// The normalized x, followed by SiLU when `silu` (one fused pass).
     public func callAsFunction(_ x: Tensor, silu: Bool = false) -> Tensor {
         groupNorm(x, groups: groups, weight: weight.tensor, bias: bias.tensor, eps: eps, silu: silu)
+    }
+
+    /// The normalized x followed by `activation` (fused when it is SiLU).
+    public func callAsFunction(_ x: Tensor, then activation: Activation) -> Tensor {
+        activation.isSiLU ? self(x, silu: true) : activation(self(x))
     }
 }
 

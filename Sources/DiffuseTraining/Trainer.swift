@@ -217,11 +217,12 @@ public final class DiffusionTrainer {
     public func writeSampleGrid() throws {
         var g = RandomGenerator(seed: config.seed, stream: 3)
         let noise = g.normal([config.sampleCount] + data.exampleShape)
-        let sampler = DDIMSampler(diffusion: diffusion, steps: config.sampleSteps, clipSample: config.unet == nil ? nil : 1)
+        let sampler = DDIMSampler(Sampling(kind: .ddim, steps: config.sampleSteps, diffusion: diffusion,
+                                           clip: config.unet == nil ? nil : 1))
         network.eval()
         defer { network.train() }
         let samples = ema.withAveragedWeights {
-            sampler.sample(from: noise, model: { x, t in self.network.predict(x, timesteps: [Int](repeating: t, count: x.shape[0]), labels: nil) },
+            sampler.sample(from: noise, model: { x, t in self.network.predict(x, timesteps: [Double](repeating: t, count: x.shape[0]), labels: nil) },
                            generator: &g, observe: nil)
         }
         let name = String(format: "%@/step-%06d", folder.samples, state.step)

@@ -54,7 +54,7 @@ struct UNetBench: ParsableCommand {
             let optimizer = Adam.adamW(model.namedParameters(), learningRate: 1e-4)
             let shape = [batch, config.inChannels, config.sampleSize, config.sampleSize]
             let x = generator.normal(shape), target = generator.normal(shape)
-            let t = generator.integers(batch, below: 1000)
+            let t = generator.integers(batch, below: 1000).map(Double.init)
             model.train()
             let train = phase == .sample ? nil : medianSeconds {
                 optimizer.zeroGrad()

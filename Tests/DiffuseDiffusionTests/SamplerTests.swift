@@ -8,14 +8,19 @@ let toyModel: Denoiser = { x, t in x * 0.3 + Float(0.001 * Double(t)) }
 final class SamplerTests: XCTestCase {
     /// Runs `sampler` from the fixture's x_T with the fixture's per-step noise z (the one diffusers drew at the same
     /// step) and returns the state after each step.
-    func chain(_ sampler: Sampler, timesteps: [Int], _ f: SafeTensorsFile) throws -> [Tensor] {
+    func chain(_ sampler: Sampler, _ f: SafeTensorsFile) throws -> [Tensor] {
         let noise = try f.tensor("sampler.noise")
         let shape = Array(noise.shape.dropFirst())
         var states: [Tensor] = []
         _ = sampler.sample(from: try f.tensor("sampler.x_T"), model: toyModel,
-                           stepNoise: { t in noise.slice(axis: 0, timesteps.firstIndex(of: t)!..<(timesteps.firstIndex(of: t)! + 1)).reshaped(shape) },
+                           stepNoise: { i in noise.slice(axis: 0, i..<(i + 1)).reshaped(shape) },
                            observe: { _, x in states.append(x) })
         return states
+    }
+
+    /// Settings for the toy chains: 10 leading steps of the default linear schedule.
+    func settings(_ kind: SamplerKind, _ prediction: Prediction = .epsilon, steps: Int = 10, clip: Bool) -> Sampling {
+        Sampling(kind: kind, steps: steps, diffusion: GaussianDiffusion(prediction: prediction), clip: clip ? 1 : nil)
     }
 
     /// Compares each of the 10 states with diffusers' (leading spacing, T = 1000, linear schedule). The tolerance,
@@ -34,13 +39,14 @@ final class SamplerTests: XCTestCase {
     func testDDPMMatchesDiffusers() throws {
         let f = try fixture()
         for prediction in Prediction.allCases {
-            for variance in ReverseVariance.allCases {
+            for variance in [ReverseVariance.fixedSmall, .fixedLarge] {
                 for clip in [false, true] {
-                    let sampler = DDPMSampler(diffusion: GaussianDiffusion(prediction: prediction), steps: 10,
-                                              variance: variance, clipSample: clip ? 1 : nil)
+                    var s = settings(.ddpm, prediction, clip: clip)
+                    s.variance = variance
+                    let sampler = DDPMSampler(s)
                     XCTAssertEqual(sampler.timesteps, Array(stride(from: 900, through: 0, by: -100)))
                     let name = "ddpm.\(prediction.rawValue).\(variance.rawValue).clip\(clip ? 1 : 0)"
-                    assertMatches(try chain(sampler, timesteps: sampler.timesteps, f), try f.tensor("sampler.\(name)"), name)
+                    assertMatches(try chain(sampler, f), try f.tensor("sampler.\(name)"), name)
                 }
             }
         }
@@ -53,10 +59,10 @@ final class SamplerTests: XCTestCase {
         for prediction in Prediction.allCases {
             for eta in [0.0, 1.0] {
                 for clip in [false, true] {
-                    let sampler = DDIMSampler(diffusion: GaussianDiffusion(prediction: prediction), steps: 10, eta: eta,
-                                              clipSample: clip ? 1 : nil)
+                    var s = settings(.ddim, prediction, clip: clip)
+                    s.eta = eta
                     let name = "ddim.\(prediction.rawValue).eta\(Int(eta)).clip\(clip ? 1 : 0)"
-                    assertMatches(try chain(sampler, timesteps: sampler.timesteps, f), try f.tensor("sampler.\(name)"), name)
+                    assertMatches(try chain(DDIMSampler(s), f), try f.tensor("sampler.\(name)"), name)
                 }
             }
         }
@@ -66,16 +72,15 @@ final class SamplerTests: XCTestCase {
     /// through x̂_0 and ε̂ instead of x̂_0 and x_t), so the two chains agree given the same noise.
     func testDDIMWithEtaOneIsDDPM() throws {
         let f = try fixture()
-        let diffusion = GaussianDiffusion()
-        let ddim = DDIMSampler(diffusion: diffusion, steps: 10, eta: 1, clipSample: nil)
-        let ddpm = DDPMSampler(diffusion: diffusion, steps: 10, clipSample: nil)
-        let a = try chain(ddim, timesteps: ddim.timesteps, f), b = try chain(ddpm, timesteps: ddpm.timesteps, f)
+        var s = settings(.ddim, clip: false)
+        s.eta = 1
+        let a = try chain(DDIMSampler(s), f), b = try chain(DDPMSampler(settings(.ddpm, clip: false)), f)
         XCTAssertLessThanOrEqual(relativeToMax(a.last!, b.last!), 1e-5)
     }
 
     /// DDIM with η = 0 draws no noise: two runs from the same x_T with different generators give the same bits.
     func testDeterministicDDIM() {
-        let sampler = DDIMSampler(diffusion: GaussianDiffusion(), steps: 20, eta: 0)
+        let sampler = DDIMSampler(settings(.ddim, steps: 20, clip: true))
         var noiseGenerator = RandomGenerator(seed: 5)
         let xT = noiseGenerator.normal([2, 1, 4, 4])
         var g1 = RandomGenerator(seed: 1), g2 = RandomGenerator(seed: 2)
@@ -88,7 +93,7 @@ final class SamplerTests: XCTestCase {
     /// One DDIM η = 0 step x_t → x_{t'} = √ᾱ_{t'}·x̂_0 + √(1 − ᾱ_{t'})·ε̂ is undone by the step from t' to t with the
     /// same ε̂ (DDIM inversion), to float32 rounding amplified by 1/√ᾱ_t (≤ 71 at t = 900): 1e-5 of max |x_t|.
     func testDDIMStepIsInvertible() {
-        let sampler = DDIMSampler(diffusion: GaussianDiffusion(), eta: 0, clipSample: nil)
+        let sampler = DDIMSampler(settings(.ddim, steps: 50, clip: false))
         var generator = RandomGenerator(seed: 3)
         for (t, previous) in [(900, 800), (500, 480), (20, 0)] {
             let xt = generator.normal([2, 3, 4, 4]), eps = generator.normal([2, 3, 4, 4])

@@ -139,8 +139,9 @@ final class GradientCheckTests: XCTestCase {
 
     func testActivations() {
         // Smooth ones only: finite differences across a kink (relu at 0) measure an average of two slopes.
-        checkGradients("silu, gelu, tanh, sigmoid", [normal([4, 5], std: 2)]) { x in
+        checkGradients("silu, gelu, tanh, sigmoid, mish", [normal([4, 5], std: 2)]) { x in
             silu(x[0]) + gelu(x[0]) * 0.5 - gelu(x[0], approximate: true) * 0.25 + tanh(x[0]) + sigmoid(x[0]) * 2
+                + mish(x[0]) * 0.75
         }
     }
 

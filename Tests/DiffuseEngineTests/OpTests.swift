@@ -104,7 +104,7 @@ final class OpTests: XCTestCase {
     func testFixtureFileIsTheExpectedOne() throws {
         let fixtures = try Fixtures.ops()
         let cases = Set(fixtures.names.map { String($0.split(separator: ".")[0]) })
-        XCTAssertEqual(cases.count, 113, "regenerated fixtures: update the case lists below")
+        XCTAssertEqual(cases.count, 114, "regenerated fixtures: update the case lists below")
         for name in fixtures.names { XCTAssertEqual(fixtures.entries[name]?.dtype, .f32, name) }
     }
 
@@ -237,6 +237,7 @@ final class OpTests: XCTestCase {
         try checkOp("leakyrelu") { x in leakyRelu(x[0], slope: 0.2) }
         try checkOp("gelu") { x in gelu(x[0]) }
         try checkOp("gelu_tanh") { x in gelu(x[0], approximate: true) }
+        try checkOp("mish") { x in mish(x[0]) }
         try checkOp("tanh") { x in tanh(x[0]) }
         try checkOp("sigmoid") { x in sigmoid(x[0]) }
     }

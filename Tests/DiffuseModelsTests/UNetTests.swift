@@ -20,7 +20,7 @@ final class UNetTests: XCTestCase {
         try model.load(weights)
 
         let x = try f.tensor("x").requiringGrad()
-        let t = try f.tensor("timesteps").scalars.map { Int($0) }, labels = try f.tensor("labels").scalars.map { Int($0) }
+        let t = try f.tensor("timesteps").scalars.map { Double($0) }, labels = try f.tensor("labels").scalars.map { Int($0) }
         let out = model(x, timesteps: t, classLabels: labels)
         // Forward through ~40 ops incl. 10 GroupNorms and attention, in float32 on both sides.
         assertClose(out, try f.tensor("out"), atol: 1e-4, rtol: 1e-3, "output")

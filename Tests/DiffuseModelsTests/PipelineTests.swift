@@ -1,0 +1,135 @@
+import DiffuseDiffusion
+import DiffuseEngine
+import DiffuseModels
+import Foundation
+import XCTest
+
+/// Tiny diffusers pipelines (scripts/make_pipeline_fixtures.py) read through `DiffusersFolder`, the code path of
+/// `diffuse sample --model`, and sampled with every sampler: against diffusers' own outputs from the same noise.
+final class PipelineTests: XCTestCase {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+    static let pipelines = ["eps-linear", "v-cosine", "sample-scaled", "class-cond"]
+
+    func folder(_ name: String) -> String { Self.fixtures.appendingPathComponent(name).path }
+
+    /// max |a − b| / max |b|: the measure ("max |difference| ≤ 1e-4 × max |diffusers' value|").
+    func relativeToMax(_ a: Tensor, _ b: Tensor) -> Double {
+        XCTAssertEqual(a.shape, b.shape)
+        let (x, y) = (a.scalars, b.scalars)
+        let difference = zip(x, y).map { Double(Swift.abs($0 - $1)) }.max() ?? 0
+        return difference / Double(y.map { Swift.abs($0) }.max() ?? 1)
+    }
+
+    func labels(_ pipeline: String, _ f: SafeTensorsFile) throws -> [Int]? {
+        pipeline == "class-cond" ? try f.tensor("class-cond.labels").scalars.map { Int($0) } : nil
+    }
+
+    /// The UNet of every folder (the four pipelines, a bare UNet folder, a sharded one) gives diffusers' output.
+    func testUNetsMatchDiffusers() throws {
+        let f = try SafeTensorsFile(path: Self.fixtures.appendingPathComponent("samplers.safetensors").path)
+        let cases = Self.pipelines.map { ("pipelines/\($0)", $0) } + [("unet-only", "eps-linear"), ("unet-sharded", "eps-linear")]
+        for (path, pipeline) in cases {
+            let loaded = try DiffusersFolder(path: folder(path))
+            XCTAssertEqual(loaded.scheduler != nil, path.hasPrefix("pipelines/"), path)
+            XCTAssertEqual(loaded.warnings, [], path)
+            let noise = try f.tensor("\(pipeline).noise")
+            let out = withoutGradients {
+                loaded.unet.eval()
+                return loaded.unet(noise, timesteps: [37, 37], classLabels: try? labels(pipeline, f))
+            }
+            XCTAssertLessThanOrEqual(relativeToMax(out, try f.tensor("\(pipeline).unet_out")), 2e-6, path)
+        }
+    }
+
+    /// The fixture's sampler names, as Diffuse's sampler kinds and Karras flags.
+    static let samplers: [(String, SamplerKind, Bool)] = [
+        ("ddim", .ddim, false), ("dpmpp_2m", .dpmSolver, false), ("dpmpp_2m_karras", .dpmSolver, true),
+        ("euler", .euler, false), ("euler_karras", .euler, true), ("heun", .heun, false), ("heun_karras", .heun, true),
+    ]
+
+    func run(_ pipeline: String, _ kind: SamplerKind, karras: Bool, steps: Int, f: SafeTensorsFile,
+             stepNoise: ((Int) -> Tensor)? = nil, observe: ((Int, Tensor) -> Void)? = nil) throws -> Tensor {
+        let loaded = try DiffusersFolder(path: folder("pipelines/\(pipeline)"))
+        var settings = try Sampling(kind: kind, steps: steps, config: loaded.scheduler!)
+        settings.karras = karras
+        let sampler = try settings.makeSampler()
+        let unet = loaded.unet
+        unet.eval()
+        let classes = try labels(pipeline, f)
+        let model: Denoiser = { x, t in unet(x, timesteps: [t, t], classLabels: classes) }
+        let noise = try f.tensor("\(pipeline).noise")
+        return sampler.sample(from: noise, model: model, stepNoise: stepNoise ?? { _ in
+            XCTFail("\(kind) drew noise")
+            return noise
+        }, observe: observe)
+    }
+
+    /// Every deterministic sampler at 10 and 25 steps on every pipeline: the final sample within 1e-4 of the largest
+    /// value of diffusers' (the bound; the unclipped ε-samplers end with values in the hundreds).
+    func testDeterministicSamplersMatchDiffusers() throws {
+        let f = try SafeTensorsFile(path: Self.fixtures.appendingPathComponent("samplers.safetensors").path)
+        for pipeline in Self.pipelines {
+            for (name, kind, karras) in Self.samplers {
+                for steps in [10, 25] {
+                    let out = try run(pipeline, kind, karras: karras, steps: steps, f: f)
+                    let error = relativeToMax(out, try f.tensor("\(pipeline).\(name).\(steps)"))
+                    XCTAssertLessThanOrEqual(error, 1e-4, "\(pipeline) \(name) \(steps) steps")
+                }
+            }
+        }
+    }
+
+    /// The stochastic samplers, given the noise diffusers drew at each step: every state of the chain.
+    func testStochasticSamplersMatchDiffusersStepByStep() throws {
+        let f = try SafeTensorsFile(path: Self.fixtures.appendingPathComponent("samplers.safetensors").path)
+        for pipeline in Self.pipelines {
+            for (name, kind) in [("ddpm", SamplerKind.ddpm), ("euler_ancestral", .eulerAncestral), ("dpmpp_2m_sde", .dpmSolverSDE)] {
+                let key = "\(pipeline).\(name).10"
+                if pipeline == "sample-scaled" && kind == .eulerAncestral {
+                    // diffusers raises for x_0 prediction here; so does Diffuse, with a message.
+                    let loaded = try DiffusersFolder(path: folder("pipelines/\(pipeline)"))
+                    XCTAssertThrowsError(try Sampling(kind: kind, steps: 10, config: loaded.scheduler!).makeSampler())
+                    continue
+                }
+                let noise = try f.tensor("\(key).step_noise"), expected = try f.tensor("\(key).states")
+                let shape = Array(noise.shape.dropFirst())
+                var states: [Tensor] = []
+                _ = try run(pipeline, kind, karras: false, steps: 10, f: f,
+                            stepNoise: { i in noise.slice(axis: 0, i..<(i + 1)).reshaped(shape) },
+                            observe: { _, x in states.append(x) })
+                XCTAssertEqual(states.count, 10, key)
+                for (i, state) in states.enumerated() {
+                    let error = relativeToMax(state, expected.slice(axis: 0, i..<(i + 1)).reshaped(shape))
+                    XCTAssertLessThanOrEqual(error, 1e-4, "\(key) step \(i)")
+                }
+            }
+        }
+    }
+
+    /// A folder that is not one, weights that are missing or only in pickle form, and a config value Diffuse does
+    /// not support: errors that name the file and the problem.
+    func testBadFoldersAreClearErrors() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("diffuse-pipeline-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        func expect(_ path: String, _ text: String, file: StaticString = #filePath, line: UInt = #line) {
+            XCTAssertThrowsError(try DiffusersFolder(path: path), file: file, line: line) {
+                XCTAssertTrue("\($0)".contains(text), "\($0)", file: file, line: line)
+            }
+        }
+        expect(scratch.appendingPathComponent("nothing").path, "not a folder")
+        let unet = try String(contentsOfFile: folder("unet-only/config.json"), encoding: .utf8)
+        try unet.write(to: scratch.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        expect(scratch.path, "no diffusion_pytorch_model.safetensors")
+        try Data("not a pickle".utf8).write(to: scratch.appendingPathComponent("diffusion_pytorch_model.bin"))
+        expect(scratch.path, "safe_serialization=True")
+        try unet.replacingOccurrences(of: "\"act_fn\": \"silu\"", with: "\"act_fn\": \"tanh\"")
+            .write(to: scratch.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        expect(scratch.path, "act_fn 'tanh' is not supported")
+        try unet.replacingOccurrences(of: "\"act_fn\": \"silu\"", with: "\"act_fn\": \"silu\", \"new_key\": 3")
+            .write(to: scratch.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(atPath: folder("unet-only/diffusion_pytorch_model.safetensors"),
+                                         toPath: scratch.appendingPathComponent("diffusion_pytorch_model.safetensors").path)
+        XCTAssertEqual(try DiffusersFolder(path: scratch.path).warnings.count, 1, "an unknown key is a warning")
+    }
+}
