@@ -73,6 +73,47 @@ public struct DiffusersFolder {
         self.warnings = warnings
     }
 
+    /// The diffusers version whose layout the written folders follow.
+    public static let diffusersVersion = "0.42.1"
+
+    /// Writes a DDPMPipeline folder that diffusers' `DDPMPipeline.from_pretrained` (and `UNet2DModel.from_pretrained`
+    /// on its unet/) loads: model_index.json, unet/config.json, unet/diffusion_pytorch_model.safetensors (the
+    /// weights under their own names, which are diffusers' keys) and scheduler/scheduler_config.json (a
+    /// DDPMScheduler). Each file is written atomically.
+    public static func write(unet: UNet2DModel, weights: [String: Tensor], scheduler: [String: JSONValue],
+                             to path: String) throws {
+        let root = URL(fileURLWithPath: path)
+        for folder in ["unet", "scheduler"] {
+            try FileManager.default.createDirectory(at: root.appendingPathComponent(folder), withIntermediateDirectories: true)
+        }
+        func object(_ value: some Encodable, _ extra: [String: JSONValue]) throws -> Data {
+            guard case .object(var o) = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value)) else {
+                throw DiffusersError(path, "could not encode a config")
+            }
+            o.merge(extra) { _, new in new }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            return try encoder.encode(JSONValue.object(o))
+        }
+        let version = JSONValue.string(diffusersVersion)
+        try writeAtomically(object(JSONValue.object([:]), [
+            "_class_name": .string("DDPMPipeline"), "_diffusers_version": version,
+            "unet": .array([.string("diffusers"), .string("UNet2DModel")]),
+            "scheduler": .array([.string("diffusers"), .string("DDPMScheduler")]),
+        ]), to: root.appendingPathComponent("model_index.json").path)
+        try writeAtomically(object(unet.config, ["_class_name": .string("UNet2DModel"), "_diffusers_version": version]),
+                            to: root.appendingPathComponent("unet/config.json").path)
+        let expected = Set(unet.namedParameters().map(\.0))
+        guard Set(weights.keys) == expected else {
+            throw DiffusersError(path, "the weights do not fit the U-Net (\(Set(weights.keys).symmetricDifference(expected).sorted().prefix(3)))")
+        }
+        try SafeTensorsFile.write(weights, metadata: ["format": "pt"],
+                                  to: root.appendingPathComponent("unet/\(weightsName)").path)
+        try writeAtomically(object(JSONValue.object([:]), scheduler.merging([
+            "_class_name": .string("DDPMScheduler"), "_diffusers_version": version,
+        ]) { _, new in new }), to: root.appendingPathComponent("scheduler/scheduler_config.json").path)
+    }
+
     /// The tensors of diffusion_pytorch_model.safetensors, or of the shards its .index.json lists.
     static func weights(in folder: URL) throws -> [String: Tensor] {
         let single = folder.appendingPathComponent(weightsName)

@@ -46,6 +46,19 @@ public struct RunConfig: Codable, Equatable, Sendable {
                           prediction: prediction)
     }
 
+    /// The run's noise schedule as the keys of a diffusers DDPMScheduler config (its other keys at their defaults):
+    /// what `diffuse export` writes beside the U-Net. Images are clipped to [−1, 1], as here.
+    public var diffusersScheduler: [String: JSONValue] {
+        [
+            "num_train_timesteps": .number(Double(timesteps)), "beta_start": .number(betaStart),
+            "beta_end": .number(betaEnd), "beta_schedule": .string(schedule.rawValue), "trained_betas": .null,
+            "prediction_type": .string(prediction.rawValue), "variance_type": .string("fixed_small"),
+            "clip_sample": .bool(unet != nil), "clip_sample_range": .number(1), "thresholding": .bool(false),
+            "dynamic_thresholding_ratio": .number(0.995), "sample_max_value": .number(1),
+            "timestep_spacing": .string("leading"), "steps_offset": .number(0), "rescale_betas_zero_snr": .bool(false),
+        ]
+    }
+
     /// Checks that the numbers make sense before any work starts.
     public func validate() throws {
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw ConfigError(message) } }

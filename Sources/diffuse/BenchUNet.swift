@@ -13,11 +13,12 @@ struct UNetBench: ParsableCommand {
         discussion: """
         Training step: forward, MSE loss against a random target, backward, AdamW (dropout on, as in training). \
         Sampling step: one forward pass without gradients, in evaluation mode. Batches 32 and 64 for mnist-small, \
-        8 and 16 for cifar-ddpm. Median seconds of --runs after --warmup.
+        1, 8 and 16 for cifar-ddpm. Median seconds of --runs after --warmup.
         """)
 
     @Option(name: .customLong("case"), help: ArgumentHelp(
-        "Only this case (repeatable): mnist-small:32, mnist-small:64, cifar-ddpm:8 or cifar-ddpm:16.", valueName: "model:batch"))
+        "Only this case (repeatable): mnist-small:32, mnist-small:64, cifar-ddpm:1, cifar-ddpm:8 or cifar-ddpm:16.",
+        valueName: "model:batch"))
     var cases: [String] = []
     @Option(help: "Which step to time: train, sample or both (one step alone is handy under a profiler).")
     var phase: Phase = .both
@@ -29,7 +30,8 @@ struct UNetBench: ParsableCommand {
     enum Phase: String, ExpressibleByArgument, CaseIterable { case train, sample, both }
 
     static let all: [(String, UNet2DConfig, Int)] = [("mnist-small", .mnistSmall, 32), ("mnist-small", .mnistSmall, 64),
-                                                     ("cifar-ddpm", .cifarDDPM, 8), ("cifar-ddpm", .cifarDDPM, 16)]
+                                                     ("cifar-ddpm", .cifarDDPM, 1), ("cifar-ddpm", .cifarDDPM, 8),
+                                                     ("cifar-ddpm", .cifarDDPM, 16)]
 
     struct Result: Codable {
         let model: String

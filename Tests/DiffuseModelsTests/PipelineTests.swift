@@ -106,6 +106,29 @@ final class PipelineTests: XCTestCase {
         }
     }
 
+    /// A U-Net written as a diffusers folder reads back as the same network with the scheduler config written.
+    func testWrittenFolderReadsBack() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("diffuse-export-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        var config = UNet2DConfig.mnistSmall
+        config.blockOutChannels = [8, 16, 16]
+        config.normNumGroups = 4
+        config.midBlockType = nil
+        var generator = RandomGenerator(seed: 11)
+        let unet = try UNet2DModel(config, generator: &generator)
+        try DiffusersFolder.write(unet: unet, weights: unet.stateDict(),
+                                  scheduler: ["prediction_type": .string("v_prediction"), "beta_schedule": .string("sigmoid")],
+                                  to: scratch.path)
+        let read = try DiffusersFolder(path: scratch.path)
+        XCTAssertEqual(read.unet.config, config)
+        XCTAssertEqual(read.scheduler?.predictionType, "v_prediction")
+        XCTAssertEqual(read.scheduler?.betaSchedule, "sigmoid")
+        XCTAssertEqual(read.warnings, [])
+        let x = generator.normal([2, 1, 28, 28])
+        let (a, b) = withoutGradients { (unet(x, timesteps: [3, 700]), read.unet(x, timesteps: [3, 700])) }
+        XCTAssertEqual(a.scalars, b.scalars)
+    }
+
     /// A folder that is not one, weights that are missing or only in pickle form, and a config value Diffuse does
     /// not support: errors that name the file and the problem.
     func testBadFoldersAreClearErrors() throws {
