@@ -157,7 +157,14 @@ public struct Sampling: Sendable {
         switch kind {
         case .ddpm: return DDPMSampler(self)
         case .ddim: return DDIMSampler(self)
-        case .dpmSolver, .dpmSolverSDE: return DPMSolverSampler(self)
+        case .dpmSolver, .dpmSolverSDE:
+            let sampler = DPMSolverSampler(self)
+            // A repeated σ is a step of h = 0, after which the next step divides by zero (NaN in diffusers too).
+            if let i = sampler.sigmas.indices.dropLast().first(where: { sampler.sigmas[$0] == sampler.sigmas[$0 + 1] }) {
+                throw SamplingError(message: "\(steps) steps of \(kind.rawValue) with \(spacing.rawValue) spacing repeat timestep "
+                                    + "\(sampler.timesteps[i]); use fewer steps or another spacing")
+            }
+            return sampler
         case .euler, .eulerAncestral: return EulerSampler(self)
         case .heun: return HeunSampler(self)
         }

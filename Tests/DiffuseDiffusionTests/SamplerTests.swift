@@ -103,4 +103,15 @@ final class SamplerTests: XCTestCase {
             XCTAssertGreaterThan(relativeToMax(next, xt), 1e-2, "the step moved x")
         }
     }
+
+    /// 1000 linspace steps of DPM-Solver repeat a rounded timestep, a step of h = 0 that diffusers turns into NaN:
+    /// here it is refused before any work, naming the timestep; 999 steps are fine.
+    func testRepeatedDPMSolverTimestepIsAnError() throws {
+        var s = Sampling(kind: .dpmSolver, steps: 1000, alphaBar: NoiseSchedule().alphaBar, prediction: .epsilon)
+        XCTAssertThrowsError(try s.makeSampler()) { error in
+            XCTAssertTrue("\(error)".contains("repeat timestep"), "\(error)")
+        }
+        s.steps = 999
+        XCTAssertNoThrow(try s.makeSampler())
+    }
 }
