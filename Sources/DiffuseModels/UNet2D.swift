@@ -251,7 +251,7 @@ enum Resampler {
     case convolution(Conv2d, padRightBottom: Bool)
     case resnet(ResnetBlock2D)
 
-    func callAsFunction(_ x: Tensor, _ t: Tensor, up: Bool) -> Tensor {
+    func callAsFunction(_ x: Tensor, _ t: Tensor?, up: Bool) -> Tensor {
         switch self {
         case .convolution(let conv, let pad):
             if up { return conv(upsampleNearest2x(x)) }
@@ -291,7 +291,7 @@ public final class UNetStage: Module {
     }
 
     /// The way down: returns the output and the feature maps kept for the skip connections.
-    func down(_ x: Tensor, _ t: Tensor) -> (Tensor, [Tensor]) {
+    func down(_ x: Tensor, _ t: Tensor?) -> (Tensor, [Tensor]) {
         var h = x
         var kept: [Tensor] = []
         for (i, resnet) in resnets.enumerated() {
@@ -316,6 +316,32 @@ public final class UNetStage: Module {
         if let resampler { h = resampler(h, t, up: true) }
         return h
     }
+
+    /// Straight through, without skip connections (an autoencoder's decoder stage): ResNet blocks, then the resampler.
+    func up(_ x: Tensor) -> Tensor {
+        let h = resnets.reduce(x) { h, resnet in resnet(h, timeEmbedding: nil) }
+        return resampler.map { $0(h, nil, up: true) } ?? h
+    }
+}
+
+/// diffusers' `UNetMidBlock2D`: a ResNet block, optionally attention, a ResNet block, at the lowest resolution.
+public final class UNetMidBlock2D: Module {
+    public let resnets: [ResnetBlock2D]
+    public let attention: SpatialSelfAttention?
+
+    init(resnets: [ResnetBlock2D], attention: SpatialSelfAttention?) {
+        self.resnets = resnets
+        self.attention = attention
+        super.init()
+        register("resnets", ModuleList(resnets))
+        if let attention { register("attentions", ModuleList([attention])) }
+    }
+
+    public func callAsFunction(_ x: Tensor, timeEmbedding t: Tensor?) -> Tensor {
+        var h = resnets[0](x, timeEmbedding: t)
+        if let attention { h = attention(h) }
+        return resnets[1](h, timeEmbedding: t)
+    }
 }
 
 /// A configuration that Diffuse cannot build, with the key and the reason.
@@ -339,8 +365,7 @@ public final class UNet2DModel: Module {
     public let classTimestepEmbedding: TimestepEmbedding?
     public let convIn: Conv2d
     public let downBlocks: [UNetStage]
-    public let midResnets: [ResnetBlock2D]
-    public let midAttention: SpatialSelfAttention?
+    public let midBlock: UNetMidBlock2D?
     public let upBlocks: [UNetStage]
     public let convNormOut: GroupNorm
     public let convOut: Conv2d
@@ -419,11 +444,11 @@ public final class UNet2DModel: Module {
         if c.midBlockType != nil {
             let scale = Float(c.midBlockScaleFactor), last = channels.last!
             let first = resnet(last, last, scale: scale)
-            midAttention = c.addAttention
+            let attention = c.addAttention
                 ? try attention(last, groups: c.attnNormNumGroups ?? (scaleShift ? nil : groups), scale: scale) : nil
-            midResnets = [first, resnet(last, last, scale: scale)]
+            midBlock = UNetMidBlock2D(resnets: [first, resnet(last, last, scale: scale)], attention: attention)
         } else {
-            (midAttention, midResnets) = (nil, [])
+            midBlock = nil
         }
 
         var up: [UNetStage] = []
@@ -459,12 +484,7 @@ public final class UNet2DModel: Module {
         if let e = classTimestepEmbedding { register("class_embedding", e) }
         register("conv_in", convIn)
         register("down_blocks", ModuleList(downBlocks))
-        if c.midBlockType != nil {
-            let mid = Module()
-            mid.register("resnets", ModuleList(midResnets))
-            if let a = midAttention { mid.register("attentions", ModuleList([a])) }
-            register("mid_block", mid)
-        }
+        if let midBlock { register("mid_block", midBlock) }
         register("up_blocks", ModuleList(upBlocks))
         register("conv_norm_out", convNormOut)
         register("conv_out", convOut)
@@ -498,11 +518,7 @@ public final class UNet2DModel: Module {
             h = out
             skips += kept
         }
-        if !midResnets.isEmpty {
-            h = midResnets[0](h, timeEmbedding: emb)
-            if let midAttention { h = midAttention(h) }
-            h = midResnets[1](h, timeEmbedding: emb)
-        }
+        if let midBlock { h = midBlock(h, timeEmbedding: emb) }
         for block in upBlocks { h = block.up(h, skips: &skips, emb) }
         let out = convOut(convNormOut(h, silu: true))
         // A Fourier (score) model predicts the noise scaled by 1/σ.
