@@ -12,10 +12,14 @@ public struct DiffusersError: Error, CustomStringConvertible, LocalizedError {
     public var errorDescription: String? { description }
 }
 
-/// A model folder in Hugging Face diffusers' layout: a pipeline (model_index.json, unet/, scheduler/) or a bare
-/// UNet2DModel folder (config.json and diffusion_pytorch_model.safetensors, possibly sharded).
+/// A model folder in Hugging Face diffusers' layout: a pipeline (model_index.json, unet/, scheduler/, and vae/ for
+/// latent diffusion) or a bare UNet2DModel or AutoencoderKL folder (config.json and
+/// diffusion_pytorch_model.safetensors, possibly sharded).
 public struct DiffusersFolder {
-    public let unet: UNet2DModel
+    /// The denoising network (none in a bare AutoencoderKL folder).
+    public let unet: UNet2DModel?
+    /// The autoencoder: latent diffusion's first stage in a pipeline, or the model of a bare AutoencoderKL folder.
+    public let vae: AutoencoderKL?
     /// The scheduler's config (scheduler/scheduler_config.json), when the folder is a pipeline that has one.
     public let scheduler: SchedulerConfig?
     /// Config keys that change nothing here, to show the user.
@@ -24,16 +28,15 @@ public struct DiffusersFolder {
     /// The weights file diffusers writes, and the index of its shards.
     static let weightsName = "diffusion_pytorch_model.safetensors"
 
-    /// Reads a pipeline folder or a UNet2DModel folder.
+    /// Reads a pipeline folder, or a UNet2DModel or AutoencoderKL folder.
     public init(path: String) throws {
         let root = URL(fileURLWithPath: path)
         let files = FileManager.default
         var isDirectory: ObjCBool = false
         guard files.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw DiffusersError(path, "not a folder (expected a diffusers pipeline or UNet2DModel folder)")
+            throw DiffusersError(path, "not a folder (expected a diffusers pipeline, UNet2DModel or AutoencoderKL folder)")
         }
         var warnings: [String] = []
-        let unetFolder: URL
         var scheduler: SchedulerConfig?
         let index = root.appendingPathComponent("model_index.json")
         if files.fileExists(atPath: index.path) {
@@ -41,7 +44,15 @@ public struct DiffusersFolder {
             guard case .array(let unet)? = components["unet"], unet.count == 2, unet[1] == .string("UNet2DModel") else {
                 throw DiffusersError(index.path, "the pipeline has no 'unet' of class UNet2DModel (only UNet2DModel pipelines are read)")
             }
-            unetFolder = root.appendingPathComponent("unet")
+            self.unet = try Self.unet(in: root.appendingPathComponent("unet"), warnings: &warnings)
+            if let vae = components["vae"] {
+                guard case .array(let v) = vae, v.count == 2, v[1] == .string("AutoencoderKL") else {
+                    throw DiffusersError(index.path, "the pipeline's 'vae' is not an AutoencoderKL (the only autoencoder read)")
+                }
+                self.vae = try Self.autoencoder(in: root.appendingPathComponent("vae"), warnings: &warnings)
+            } else {
+                self.vae = nil
+            }
             if components["scheduler"] != nil {
                 let file = root.appendingPathComponent("scheduler/scheduler_config.json")
                 let (config, unknown) = try SchedulerConfig.read(JSONValue.object(at: file.path), path: file.path)
@@ -49,69 +60,105 @@ public struct DiffusersFolder {
                 warnings += unknown.map { "\(file.path): ignoring key '\($0)'" }
             }
         } else {
-            unetFolder = root
+            let configFile = root.appendingPathComponent("config.json")
+            let object = try JSONValue.object(at: configFile.path)
+            switch object["_class_name"] {
+            case .string("AutoencoderKL")?:
+                (self.unet, self.vae) = (nil, try Self.autoencoder(in: root, warnings: &warnings))
+            case nil, .string("UNet2DModel")?:
+                (self.unet, self.vae) = (try Self.unet(in: root, warnings: &warnings), nil)
+            case .string(let name)?:
+                throw DiffusersError(configFile.path, "_class_name is \(name); UNet2DModel and AutoencoderKL are read")
+            default:
+                throw DiffusersError(configFile.path, "_class_name is not a string")
+            }
         }
-        let configFile = unetFolder.appendingPathComponent("config.json")
-        let object = try JSONValue.object(at: configFile.path)
-        if case .string(let name)? = object["_class_name"], name != "UNet2DModel" {
-            throw DiffusersError(configFile.path, "_class_name is \(name); only UNet2DModel is read")
-        }
-        let config: UNet2DConfig
-        do { config = try JSONDecoder().decode(UNet2DConfig.self, from: Data(contentsOf: configFile)) }
-        catch { throw DiffusersError(configFile.path, "\(error)") }
-        warnings += UNet2DConfig.unknownKeys(in: object).map { "\(configFile.path): ignoring key '\($0)'" }
-        var generator = RandomGenerator(seed: 0)
-        let model: UNet2DModel
-        do { model = try UNet2DModel(config, generator: &generator) }
-        catch { throw DiffusersError(configFile.path, "\(error)") }
-        var weights = try Self.weights(in: unetFolder)
-        Self.renameDeprecatedAttention(&weights)
-        do { try model.load(weights) }
-        catch { throw DiffusersError(unetFolder.path, "\(error)") }
-        unet = model
         self.scheduler = scheduler
         self.warnings = warnings
+    }
+
+    /// A component folder's model: its config.json decoded (unknown keys become warnings), the module built, and
+    /// the weights loaded, every error naming the file.
+    static func component<Config: Decodable, Model: Module>(in folder: URL, unknownKeys: ([String: JSONValue]) -> [String],
+                                                            warnings: inout [String], build: (Config) throws -> Model) throws -> Model {
+        let configFile = folder.appendingPathComponent("config.json")
+        let object = try JSONValue.object(at: configFile.path)
+        let model: Model
+        do { model = try build(JSONDecoder().decode(Config.self, from: Data(contentsOf: configFile))) }
+        catch { throw DiffusersError(configFile.path, "\(error)") }
+        warnings += unknownKeys(object).map { "\(configFile.path): ignoring key '\($0)'" }
+        var weights = try Self.weights(in: folder)
+        Self.renameDeprecatedAttention(&weights)
+        do { try model.load(weights) }
+        catch { throw DiffusersError(folder.path, "\(error)") }
+        return model
+    }
+
+    static func unet(in folder: URL, warnings: inout [String]) throws -> UNet2DModel {
+        try component(in: folder, unknownKeys: UNet2DConfig.unknownKeys, warnings: &warnings) { (c: UNet2DConfig) in
+            var generator = RandomGenerator(seed: 0)
+            return try UNet2DModel(c, generator: &generator)
+        }
+    }
+
+    static func autoencoder(in folder: URL, warnings: inout [String]) throws -> AutoencoderKL {
+        try component(in: folder, unknownKeys: AutoencoderKLConfig.unknownKeys, warnings: &warnings) { (c: AutoencoderKLConfig) in
+            var generator = RandomGenerator(seed: 0)
+            return try AutoencoderKL(c, generator: &generator)
+        }
     }
 
     /// The diffusers version whose layout the written folders follow.
     public static let diffusersVersion = "0.42.1"
 
-    /// Writes a DDPMPipeline folder that diffusers' `DDPMPipeline.from_pretrained` (and `UNet2DModel.from_pretrained`
-    /// on its unet/) loads: model_index.json, unet/config.json, unet/diffusion_pytorch_model.safetensors (the
-    /// weights under their own names, which are diffusers' keys) and scheduler/scheduler_config.json (a
-    /// DDPMScheduler). Each file is written atomically.
+    /// Writes a pipeline folder: model_index.json, unet/ (config.json and diffusion_pytorch_model.safetensors, the
+    /// weights under their own names, which are diffusers' keys), scheduler/scheduler_config.json (a DDPMScheduler)
+    /// and, for latent diffusion, vae/. Without a VAE it is a DDPMPipeline that `DDPMPipeline.from_pretrained`
+    /// loads; with one, each component loads with its class's `from_pretrained` (diffusers has no unconditional
+    /// AutoencoderKL pipeline). Each file is written atomically.
     public static func write(unet: UNet2DModel, weights: [String: Tensor], scheduler: [String: JSONValue],
-                             to path: String) throws {
+                             vae: (model: AutoencoderKL, weights: [String: Tensor])? = nil, to path: String) throws {
         let root = URL(fileURLWithPath: path)
-        for folder in ["unet", "scheduler"] {
-            try FileManager.default.createDirectory(at: root.appendingPathComponent(folder), withIntermediateDirectories: true)
-        }
-        func object(_ value: some Encodable, _ extra: [String: JSONValue]) throws -> Data {
-            guard case .object(var o) = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value)) else {
-                throw DiffusersError(path, "could not encode a config")
-            }
-            o.merge(extra) { _, new in new }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            return try encoder.encode(JSONValue.object(o))
-        }
-        let version = JSONValue.string(diffusersVersion)
-        try writeAtomically(object(JSONValue.object([:]), [
-            "_class_name": .string("DDPMPipeline"), "_diffusers_version": version,
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("scheduler"), withIntermediateDirectories: true)
+        var components: [String: JSONValue] = [
+            "_class_name": .string(vae == nil ? "DDPMPipeline" : "LatentDiffusionPipeline"), "_diffusers_version": .string(diffusersVersion),
             "unet": .array([.string("diffusers"), .string("UNet2DModel")]),
             "scheduler": .array([.string("diffusers"), .string("DDPMScheduler")]),
-        ]), to: root.appendingPathComponent("model_index.json").path)
-        try writeAtomically(object(unet.config, ["_class_name": .string("UNet2DModel"), "_diffusers_version": version]),
-                            to: root.appendingPathComponent("unet/config.json").path)
-        let expected = Set(unet.namedParameters().map(\.0))
-        guard Set(weights.keys) == expected else {
-            throw DiffusersError(path, "the weights do not fit the U-Net (\(Set(weights.keys).symmetricDifference(expected).sorted().prefix(3)))")
+        ]
+        if vae != nil { components["vae"] = .array([.string("diffusers"), .string("AutoencoderKL")]) }
+        try writeAtomically(json(components), to: root.appendingPathComponent("model_index.json").path)
+        try writeComponent(unet, config: unet.config, className: "UNet2DModel", weights: weights, to: root.appendingPathComponent("unet"))
+        if let vae {
+            try writeComponent(vae.model, config: vae.model.config, className: "AutoencoderKL", weights: vae.weights,
+                               to: root.appendingPathComponent("vae"))
         }
-        try SafeTensorsFile.write(weights, metadata: ["format": "pt"],
-                                  to: root.appendingPathComponent("unet/\(weightsName)").path)
-        try writeAtomically(object(JSONValue.object([:]), scheduler.merging([
-            "_class_name": .string("DDPMScheduler"), "_diffusers_version": version,
+        try writeAtomically(json(scheduler.merging([
+            "_class_name": .string("DDPMScheduler"), "_diffusers_version": .string(diffusersVersion),
         ]) { _, new in new }), to: root.appendingPathComponent("scheduler/scheduler_config.json").path)
+    }
+
+    /// Writes a model folder (config.json with its class name, and the weights, which must be exactly the model's)
+    /// that `Class.from_pretrained` loads.
+    public static func writeComponent(_ model: Module, config: some Encodable, className: String, weights: [String: Tensor],
+                                      to folder: URL) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        guard case .object(var o) = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(config)) else {
+            throw DiffusersError(folder.path, "could not encode the config")
+        }
+        o["_class_name"] = .string(className)
+        o["_diffusers_version"] = .string(diffusersVersion)
+        try writeAtomically(json(o), to: folder.appendingPathComponent("config.json").path)
+        let expected = Set(model.stateDict().keys)
+        guard Set(weights.keys) == expected else {
+            throw DiffusersError(folder.path, "the weights do not fit the \(className) (\(Set(weights.keys).symmetricDifference(expected).sorted().prefix(3)))")
+        }
+        try SafeTensorsFile.write(weights, metadata: ["format": "pt"], to: folder.appendingPathComponent(weightsName).path)
+    }
+
+    static func json(_ object: [String: JSONValue]) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(JSONValue.object(object))
     }
 
     /// The tensors of diffusion_pytorch_model.safetensors, or of the shards its .index.json lists.

@@ -11,8 +11,28 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var imageSize: Int?
     /// How many examples to use (nil: 10,000 generated for built-in sets, all of a file's).
     public var examples: Int?
+    /// What the run trains (nil: ddpm, as in runs written before the other kinds existed).
+    public var model: ModelKind?
     /// The U-Net for image data (diffusers' config keys), or nil for 2D data.
     public var unet: UNet2DConfig?
+    /// The autoencoder: a VAE run's network, or latent diffusion's first stage (its scaling factor measured on the
+    /// data when the run started).
+    public var autoencoder: AutoencoderKLConfig?
+    /// Latent diffusion: the VAE run its first stage was copied from (for the record: the weights are in the
+    /// checkpoint, so that the run needs nothing outside its folder).
+    public var autoencoderRun: String?
+    /// VAE: the reconstruction term (l1 or l2, per pixel) and the weight of the KL term per pixel, and of the patch
+    /// discriminator's adversarial term (nil: none).
+    public var reconstruction: ReconstructionLoss?
+    public var klWeight: Double?
+    public var adversarialWeight: Double?
+    /// GAN: the DCGAN's sizes and losses.
+    public var gan: GANConfig?
+    /// Class-conditional diffusion: the number of classes; the label `classes` is the null label that label
+    /// dropout trains and classifier-free guidance uses.
+    public var classes: Int?
+    /// The probability of replacing a label by the null label in training.
+    public var labelDropout: Double?
     /// The shape of one example ([C, H, W] or [D]), recorded when the run starts.
     public var exampleShape: [Int] = []
     /// Hidden layer widths of the MLP denoiser for 2D data.
@@ -40,6 +60,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var sampleSteps = 50
 
     public init() {}
+
+    public var kind: ModelKind { model ?? .ddpm }
 
     public var diffusion: GaussianDiffusion {
         GaussianDiffusion(schedule: NoiseSchedule(schedule, timesteps: timesteps, betaStart: betaStart, betaEnd: betaEnd),
@@ -72,5 +94,16 @@ public struct RunConfig: Codable, Equatable, Sendable {
         try check(sampleCount > 0 && sampleSteps > 0 && sampleSteps <= timesteps, "sample count and steps must be positive (steps ≤ timesteps)")
         if let g = minSNRGamma { try check(g > 0, "min-SNR γ must be positive, got \(g)") }
         if let c = gradientClip { try check(c > 0, "gradient clip must be positive, got \(c)") }
+        if let k = classes { try check(k >= 2, "a class-conditional model needs at least 2 classes, got \(k)") }
+        if let p = labelDropout { try check(p >= 0 && p < 1, "label dropout must be in [0, 1), got \(p)") }
+        if let w = klWeight { try check(w >= 0 && w.isFinite, "the KL weight must not be negative, got \(w)") }
+        if let w = adversarialWeight { try check(w >= 0 && w.isFinite, "the adversarial weight must not be negative, got \(w)") }
+        try gan?.validate()
+        switch kind {
+        case .ddpm: break
+        case .latentDiffusion: try check(autoencoder != nil, "latent diffusion needs its autoencoder (--autoencoder RUN)")
+        case .vae: try check(autoencoder != nil, "a VAE run needs its autoencoder configuration")
+        case .gan: try check(gan != nil, "a GAN run needs its configuration")
+        }
     }
 }

@@ -24,6 +24,18 @@ public struct RunFolder: Sendable {
         catch { throw CheckpointError(path: config, problem: "is not a valid run configuration (\(error))") }
     }
 
+    /// The run's configuration and objective, with the weights of its checkpoint: the moving averages where there
+    /// are some (unless `averaged` is false), the trained weights elsewhere; in evaluation mode.
+    public func loadObjective(averaged: Bool = true) throws -> (RunConfig, TrainingObjective) {
+        let config = try readConfig()
+        let checkpoint = try Checkpoint(path: self.checkpoint)
+        let objective = try makeObjective(config, exampleShape: config.exampleShape)
+        let weights = averaged ? checkpoint.ema.merging(checkpoint.model) { ema, _ in ema } : checkpoint.model
+        try Checkpoint.load(weights, into: objective.model, from: self.checkpoint)
+        objective.model.eval()
+        return (config, objective)
+    }
+
     public func write(_ config: RunConfig) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -50,27 +62,16 @@ public struct DivergenceError: Error, CustomStringConvertible, LocalizedError {
     public var errorDescription: String? { description }
 }
 
-/// Builds the denoising network a configuration describes.
-public func makeNetwork(_ config: RunConfig, exampleShape: [Int], generator: inout RandomGenerator) throws -> DenoisingNetwork {
-    if let unet = config.unet {
-        guard exampleShape == [unet.inChannels, unet.sampleSize, unet.sampleSize] else {
-            throw ConfigError("the data's images are \(exampleShape), the U-Net expects [\(unet.inChannels), \(unet.sampleSize), \(unet.sampleSize)]")
-        }
-        return try UNet2DModel(unet, generator: &generator)
-    }
-    guard exampleShape.count == 1 else { throw ConfigError("image data needs a U-Net (use --preset or --channels)") }
-    return MLPDenoiser(dimension: exampleShape[0], hidden: config.mlpHidden, generator: &generator)
-}
-
-/// Trains a denoising diffusion model: each step draws t ~ U{0, …, T−1} and ε ~ N(0, I) per example, builds
-/// x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε, and minimises the simple loss ‖target − network(x_t, t)‖² with AdamW, gradient
-/// clipping, warm-up + cosine learning rate and an EMA of the weights. Writes its run folder as it goes.
-public final class DiffusionTrainer {
+/// Trains any model of `ModelKind` through its `TrainingObjective`: each step takes a batch, runs the objective's
+/// updates in order (zero the gradients, the update's loss, backward, clip its gradients to the global norm,
+/// AdamW with the warm-up + cosine learning rate), then updates the moving average of the generating weights. Writes
+/// the run folder as it goes: the log, atomic checkpoints, sample grids; stops cleanly on Ctrl-C or a deadline, and
+/// resumes exactly where it stopped.
+public final class Trainer {
     public let config: RunConfig
     public let folder: RunFolder
-    public let network: DenoisingNetwork
-    public let diffusion: GaussianDiffusion
-    public let optimizer: Adam
+    public let objective: TrainingObjective
+    public let optimizers: [Adam]
     public let ema: ExponentialMovingAverage
     public private(set) var state: TrainingState
     let data: DataSet
@@ -78,8 +79,9 @@ public final class DiffusionTrainer {
     private let schedule: WarmupCosineSchedule
 
     /// A new run in `folder` (created), or with `resume` the run already there, continued from its checkpoint (the
-    /// caller passes the folder's configuration, possibly with more steps).
-    public init(config: RunConfig, data: DataSet, folder: RunFolder, resume: Bool) throws {
+    /// caller passes the folder's configuration, possibly with more steps). A new latent-diffusion run takes its
+    /// first stage's weights from `firstStage` (the VAE run's averaged weights).
+    public init(config: RunConfig, data: DataSet, folder: RunFolder, resume: Bool, firstStage: [String: Tensor]? = nil) throws {
         try config.validate()
         var config = config
         if config.exampleShape.isEmpty { config.exampleShape = data.exampleShape }
@@ -89,20 +91,22 @@ public final class DiffusionTrainer {
         self.config = config
         self.folder = folder
         self.data = data
-        diffusion = config.diffusion
-        var initGenerator = RandomGenerator(seed: config.seed, stream: 1)
-        network = try makeNetwork(config, exampleShape: data.exampleShape, generator: &initGenerator)
-        optimizer = Adam.adamW(network.namedParameters(), learningRate: config.learningRate, weightDecay: config.weightDecay)
-        ema = ExponentialMovingAverage(network.namedParameters(), decay: config.emaDecay)
+        objective = try makeObjective(config, exampleShape: data.exampleShape)
+        optimizers = objective.updates.map {
+            Adam.adamW($0.parameters, learningRate: config.learningRate, beta1: $0.beta1, weightDecay: config.weightDecay)
+        }
+        ema = ExponentialMovingAverage(objective.averaged, decay: config.emaDecay)
         schedule = WarmupCosineSchedule(base: config.learningRate, warmup: config.warmup, total: config.steps,
                                         minimum: config.learningRate / 10)
         state = TrainingState(generator: RandomGenerator(seed: config.seed, stream: 2))
         batches = BatchSampler(count: data.count, batchSize: config.batchSize, generator: RandomGenerator(seed: config.seed, stream: 4))
         if resume {
             let checkpoint = try Checkpoint(path: folder.checkpoint)
-            try Checkpoint.load(checkpoint.model, into: network, from: folder.checkpoint)
+            try Checkpoint.load(checkpoint.model, into: objective.model, from: folder.checkpoint)
             do {
-                try optimizer.load(checkpoint.optimizer)
+                for (update, optimizer) in zip(objective.updates, optimizers) {
+                    try optimizer.load(Self.section(update.name, of: checkpoint.optimizer))
+                }
                 try ema.load(checkpoint.ema, updates: checkpoint.state.emaUpdates)
             } catch { throw CheckpointError(path: folder.checkpoint, problem: "\(error)") }
             state = checkpoint.state
@@ -117,14 +121,32 @@ public final class DiffusionTrainer {
             try keepLogRows(through: state.step)
             try folder.write(config)
         } else {
+            if let firstStage, let vae = (objective as? DiffusionObjective)?.firstStage {
+                try vae.load(firstStage)
+            }
             try FileManager.default.createDirectory(atPath: folder.samples, withIntermediateDirectories: true)
             try folder.write(config)
-            try writeAtomically(Data("step,loss,learning_rate,grad_norm,seconds,examples_per_second\n".utf8), to: folder.log)
+            try writeAtomically(Data((["step"] + logColumns + ["seconds", "examples_per_second"]).joined(separator: ",").utf8 + [10]),
+                                to: folder.log)
             try writeTeachingPictures()
         }
     }
 
-    private var dropoutLayers: [Dropout] { network.allModules.compactMap { $0 as? Dropout } }
+    /// The log's value columns: the objective's, the learning rate, and the gradient norm of each update.
+    private var logColumns: [String] {
+        objective.logColumns + ["learning_rate"]
+            + objective.updates.map { $0.name.isEmpty ? "grad_norm" : "grad_norm_\($0.name)" }
+    }
+
+    /// An optimizer's state in the checkpoint: all of it for a run with one optimizer, else the keys under its name.
+    static func section(_ name: String, of state: [String: Tensor]) -> [String: Tensor] {
+        guard !name.isEmpty else { return state }
+        var out: [String: Tensor] = [:]
+        for (k, v) in state where k.hasPrefix(name + ".") { out[String(k.dropFirst(name.count + 1))] = v }
+        return out
+    }
+
+    private var dropoutLayers: [Dropout] { objective.model.allModules.compactMap { $0 as? Dropout } }
 
     /// The log without the rows of steps a resumed run will redo (those after `step`).
     private func keepLogRows(through step: Int) throws {
@@ -134,21 +156,32 @@ public final class DiffusionTrainer {
         try writeAtomically(Data((kept.joined(separator: "\n") + "\n").utf8), to: folder.log)
     }
 
-    /// The loss of one batch: L = w_t·‖target − network(x_t, t)‖², averaged.
-    public func loss(_ x0: Tensor, labels: [Int]) -> Tensor {
-        let n = x0.shape[0]
-        let t = state.generator.integers(n, below: diffusion.schedule.timesteps)
-        let noise = state.generator.normal(x0.shape)
-        let xt = diffusion.noised(x0, t: t, noise: noise)
-        let output = network.predict(xt, timesteps: t, labels: labels.isEmpty ? nil : labels)
-        return diffusion.loss(output: output, target: diffusion.target(x0: x0, noise: noise, t: t), t: t,
-                              minSNRGamma: config.minSNRGamma)
+    /// One training step on a batch: the objective's updates in order. Returns the logged values and each
+    /// update's gradient norm before clipping.
+    func step(_ batch: Batch) throws -> (logged: [String: Float], norms: [Float]) {
+        var logged: [String: Float] = [:]
+        var norms: [Float] = []
+        let parameters = objective.model.namedParameters().map(\.1)
+        for (i, (update, optimizer)) in zip(objective.updates, optimizers).enumerated() {
+            optimizer.learningRate = schedule(state.step)
+            for p in parameters { p.zeroGrad() }
+            let (loss, values) = objective.loss(update: i, batch: batch, generator: &state.generator)
+            guard loss.item.isFinite else { throw DivergenceError(step: state.step, loss: loss.item, checkpoint: folder.checkpoint) }
+            loss.backward()
+            norms.append(clipGradientNorm(update.parameters.map(\.1), maxNorm: config.gradientClip ?? .infinity))
+            optimizer.step()
+            logged.merge(values) { _, new in new }
+        }
+        ema.update()
+        state.step += 1
+        return (logged, norms)
     }
 
     /// Trains until `config.steps` (or `deadline`), writing the log, checkpoints and sample grids; stops cleanly
     /// (checkpoint and sample grid first) when an interruption is requested.
     public func train(progress: ProgressBar? = nil, until deadline: Date? = nil) throws -> TrainingOutcome {
-        network.train()
+        objective.model.train()
+        if let vae = (objective as? DiffusionObjective)?.firstStage { vae.eval() }
         var lastTime = Date()
         while state.step < config.steps {
             if Interruption.requested || deadline.map({ Date() >= $0 }) == true {
@@ -156,21 +189,16 @@ public final class DiffusionTrainer {
                 if !Interruption.requested { try writeSampleGrid() }
                 return .interrupted(step: state.step)
             }
-            let (x0, labels) = data.batch(batches.next())
-            optimizer.learningRate = schedule(state.step)
-            optimizer.zeroGrad()
-            let loss = self.loss(x0, labels: labels)
-            guard loss.item.isFinite else { throw DivergenceError(step: state.step, loss: loss.item, checkpoint: folder.checkpoint) }
-            loss.backward()
-            let norm = clipGradientNorm(network.parameters, maxNorm: config.gradientClip ?? .infinity)
-            optimizer.step()
-            ema.update()
-            state.step += 1
+            let (x, labels) = data.batch(batches.next())
+            let (logged, norms) = try step(Batch(x: x, labels: labels))
             let now = Date(), seconds = now.timeIntervalSince(lastTime)
             lastTime = now
-            try appendLog(String(format: "%d,%.6f,%.3e,%.4f,%.4f,%.1f\n", state.step, loss.item, optimizer.learningRate,
-                                 norm, seconds, Double(config.batchSize) / max(seconds, 1e-9)))
-            progress?.update(state.step, String(format: "loss %.4f", loss.item))
+            let values = objective.logColumns.map { logged[$0].map { String(format: "%.6f", $0) } ?? "" }
+                + [String(format: "%.3e", optimizers[0].learningRate)] + norms.map { String(format: "%.4f", $0) }
+                + [String(format: "%.4f", seconds), String(format: "%.1f", Double(config.batchSize) / max(seconds, 1e-9))]
+            try appendLog(([String(state.step)] + values).joined(separator: ",") + "\n")
+            let shown = objective.logColumns.prefix(2).compactMap { name in logged[name].map { String(format: "%@ %.4f", name, $0) } }
+            progress?.update(state.step, shown.joined(separator: "  "))
             if config.checkpointEvery > 0 && state.step % config.checkpointEvery == 0 { try saveCheckpoint() }
             if config.sampleEvery > 0 && state.step % config.sampleEvery == 0 { try writeSampleGrid() }
         }
@@ -192,8 +220,9 @@ public final class DiffusionTrainer {
     /// `schedule.svg` (ᾱ_t and log-SNR of the run's schedule) and, for images, `forward.png`: the forward process
     /// of four training images, one row each, at t = 0, 5 %, 10 %, 20 %, 40 %, 60 %, 80 % of T and T.
     private func writeTeachingPictures() throws {
+        guard let diffusion = (objective as? DiffusionObjective)?.diffusion else { return }
         try writeAtomically(Data(scheduleFigure(diffusion.schedule).utf8), to: folder.file("schedule.svg"))
-        guard case let .images(images) = data else { return }
+        guard case let .images(images) = data, config.kind == .ddpm else { return }
         let T = diffusion.schedule.timesteps
         let steps = [0.05, 0.1, 0.2, 0.4, 0.6, 0.8].map { Int($0 * Double(T)) }
         var g = RandomGenerator(seed: config.seed, stream: 5)
@@ -208,26 +237,39 @@ public final class DiffusionTrainer {
         state.batches = batches.position
         state.dropoutOffsets = dropoutLayers.map(\.generator.offset)
         state.emaUpdates = ema.updates
-        try Checkpoint(model: network.stateDict(), ema: ema.stateDict(), optimizer: optimizer.stateDict(), state: state)
+        var optimizerState: [String: Tensor] = [:]
+        for (update, optimizer) in zip(objective.updates, optimizers) {
+            for (k, v) in optimizer.stateDict() { optimizerState[update.name.isEmpty ? k : update.name + "." + k] = v }
+        }
+        try Checkpoint(model: objective.model.stateDict(), ema: ema.stateDict(), optimizer: optimizerState, state: state)
             .write(to: folder.checkpoint)
     }
 
-    /// Samples from the EMA weights with DDIM from the run's fixed grid noise (the same every time, so that grids
-    /// of successive steps show the model improving on the same starting points).
+    /// The grid written during training: generated from the averaged weights and the run's fixed noise (the same
+    /// every time, so that successive grids show the model improving on the same starting points); diffusion with
+    /// DDIM. A class-conditional model draws one row per class.
     public func writeSampleGrid() throws {
         var g = RandomGenerator(seed: config.seed, stream: 3)
-        let noise = g.normal([config.sampleCount] + data.exampleShape)
-        let sampler = DDIMSampler(Sampling(kind: .ddim, steps: config.sampleSteps, diffusion: diffusion,
-                                           clip: config.unet == nil ? nil : 1))
-        network.eval()
-        defer { network.train() }
+        let classes = objective.classes
+        let count = classes.map { $0 * 8 } ?? config.sampleCount
+        let noise = g.normal([count] + objective.noiseShape)
+        let labels = classes.map { k in (0..<count).map { $0 / 8 % k } }
+        var sampler: Sampler?
+        if let diffusion = (objective as? DiffusionObjective)?.diffusion {
+            sampler = DDIMSampler(Sampling(kind: .ddim, steps: config.sampleSteps, diffusion: diffusion,
+                                           clip: config.kind == .ddpm && config.unet != nil ? 1 : nil))
+        }
+        objective.model.eval()
+        defer {
+            objective.model.train()
+            if let vae = (objective as? DiffusionObjective)?.firstStage { vae.eval() }
+        }
         let samples = ema.withAveragedWeights {
-            sampler.sample(from: noise, model: { x, t in self.network.predict(x, timesteps: [Double](repeating: t, count: x.shape[0]), labels: nil) },
-                           generator: &g, observe: nil)
+            objective.generate(from: noise, sampler: sampler, labels: labels, guidance: nil, generator: &g, observe: nil)
         }
         let name = String(format: "%@/step-%06d", folder.samples, state.step)
         if samples.rank == 4 {
-            let columns = Int(Double(config.sampleCount).squareRoot().rounded(.up))
+            let columns = classes == nil ? Int(Double(count).squareRoot().rounded(.up)) : 8
             try PNG.write(imageGrid(samples, columns: columns), to: name + ".png")
         } else if samples.shape[1] == 2, case let .points(points) = data {
             let shown = points.slice(axis: 0, 0..<min(points.shape[0], 2000))

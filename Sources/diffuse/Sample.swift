@@ -16,15 +16,20 @@ struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generate samples from a trained run or a diffusers model folder.",
         discussion: """
-        The model: a run folder made by `diffuse train`, or with --model a Hugging Face diffusers folder, either a \
-        pipeline (model_index.json, unet/, scheduler/) or a bare UNet2DModel folder (config.json and \
-        diffusion_pytorch_model.safetensors, possibly sharded). A pipeline's scheduler_config.json sets the noise \
-        schedule, prediction type, clipping and spacing, as diffusers' `Sampler.from_config(pipeline.scheduler.config)`; \
-        a bare UNet takes them from --schedule, --beta-start, --beta-end, --train-timesteps and --prediction.
+        The model: a run folder made by `diffuse train` (a diffusion, latent diffusion, VAE or GAN run), or with \
+        --model a Hugging Face diffusers folder: a pipeline (model_index.json, unet/, scheduler/, and vae/ for latent \
+        diffusion), a bare UNet2DModel folder (config.json and diffusion_pytorch_model.safetensors, possibly sharded) \
+        or a bare AutoencoderKL folder (sampled as a VAE). A pipeline's scheduler_config.json sets the noise schedule, \
+        prediction type, clipping and spacing, as diffusers' `Sampler.from_config(pipeline.scheduler.config)`; a bare \
+        UNet takes them from --schedule, --beta-start, --beta-end, --train-timesteps and --prediction.
 
         Samplers (each steps like the diffusers scheduler of the same name, and matches it given the same noise): \
         ddpm, ddim (--eta), dpm++2m, dpm++2m-sde, euler, euler-ancestral, heun (two network evaluations a step); \
-        --karras spaces the σ of dpm++2m, euler and heun as Karras et al.
+        --karras spaces the σ of dpm++2m, euler and heun as Karras et al. A VAE decodes z ~ N(0, I) and a GAN \
+        generates from z, in one network evaluation: the sampler options are for diffusion models only.
+
+        A class-conditional model draws one row per class (--count images each, default 8), or --class N only; \
+        --guidance W applies classifier-free guidance ε_∅ + W·(ε_c − ε_∅) (for models trained with label dropout).
 
         Images: --out .png writes a grid, .safetensors the raw values (tensor 'samples', [N, C, H, W]); --individual \
         writes one PNG per image too. 2D points: NAME.csv and a scatter plot over the data NAME.svg are always \
@@ -33,12 +38,14 @@ struct Sample: ParsableCommand {
         Examples:
           diffuse sample runs/shapes --out grid.png --count 64 --sampler ddim --steps 50
           diffuse sample runs/mnist --sampler dpm++2m --karras --steps 20 --out mnist.png
+          diffuse sample runs/mnist-cond --guidance 2 --out digits.png
+          diffuse sample runs/vae --out vae.png
           diffuse sample --model ./ddpm-cifar10-32 --sampler heun --steps 25 --count 16 --out cifar.png
           diffuse sample runs/roll --out roll.svg --count 2000
         """)
 
     @Argument(help: "A run folder made by `diffuse train` (or give --model).") var runFolder: String?
-    @Option(help: ArgumentHelp("A diffusers pipeline or UNet2DModel folder instead of a run.", valueName: "folder"))
+    @Option(help: ArgumentHelp("A diffusers pipeline, UNet2DModel or AutoencoderKL folder instead of a run.", valueName: "folder"))
     var model: String?
     @Option(help: "Sampler: \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")).") var sampler = SamplerKind.ddim
     @Option(help: "Sampling steps (default: T for ddpm, 50 for the others).") var steps: Int?
@@ -47,39 +54,46 @@ struct Sample: ParsableCommand {
     @Option(help: "DDPM's reverse variance: fixed_small (β̃_t) or fixed_large (β_t) (default: the model's).") var variance: ReverseVariance?
     @Option(help: "Which timesteps a sampler of fewer steps visits: leading, linspace, trailing (default: the model's).")
     var spacing: TimestepSpacing?
-    @Option(help: "Class label of every sample, for a class-conditional model.") var `class`: Int?
+    @Option(help: "Class label of every sample, for a class-conditional model (default: one row per class).") var `class`: Int?
+    @Option(help: "Classifier-free guidance scale W (1: the conditional model; default: no guidance).") var guidance: Double?
     @Option(help: "For a bare UNet folder: the noise schedule (default linear).") var schedule: BetaSchedule?
     @Option(help: "For a bare UNet folder: β_1 and β_T (defaults 1e-4, 0.02).") var betaStart: Double?
     @Option(help: "For a bare UNet folder: β_T (default 0.02).") var betaEnd: Double?
     @Option(help: "For a bare UNet folder: T (default 1000).") var trainTimesteps: Int?
     @Option(help: "For a bare UNet folder: what it predicts, epsilon, sample or v_prediction (default epsilon).")
     var prediction: Prediction?
-    @Option(help: "Number of samples.") var count = 64
+    @Option(help: "Number of samples (per class for a class-conditional model without --class; default 64, or 8 per class).")
+    var count: Int?
     @Option(help: "Samples computed at once.") var batchSize = 64
     @Option(help: "Random seed of the initial noise and the sampler's noise.") var seed: UInt64 = 0
-    @Option(help: "Initial noise x_T from a safetensors file (tensor 'noise', shape [N, C, H, W] or [N, D]) instead of the seed.")
+    @Option(help: "Initial noise (x_T, or z) from a safetensors file (tensor 'noise', shape [N, ...]) instead of the seed.")
     var noise: String?
     @Flag(help: "For a run: use the trained weights instead of their moving average.") var noEma = false
     @Option(help: "Output file: .png, .safetensors, .csv or .svg.") var out = "samples.png"
     @Option(help: "Also write each image as a PNG in this folder.") var individual: String?
-    @Option(help: "Also write the reverse trajectory of the first samples as an image strip (PNG).") var trajectory: String?
+    @Option(help: "Also write the reverse trajectory of the first samples as an image strip (PNG; diffusion only).") var trajectory: String?
 
     func validate() throws {
         guard (runFolder == nil) != (model == nil) else {
             throw ValidationError("give either a run folder or --model FOLDER (a diffusers folder), not both or neither")
         }
-        guard count > 0, batchSize > 0 else { throw ValidationError("--count and --batch-size must be positive") }
+        guard (count ?? 1) > 0, batchSize > 0 else { throw ValidationError("--count and --batch-size must be positive") }
         guard eta >= 0 else { throw ValidationError("--eta must not be negative") }
+        if let guidance { guard guidance.isFinite else { throw ValidationError("--guidance must be a number") } }
         guard [".png", ".safetensors", ".csv", ".svg"].contains(where: { out.hasSuffix($0) }) else {
             throw ValidationError("--out must end in .png, .safetensors, .csv or .svg, got \(out)")
         }
     }
 
-    /// The network, the sampler settings and the shape of one sample, from a run or a diffusers folder.
-    private func load() throws -> (DenoisingNetwork, Sampling, [Int], conditional: Bool, name: String) {
+    /// What is sampled: the model, its sampler settings (diffusion only), whether guidance was trained (a null
+    /// label), and its name.
+    private func load() throws -> (TrainingObjective, Sampling?, guidable: Bool, name: String, run: RunConfig?) {
         if let model {
             let folder = try DiffusersFolder(path: model)
             for warning in folder.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+            guard let unet = folder.unet else {
+                return (AutoencoderObjective(vae: folder.vae!, discriminator: nil, config: RunConfig()), nil, false, model, nil)
+            }
             var config = folder.scheduler ?? SchedulerConfig()
             if folder.scheduler == nil {
                 config.betaSchedule = schedule?.rawValue
@@ -94,22 +108,31 @@ struct Sample: ParsableCommand {
             let T = config.numTrainTimesteps ?? 1000
             var settings = try Sampling(kind: sampler, steps: steps ?? (sampler == .ddpm ? T : min(50, T)), config: config)
             apply(&settings)
-            let u = folder.unet.config
-            return (folder.unet, settings, [u.inChannels, u.sampleSize, u.sampleSize], folder.unet.isConditional, model)
+            let u = unet.config
+            var shape = [u.inChannels, u.sampleSize, u.sampleSize]
+            if let vae = folder.vae {
+                shape = [vae.config.outChannels, vae.config.sampleSize, vae.config.sampleSize]
+                guard vae.latentShape(imageSize: shape[1]) == [u.inChannels, u.sampleSize, u.sampleSize] else {
+                    throw ValidationError("\(model): the VAE's latents are \(vae.latentShape(imageSize: shape[1])), the UNet takes "
+                                          + "[\(u.inChannels), \(u.sampleSize), \(u.sampleSize)]")
+                }
+            }
+            let classes = unet.isConditional ? (u.classEmbedType == nil ? u.numClassEmbeds : nil) : nil
+            if unet.isConditional && classes == nil && `class` == nil {
+                throw ValidationError("\(model) is class-conditional with labels embedded like timesteps: give --class N")
+            }
+            // Labels embedded like timesteps are any integers: no class count bounds them (Int.max).
+            let objective = DiffusionObjective(network: unet, firstStage: folder.vae, diffusion: GaussianDiffusion(),
+                                               classes: unet.isConditional ? classes ?? Int.max : nil, exampleShape: shape)
+            return (objective, settings, false, model, nil)
         }
-        let folder = RunFolder(runFolder!)
-        let config = try folder.readConfig()
-        let checkpoint = try Checkpoint(path: folder.checkpoint)
-        var initGenerator = RandomGenerator(seed: config.seed, stream: 1)
-        let network = try makeNetwork(config, exampleShape: config.exampleShape, generator: &initGenerator)
-        try Checkpoint.load(noEma ? checkpoint.model : checkpoint.ema.merging(checkpoint.model) { ema, _ in ema },
-                            into: network, from: folder.checkpoint)
-        let T = config.diffusion.schedule.timesteps
-        let isImage = config.exampleShape.count == 3
-        var settings = Sampling(kind: sampler, steps: steps ?? (sampler == .ddpm ? T : min(50, T)),
-                                diffusion: config.diffusion, clip: isImage ? 1 : nil)
+        let (config, objective) = try RunFolder(runFolder!).loadObjective(averaged: !noEma)
+        guard let diffusion = objective as? DiffusionObjective else { return (objective, nil, false, runFolder!, config) }
+        let T = diffusion.diffusion.schedule.timesteps
+        var settings = Sampling(kind: sampler, steps: steps ?? (sampler == .ddpm ? T : min(50, T)), diffusion: diffusion.diffusion,
+                                clip: config.kind == .ddpm && config.exampleShape.count == 3 ? 1 : nil)
         apply(&settings)
-        return (network, settings, config.exampleShape, (network as? UNet2DModel)?.isConditional ?? false, runFolder!)
+        return (objective, settings, (config.labelDropout ?? 0) > 0, runFolder!, config)
     }
 
     /// The user's choices over the model's settings.
@@ -120,14 +143,35 @@ struct Sample: ParsableCommand {
         if let spacing { settings.spacing = spacing }
     }
 
+    /// The class label of each sample (nil for an unconditional model).
+    private func labels(_ classes: Int?, guidable: Bool, name: String) throws -> [Int]? {
+        guard let classes else {
+            if `class` != nil || guidance != nil { throw ValidationError("\(name) has no class embedding: drop --class and --guidance") }
+            return nil
+        }
+        if guidance != nil && !guidable {
+            throw ValidationError("\(name) was not trained with label dropout (no null label), so it cannot be guided: drop --guidance")
+        }
+        if let label = `class` {
+            guard label >= 0 && label < classes else { throw ValidationError("--class must be in 0..<\(classes), got \(label)") }
+            return [Int](repeating: label, count: count ?? 64)
+        }
+        let perClass = count ?? 8
+        return (0..<(classes * perClass)).map { $0 / perClass }
+    }
+
     func run() throws {
-        let (network, settings, shape, conditional, name) = try load()
-        let chosen: Sampler
-        do { chosen = try settings.makeSampler() } catch { throw ValidationError("\(error)") }
-        network.eval()
-        if conditional && `class` == nil { throw ValidationError("\(name) is class-conditional: give --class N") }
-        if !conditional && `class` != nil { throw ValidationError("\(name) has no class embedding: drop --class") }
-        let isImage = shape.count == 3
+        let (objective, settings, guidable, name, runConfig) = try load()
+        let chosen: Sampler?
+        do { chosen = try settings?.makeSampler() } catch { throw ValidationError("\(error)") }
+        if chosen == nil {
+            let diffusionOnly = ["--sampler", "--steps", "--karras", "--eta", "--variance", "--spacing", "--trajectory"]
+            if let flag = diffusionOnly.first(where: CommandLine.arguments.contains) {
+                throw ValidationError("\(flag) is for diffusion models; \(name) generates in one network evaluation")
+            }
+        }
+        let labels = try self.labels(objective.classes, guidable: guidable, name: name)
+        let shape = objective.noiseShape
 
         var generator = RandomGenerator(seed: seed, stream: 7)
         let initial: Tensor
@@ -136,45 +180,48 @@ struct Sample: ParsableCommand {
             guard Array(initial.shape.dropFirst()) == shape else {
                 throw ValidationError("\(noise): tensor 'noise' has shape \(initial.shape), this model needs [N, \(shape.map(String.init).joined(separator: ", "))]")
             }
+            if let labels, labels.count != initial.shape[0] {
+                throw ValidationError("\(noise) holds \(initial.shape[0]) noise images for \(labels.count) labelled samples")
+            }
         } else {
-            initial = generator.normal([count] + shape)
+            initial = generator.normal([labels?.count ?? count ?? 64] + shape)
         }
         let total = initial.shape[0]
-        let progress = ProgressBar(total: total * chosen.evaluations, label: "sample")
-        let label = `class`
+        let stepsPerSample = settings?.steps ?? 1
+        let progress = ProgressBar(total: total * stepsPerSample, label: "sample")
         var batches: [Tensor] = []
         var states: [(Int, Tensor)] = []
         let start = Date()
         for first in stride(from: 0, to: total, by: batchSize) {
             let n = min(batchSize, total - first)
             let x = initial.slice(axis: 0, first..<(first + n))
-            var done = 0
-            let model: Denoiser = { x, t in
-                done += 1
-                progress.update(first * chosen.evaluations + done * n)
-                return network.predict(x, timesteps: [Double](repeating: t, count: x.shape[0]),
-                                       labels: label.map { [Int](repeating: $0, count: x.shape[0]) })
+            let result = objective.generate(from: x, sampler: chosen, labels: labels.map { Array($0[first..<(first + n)]) },
+                                            guidance: guidance, generator: &generator) { i, state in
+                progress.update(first * stepsPerSample + n * min(i + 1, stepsPerSample))
+                if first == 0 && trajectory != nil, let diffusion = objective as? DiffusionObjective {
+                    states.append((i, diffusion.images(fromState: state.slice(axis: 0, 0..<min(n, 8)))))
+                }
             }
-            let result = chosen.sample(from: x, model: model, generator: &generator) { i, state in
-                if first == 0 && trajectory != nil { states.append((i, state.slice(axis: 0, 0..<min(n, 8)))) }
-            }
+            progress.update((first + n) * stepsPerSample)
             batches.append(result)
         }
         let samples = concat(batches, axis: 0)
         let seconds = Date().timeIntervalSince(start)
-        try write(samples, isImage: isImage)
-        if !isImage, let runFolder { try reportDistance(samples, config: RunFolder(runFolder).readConfig(), plot: base + ".svg") }
-        if let trajectory, isImage {
-            try writeTrajectory([(-1, initial.slice(axis: 0, 0..<min(total, 8)))] + states, to: trajectory)
+        try write(samples, isImage: samples.rank == 4, columns: labels != nil && `class` == nil ? total / objective.classes! : nil)
+        if samples.rank != 4, let runConfig { try reportDistance(samples, config: runConfig, plot: base + ".svg") }
+        if let trajectory, samples.rank == 4, let diffusion = objective as? DiffusionObjective {
+            let start = diffusion.images(fromState: initial.slice(axis: 0, 0..<min(total, 8)))
+            try writeTrajectory([(-1, start)] + states, to: trajectory)
         }
+        let evaluations = (chosen?.evaluations ?? 1) * (guidance == nil ? 1 : 2)
         print(String(format: "%d samples, %d network evaluations each, in %.1f s (%.1f ms per sample) → %@", total,
-                     chosen.evaluations, seconds, 1000 * seconds / Double(total), out))
+                     evaluations, seconds, 1000 * seconds / Double(total), out))
     }
 
     /// The output path without its extension.
     private var base: String { (out as NSString).deletingPathExtension }
 
-    private func write(_ samples: Tensor, isImage: Bool) throws {
+    private func write(_ samples: Tensor, isImage: Bool, columns: Int?) throws {
         if out.hasSuffix(".safetensors") {
             try SafeTensorsFile.write(["samples": samples], to: out)
         } else if !isImage {
@@ -185,7 +232,7 @@ struct Sample: ParsableCommand {
         } else if out.hasSuffix(".csv") || out.hasSuffix(".svg") {
             throw ValidationError("images are written as .png or .safetensors, not \(out)")
         } else {
-            try PNG.write(imageGrid(samples, columns: Int(Double(samples.shape[0]).squareRoot().rounded(.up))), to: out)
+            try PNG.write(imageGrid(samples, columns: columns ?? Int(Double(samples.shape[0]).squareRoot().rounded(.up))), to: out)
         }
         if let individual, isImage {
             try FileManager.default.createDirectory(atPath: individual, withIntermediateDirectories: true)

@@ -1,35 +1,66 @@
 import ArgumentParser
 import DiffuseData
 import DiffuseDiffusion
+import DiffuseEngine
 import DiffuseModels
 import DiffuseTraining
 import Foundation
 
 extension BetaSchedule: ExpressibleByArgument {}
 extension Prediction: ExpressibleByArgument {}
+extension ModelKind: ExpressibleByArgument {}
+extension ReconstructionLoss: ExpressibleByArgument {}
+extension GANLoss: ExpressibleByArgument {}
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a denoising diffusion model.",
+        abstract: "Train a diffusion model, a latent diffusion model, a VAE or a GAN.",
         discussion: """
         Writes a run folder (--out): config.json, checkpoint.safetensors (weights, EMA weights, optimizer state, step, \
-        random state), log.csv (loss and throughput per step) and samples/step-N.png grids. Ctrl-C saves a checkpoint \
-        and stops; `--resume` continues the run exactly where it stopped.
+        random state), log.csv (the losses, learning rate, gradient norms and throughput of every step) and \
+        samples/step-N.png grids. Ctrl-C saves a checkpoint and stops; `--resume` continues the run exactly where it \
+        stopped. Every kind of model trains through the same loop; the model decides its losses.
+
+        --model ddpm (default): a U-Net (images) or an MLP (2D points) trained on the simple loss; --conditional adds \
+        a class embedding, trained with label dropout for classifier-free guidance (`diffuse sample --guidance`).
+        --model vae: diffusers' AutoencoderKL, trained on reconstruction + --kl-weight × KL (optionally with a patch \
+        discriminator, --adversarial-weight); sampled by decoding z ~ N(0, I).
+        --model latent-diffusion: a U-Net on the latents of a trained VAE run (--autoencoder RUN), scaled to unit \
+        variance; sampling runs the reverse process there and decodes.
+        --model gan: a DCGAN, non-saturating (or --gan-loss hinge) with optional --r1-gamma; both losses are logged.
 
         Examples:
           diffuse train --data shapes --out runs/shapes --steps 2000
           diffuse train --data mnist:../shared/data/mnist --preset mnist-small --minutes 15 --out runs/mnist
+          diffuse train --data mnist:../shared/data/mnist --conditional --minutes 15 --out runs/mnist-cond
+          diffuse train --data mnist:../shared/data/mnist --model vae --minutes 15 --out runs/vae
+          diffuse train --data mnist:../shared/data/mnist --model latent-diffusion --autoencoder runs/vae --out runs/ldm
+          diffuse train --data mnist:../shared/data/mnist --model gan --minutes 15 --out runs/gan
           diffuse train --data swiss-roll --out runs/roll --steps 3000
           diffuse train --out runs/shapes --resume
         """)
+
+    @Option(help: "What to train: \(ModelKind.allCases.map(\.rawValue).joined(separator: ", ")).") var model = ModelKind.ddpm
 
     @Option(help: "Data: shapes (built-in images), swiss-roll, two-moons, 8-gaussians, checkerboard (2D), mnist:DIR, an IDX images file, cifar10:DIR, folder:DIR (PNGs, needs --image-size).")
     var data = "shapes"
     @Option(help: "Resize and centre-crop images to this size (default: as they are; 32 for shapes).") var imageSize: Int?
     @Option(help: "Use this many examples (default: 10,000 generated for built-in sets, all of a file's).") var examples: Int?
-    @Option(help: "U-Net preset for image data: tiny, small, mnist-small, cifar-ddpm (image size and channels follow the data).")
-    var preset = "small"
-    @Option(help: "U-Net widths per level, e.g. 32,64,128 (overrides the preset's).") var channels: String?
+    @Option(help: "U-Net preset for image data: tiny, small, mnist-small, cifar-ddpm; latent for latent diffusion (the default there). Image size and channels follow the data.")
+    var preset: String?
+    @Option(help: "Widths per level of the U-Net, or of the VAE, e.g. 32,64,128 (overrides the preset's).") var channels: String?
+    @Flag(help: "Class-conditional diffusion on the data's labels, with label dropout for classifier-free guidance.")
+    var conditional = false
+    @Option(help: "Probability of training a conditional model on the null label instead of the true one.") var labelDropout = 0.1
+    @Option(help: "Latent diffusion: the VAE run whose encoder and decoder it works through.") var autoencoder: String?
+    @Option(help: "VAE: latent channels.") var latentChannels = 4
+    @Option(help: "VAE: reconstruction term, l1 or l2 (per pixel).") var reconstruction = ReconstructionLoss.l2
+    @Option(help: "VAE: weight of the KL term per pixel (the decoder's variance × 2 for l2).") var klWeight = 0.02
+    @Option(help: "VAE: weight of a patch discriminator's adversarial term (0: no discriminator).") var adversarialWeight = 0.0
+    @Option(help: "GAN: dimension of z.") var latentDim = 64
+    @Option(help: "GAN: width of the generator's last stage and the discriminator's first.") var width = 64
+    @Option(help: "GAN: loss, non-saturating or hinge.") var ganLoss = GANLoss.nonSaturating
+    @Option(help: "GAN: weight γ of the R1 penalty on real data (0: off).") var r1Gamma = 0.0
     @Option(help: "Hidden widths of the MLP for 2D data, e.g. 128,128,128.") var hidden = "128,128,128"
     @Option(help: "Noise schedule: linear, scaled_linear, squaredcos_cap_v2 (cosine), sigmoid.") var schedule = BetaSchedule.linear
     @Option(help: "Diffusion timesteps T.") var timesteps = 1000
@@ -38,7 +69,7 @@ struct Train: ParsableCommand {
     @Option(help: "Optimizer steps.") var steps = 2000
     @Option(help: "Stop after this many minutes (a checkpoint is written), whatever --steps says.") var minutes: Double?
     @Option(help: "Examples per step.") var batchSize = 32
-    @Option(help: "Peak learning rate of AdamW.") var learningRate: Float = 1e-3
+    @Option(help: "Peak learning rate of AdamW (default 1e-3; 2e-4 for a GAN).") var learningRate: Float?
     @Option(help: "Linear warm-up steps before the cosine decay.") var warmup = 100
     @Option(help: "Decay of the weights' exponential moving average.") var emaDecay: Float = 0.999
     @Option(help: "Clip gradients to this global norm (0: off).") var gradClip: Float = 1
@@ -62,15 +93,19 @@ struct Train: ParsableCommand {
             config = try makeConfig()
         }
         let data = try loadTrainingData(config)
-        if !resume {
-            switch data {
-            case let .images(images): config.unet = try unetConfig(channels: images.channels, size: images.height)
-            case .points: config.sampleCount = 1000  // a scatter plot needs many points
-            }
+        var firstStage: [String: Tensor]?
+        if !resume { firstStage = try complete(&config, for: data) }
+        let trainer = try Trainer(config: config, data: data, folder: folder, resume: resume, firstStage: firstStage)
+        let size = trainer.objective.updates.map { update in update.parameters.reduce(0) { $0 + $1.1.value.count } }
+        let what: String
+        switch config.kind {
+        case .ddpm: what = config.unet == nil ? "an MLP denoiser" : config.classes == nil ? "a U-Net" : "a class-conditional U-Net"
+        case .latentDiffusion: what = "a latent-diffusion U-Net"
+        case .vae: what = "a VAE"
+        case .gan: what = "a GAN"
         }
-        let trainer = try DiffusionTrainer(config: config, data: data, folder: folder, resume: resume)
-        let kind = config.unet == nil ? "MLP denoiser" : "U-Net"
-        print("\(resume ? "resuming" : "training") a \(kind) of \(trainer.network.parameterCount) parameters on \(config.data) "
+        let parameters = size.count == 1 ? "\(size[0])" : size.map(String.init).joined(separator: " + ")
+        print("\(resume ? "resuming" : "training") \(what) of \(parameters) parameters on \(config.data) "
               + "(\(data.count) examples) for \(config.steps) steps, batch \(config.batchSize) → \(out)")
         Interruption.install()
         let progress = ProgressBar(total: config.steps, label: "train", startingAt: trainer.state.step)
@@ -88,6 +123,7 @@ struct Train: ParsableCommand {
 
     private func makeConfig() throws -> RunConfig {
         var c = RunConfig()
+        c.model = model
         c.data = try DataSource(parsing: data).description
         c.imageSize = imageSize
         c.examples = examples
@@ -98,7 +134,7 @@ struct Train: ParsableCommand {
         c.minSNRGamma = minSnrGamma
         c.steps = steps
         c.batchSize = batchSize
-        c.learningRate = learningRate
+        c.learningRate = learningRate ?? (model == .gan ? 2e-4 : 1e-3)
         c.warmup = warmup
         c.emaDecay = emaDecay
         c.gradientClip = gradClip > 0 ? gradClip : nil
@@ -109,8 +145,72 @@ struct Train: ParsableCommand {
         return c
     }
 
-    /// The preset's U-Net with the data's image size and channels.
-    private func unetConfig(channels inChannels: Int, size: Int) throws -> UNet2DConfig {
+    /// Fills in what depends on the data: the networks' sizes, classes, latent diffusion's first stage (whose
+    /// weights it returns, with the scaling factor measured on the data).
+    private func complete(_ config: inout RunConfig, for data: DataSet) throws -> [String: Tensor]? {
+        guard case let .images(images) = data else {
+            guard model == .ddpm else { throw ValidationError("--model \(model.rawValue) needs image data") }
+            guard !conditional else { throw ValidationError("--conditional needs labelled images") }
+            config.sampleCount = 1000  // a scatter plot needs many points
+            return nil
+        }
+        let (channelCount, size) = (images.channels, images.height)
+        if conditional {
+            guard model == .ddpm || model == .latentDiffusion else { throw ValidationError("--conditional is for ddpm and latent-diffusion") }
+            guard images.classes.count >= 2 else { throw ValidationError("--conditional needs a data set with classes; \(config.data) has none") }
+            config.classes = images.classes.count
+            config.labelDropout = labelDropout
+        }
+        switch model {
+        case .ddpm:
+            config.unet = try unetConfig(preset ?? "small", channels: channelCount, size: size, classes: config.classes)
+            return nil
+        case .vae:
+            var c = AutoencoderKLConfig.mnist
+            if channelCount > 1 { c.blockOutChannels = [64, 128, 128] }
+            if let channels { c.blockOutChannels = try parseList(channels, "--channels") }
+            c.downBlockTypes = Array(repeating: "DownEncoderBlock2D", count: c.blockOutChannels.count)
+            c.upBlockTypes = Array(repeating: "UpDecoderBlock2D", count: c.blockOutChannels.count)
+            (c.inChannels, c.outChannels, c.sampleSize, c.latentChannels) = (channelCount, channelCount, size, latentChannels)
+            config.autoencoder = c
+            config.reconstruction = reconstruction
+            config.klWeight = klWeight
+            config.adversarialWeight = adversarialWeight > 0 ? adversarialWeight : nil
+            config.emaDecay = min(config.emaDecay, 0.999)
+            return nil
+        case .gan:
+            var c = GANConfig()
+            (c.latentDimension, c.channels, c.imageSize, c.width, c.loss, c.r1Gamma) = (latentDim, channelCount, size, width, ganLoss, r1Gamma)
+            try c.validate()
+            config.gan = c
+            return nil
+        case .latentDiffusion:
+            guard let autoencoder else { throw ValidationError("--model latent-diffusion needs --autoencoder RUN (a VAE run)") }
+            let vaeFolder = RunFolder(autoencoder)
+            let (vaeConfig, objective) = try vaeFolder.loadObjective()
+            guard vaeConfig.kind == .vae, let vae = (objective as? AutoencoderObjective)?.vae else {
+                throw ValidationError("\(autoencoder) is a \(vaeConfig.kind.rawValue) run, not a VAE run")
+            }
+            guard vaeConfig.exampleShape == [channelCount, size, size] else {
+                throw ValidationError("the VAE of \(autoencoder) was trained on images of \(vaeConfig.exampleShape), the data has [\(channelCount), \(size), \(size)]")
+            }
+            var g = RandomGenerator(seed: config.seed, stream: 6)
+            var first = vae.config
+            first.scalingFactor = latentScalingFactor(vae, images: images.images, generator: &g)
+            first.shiftFactor = nil
+            config.autoencoder = first
+            config.autoencoderRun = autoencoder
+            let latent = vae.latentShape(imageSize: size)
+            config.unet = try unetConfig(preset ?? "latent", channels: latent[0], size: latent[1], classes: config.classes)
+            print(String(format: "first stage: %@ (latents %@, scaling factor %.4f)", autoencoder,
+                         latent.map(String.init).joined(separator: "×"), first.scalingFactor))
+            return vae.stateDict()
+        }
+    }
+
+    /// The preset's U-Net with the data's (or latents') size and channels, and a class embedding for `classes`
+    /// plus the null label.
+    private func unetConfig(_ preset: String, channels inChannels: Int, size: Int, classes: Int?) throws -> UNet2DConfig {
         var u: UNet2DConfig
         switch preset {
         case "mnist-small", "small": u = .mnistSmall
@@ -119,20 +219,28 @@ struct Train: ParsableCommand {
             u = .mnistSmall
             u.blockOutChannels = [16, 32, 64]
             u.normNumGroups = 8
-        default: throw ValidationError("unknown --preset \(preset): use tiny, small, mnist-small or cifar-ddpm")
+        case "latent":
+            // Latents are small: one level with attention, or two when the side halves.
+            u = UNet2DConfig()
+            u.layersPerBlock = 2
+            u.attentionHeadDim = 32
+            u.normNumGroups = 32
+            if size % 2 == 0 {
+                (u.blockOutChannels, u.downBlockTypes, u.upBlockTypes) = ([128, 256], ["DownBlock2D", "AttnDownBlock2D"], ["AttnUpBlock2D", "UpBlock2D"])
+            } else {
+                (u.blockOutChannels, u.downBlockTypes, u.upBlockTypes) = ([128], ["AttnDownBlock2D"], ["AttnUpBlock2D"])
+            }
+        default: throw ValidationError("unknown --preset \(preset): use tiny, small, mnist-small, cifar-ddpm or latent")
         }
         if let channels { u.blockOutChannels = try parseList(channels, "--channels") }
         guard u.blockOutChannels.count == u.downBlockTypes.count else {
             throw ValidationError("--channels needs \(u.downBlockTypes.count) widths for the \(preset) preset")
         }
-        let levels = u.blockOutChannels.count - 1
-        guard size % (1 << levels) == 0 || preset != "cifar-ddpm" else {
-            throw ValidationError("images of \(size)×\(size) do not halve \(levels) times")
-        }
         u.sampleSize = size
         u.inChannels = inChannels
         u.outChannels = inChannels
         u.dropout = dropout
+        u.numClassEmbeds = classes.map { $0 + 1 }
         return u
     }
 }

@@ -34,8 +34,8 @@ final class PipelineTests: XCTestCase {
             XCTAssertEqual(loaded.warnings, [], path)
             let noise = try f.tensor("\(pipeline).noise")
             let out = withoutGradients {
-                loaded.unet.eval()
-                return loaded.unet(noise, timesteps: [37, 37], classLabels: try? labels(pipeline, f))
+                loaded.unet!.eval()
+                return loaded.unet!(noise, timesteps: [37, 37], classLabels: try? labels(pipeline, f))
             }
             XCTAssertLessThanOrEqual(relativeToMax(out, try f.tensor("\(pipeline).unet_out")), 2e-6, path)
         }
@@ -53,7 +53,7 @@ final class PipelineTests: XCTestCase {
         var settings = try Sampling(kind: kind, steps: steps, config: loaded.scheduler!)
         settings.karras = karras
         let sampler = try settings.makeSampler()
-        let unet = loaded.unet
+        let unet = loaded.unet!
         unet.eval()
         let classes = try labels(pipeline, f)
         let model: Denoiser = { x, t in unet(x, timesteps: [t, t], classLabels: classes) }
@@ -116,16 +116,25 @@ final class PipelineTests: XCTestCase {
         config.midBlockType = nil
         var generator = RandomGenerator(seed: 11)
         let unet = try UNet2DModel(config, generator: &generator)
+        var vaeConfig = AutoencoderKLConfig.mnist
+        vaeConfig.scalingFactor = 0.7
+        let vae = try AutoencoderKL(vaeConfig, generator: &generator)
         try DiffusersFolder.write(unet: unet, weights: unet.stateDict(),
                                   scheduler: ["prediction_type": .string("v_prediction"), "beta_schedule": .string("sigmoid")],
-                                  to: scratch.path)
+                                  vae: (vae, vae.stateDict()), to: scratch.path)
         let read = try DiffusersFolder(path: scratch.path)
-        XCTAssertEqual(read.unet.config, config)
+        XCTAssertEqual(read.unet!.config, config)
+        XCTAssertEqual(read.vae?.config, vaeConfig)
+        let image = generator.normal([1, 1, 28, 28])
+        XCTAssertEqual(withoutGradients { read.vae!.encode(image).mean.scalars }, withoutGradients { vae.encode(image).mean.scalars })
+        let bare = try DiffusersFolder(path: scratch.appendingPathComponent("vae").path)
+        XCTAssertNil(bare.unet)
+        XCTAssertEqual(bare.vae?.config, vaeConfig)
         XCTAssertEqual(read.scheduler?.predictionType, "v_prediction")
         XCTAssertEqual(read.scheduler?.betaSchedule, "sigmoid")
         XCTAssertEqual(read.warnings, [])
         let x = generator.normal([2, 1, 28, 28])
-        let (a, b) = withoutGradients { (unet(x, timesteps: [3, 700]), read.unet(x, timesteps: [3, 700])) }
+        let (a, b) = withoutGradients { (unet(x, timesteps: [3, 700]), read.unet!(x, timesteps: [3, 700])) }
         XCTAssertEqual(a.scalars, b.scalars)
     }
 

@@ -52,13 +52,13 @@ final class TrainerTests: XCTestCase {
     func testResumeGivesTheSameLossesAsAnUninterruptedRun() throws {
         let (config, data) = tinyImageRun(steps: 6)
         let straight = tempFolder()
-        _ = try DiffusionTrainer(config: config, data: data, folder: straight, resume: false).train()
+        _ = try Trainer(config: config, data: data, folder: straight, resume: false).train()
 
         let split = tempFolder()
         var first = config
         first.steps = 3
-        _ = try DiffusionTrainer(config: first, data: data, folder: split, resume: false).train()
-        let resumed = try DiffusionTrainer(config: config, data: data, folder: split, resume: true)
+        _ = try Trainer(config: first, data: data, folder: split, resume: false).train()
+        let resumed = try Trainer(config: config, data: data, folder: split, resume: true)
         XCTAssertEqual(resumed.state.step, 3)
         _ = try resumed.train()
         XCTAssertEqual(try losses(split), try losses(straight))
@@ -69,19 +69,19 @@ final class TrainerTests: XCTestCase {
     func testCorruptAndMismatchedCheckpointsAreRejectedWithClearErrors() throws {
         let (config, data) = tinyImageRun(steps: 1)
         let folder = tempFolder()
-        _ = try DiffusionTrainer(config: config, data: data, folder: folder, resume: false).train()
+        _ = try Trainer(config: config, data: data, folder: folder, resume: false).train()
 
         // A run with wider channels cannot take this checkpoint: the error names the file and a tensor.
         var wider = config
         wider.unet!.blockOutChannels = [16, 16, 16]
-        XCTAssertThrowsError(try DiffusionTrainer(config: wider, data: data, folder: folder, resume: true)) { error in
+        XCTAssertThrowsError(try Trainer(config: wider, data: data, folder: folder, resume: true)) { error in
             XCTAssertTrue("\(error)".contains("checkpoint.safetensors"), "\(error)")
             XCTAssertTrue("\(error)".contains("the model expects"), "\(error)")
         }
         // A truncated checkpoint is refused, not a crash.
         let bytes = try Data(contentsOf: URL(fileURLWithPath: folder.checkpoint))
         try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: folder.checkpoint))
-        XCTAssertThrowsError(try DiffusionTrainer(config: config, data: data, folder: folder, resume: true)) { error in
+        XCTAssertThrowsError(try Trainer(config: config, data: data, folder: folder, resume: true)) { error in
             XCTAssertTrue("\(error)".contains("checkpoint.safetensors"), "\(error)")
         }
         // A safetensors file that is not a checkpoint.
@@ -101,12 +101,12 @@ final class TrainerTests: XCTestCase {
         config.sampleSteps = 5
         let points = Toy2D.swissRoll.sample(16, generator: &g)
         let folder = tempFolder()
-        _ = try DiffusionTrainer(config: config, data: .points(points), folder: folder, resume: false).train()
+        _ = try Trainer(config: config, data: .points(points), folder: folder, resume: false).train()
         let good = try Checkpoint(path: folder.checkpoint)
 
         for i in 0..<points.count { points.storage.pointer[i] = .infinity }  // the data turns bad
         config.steps = 4
-        let trainer = try DiffusionTrainer(config: config, data: .points(points), folder: folder, resume: true)
+        let trainer = try Trainer(config: config, data: .points(points), folder: folder, resume: true)
         XCTAssertThrowsError(try trainer.train()) { error in
             XCTAssertTrue(error is DivergenceError, "\(error)")
             XCTAssertTrue("\(error)".contains("last good checkpoint"), "\(error)")
