@@ -203,7 +203,7 @@ public final class AutoencoderObjective: TrainingObjective {
         self.vae = vae
         self.discriminator = discriminator
         reconstruction = config.reconstruction ?? .l2
-        klWeight = config.klWeight ?? 0.02
+        klWeight = config.klWeight ?? 1
         adversarialWeight = config.adversarialWeight ?? 0
         model = tree([("vae", vae)] + (discriminator.map { [("discriminator", $0 as Module)] } ?? []))
     }

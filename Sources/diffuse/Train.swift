@@ -55,7 +55,7 @@ struct Train: ParsableCommand {
     @Option(help: "Latent diffusion: the VAE run whose encoder and decoder it works through.") var autoencoder: String?
     @Option(help: "VAE: latent channels.") var latentChannels = 4
     @Option(help: "VAE: reconstruction term, l1 or l2 (per pixel).") var reconstruction = ReconstructionLoss.l2
-    @Option(help: "VAE: weight of the KL term per pixel (the decoder's variance × 2 for l2).") var klWeight = 0.02
+    @Option(help: "VAE: weight of the KL term per pixel (2σ² of a Gaussian decoder for l2). 1 samples coherent digits from N(0, I); a first stage for latent diffusion wants little, e.g. 0.01.") var klWeight = 1.0
     @Option(help: "VAE: weight of a patch discriminator's adversarial term (0: no discriminator).") var adversarialWeight = 0.0
     @Option(help: "GAN: dimension of z.") var latentDim = 64
     @Option(help: "GAN: width of the generator's last stage and the discriminator's first.") var width = 64
@@ -94,9 +94,14 @@ struct Train: ParsableCommand {
         }
         let data = try loadTrainingData(config)
         var firstStage: [String: Tensor]?
-        if !resume { firstStage = try complete(&config, for: data) }
+        if !resume {
+            firstStage = try complete(&config, for: data)
+            try config.validate()
+        }
         let trainer = try Trainer(config: config, data: data, folder: folder, resume: resume, firstStage: firstStage)
-        let size = trainer.objective.updates.map { update in update.parameters.reduce(0) { $0 + $1.1.value.count } }
+        let sizes = trainer.objective.updates.map { update in
+            (update.name, update.parameters.reduce(0) { $0 + $1.1.value.count })
+        }
         let what: String
         switch config.kind {
         case .ddpm: what = config.unet == nil ? "an MLP denoiser" : config.classes == nil ? "a U-Net" : "a class-conditional U-Net"
@@ -104,7 +109,7 @@ struct Train: ParsableCommand {
         case .vae: what = "a VAE"
         case .gan: what = "a GAN"
         }
-        let parameters = size.count == 1 ? "\(size[0])" : size.map(String.init).joined(separator: " + ")
+        let parameters = sizes.count == 1 ? "\(sizes[0].1)" : sizes.map { "\($0.1) (\($0.0))" }.joined(separator: " + ")
         print("\(resume ? "resuming" : "training") \(what) of \(parameters) parameters on \(config.data) "
               + "(\(data.count) examples) for \(config.steps) steps, batch \(config.batchSize) → \(out)")
         Interruption.install()
@@ -141,7 +146,6 @@ struct Train: ParsableCommand {
         c.seed = seed
         c.sampleEvery = sampleEvery
         c.checkpointEvery = checkpointEvery
-        try c.validate()
         return c
     }
 
@@ -181,7 +185,6 @@ struct Train: ParsableCommand {
         case .gan:
             var c = GANConfig()
             (c.latentDimension, c.channels, c.imageSize, c.width, c.loss, c.r1Gamma) = (latentDim, channelCount, size, width, ganLoss, r1Gamma)
-            try c.validate()
             config.gan = c
             return nil
         case .latentDiffusion:
