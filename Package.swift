@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "DiffuseDiffusion", dependencies: ["DiffuseEngine"], swiftSettings: native),
         .target(name: "DiffuseModels", dependencies: ["DiffuseNN", "DiffuseDiffusion"], swiftSettings: native),
         .target(name: "DiffuseData", dependencies: ["DiffuseEngine", "CZlib", "CPNG"], swiftSettings: native),
-        .target(name: "DiffuseMetrics", dependencies: ["DiffuseEngine"], swiftSettings: native),
+        .target(name: "DiffuseMetrics", dependencies: ["DiffuseEngine", "COpenBLAS"], swiftSettings: native),
         .target(name: "DiffuseReport", dependencies: ["DiffuseDiffusion", "DiffuseData"], swiftSettings: native),
         .target(name: "DiffuseTraining", dependencies: ["DiffuseModels", "DiffuseData", "DiffuseReport"], swiftSettings: native),
         .executableTarget(name: "diffuse", dependencies: [
@@ -42,7 +42,7 @@ let package = Package(
         .testTarget(name: "DiffuseDiffusionTests", dependencies: ["DiffuseDiffusion"], exclude: ["Fixtures"], swiftSettings: native),
         .testTarget(name: "DiffuseModelsTests", dependencies: ["DiffuseModels", "DiffuseData"], exclude: ["Fixtures"], swiftSettings: native),
         .testTarget(name: "DiffuseDataTests", dependencies: ["DiffuseData"], exclude: ["Fixtures"], swiftSettings: native),
-        .testTarget(name: "DiffuseMetricsTests", dependencies: ["DiffuseMetrics"], swiftSettings: native),
+        .testTarget(name: "DiffuseMetricsTests", dependencies: ["DiffuseMetrics"], exclude: ["Fixtures"], swiftSettings: native),
         .testTarget(name: "DiffuseReportTests", dependencies: ["DiffuseReport"], swiftSettings: native),
         .testTarget(name: "DiffuseTrainingTests", dependencies: ["DiffuseTraining"], swiftSettings: native),
     ],

@@ -1,5 +1,12 @@
-// OpenBLAS from Debian's libopenblas-dev: CBLAS for matrix products, LAPACK (later) for eigensolvers.
+// OpenBLAS from Debian's libopenblas-dev: CBLAS for matrix products, LAPACK for eigensolvers.
 #include <cblas.h>
+#include <stddef.h>
+
+/// LAPACK's symmetric eigensolver (divide and conquer), as OpenBLAS exports it (Fortran calling convention, with the
+/// hidden lengths of the two character arguments): eigenvalues ascending in w, eigenvectors in the columns of a.
+extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w,
+                    double *work, const int *lwork, int *iwork, const int *liwork, int *info,
+                    size_t jobz_length, size_t uplo_length);
 
 #if defined(__x86_64__)
 #include <xmmintrin.h>
