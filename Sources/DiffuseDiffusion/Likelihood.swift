@@ -69,3 +69,24 @@ extension GaussianDiffusion {
         }
     }
 }
+
+extension GaussianDiffusion {
+    /// The negative log-likelihood bound of images x_0 (values on the 256 levels of [−1, 1]) in bits per dimension,
+    /// per sample: the whole variational bound L_T + Σ_{t=1}^{T−1} L_{t−1} + L_0 over all T steps, each term at one
+    /// x_t ~ q(x_t | x_0) (noise from `generator`, drawn for t = 0, 1, …, T − 1 in turn), with DDPM's fixed reverse
+    /// variance and discretised decoder. `model(x_t, t)` is the network's output; `progress(t)` follows the steps.
+    public func negativeLogLikelihood(_ x0: Tensor, model: (Tensor, [Int]) -> Tensor, largeVariance: Bool = false,
+                                      generator: inout RandomGenerator, progress: ((Int) -> Void)? = nil) -> [Double] {
+        var total = priorTerm(x0: x0)
+        let n = x0.shape[0]
+        for t in 0..<schedule.timesteps {
+            let steps = [Int](repeating: t, count: n)
+            let xt = noised(x0, t: steps, noise: generator.normal(x0.shape))
+            let output = withoutGradients { model(xt, steps) }
+            let term = variationalBoundTerm(x0: x0, xt: xt, t: t, output: output, largeVariance: largeVariance)
+            for i in 0..<n { total[i] += term[i] }
+            progress?(t + 1)
+        }
+        return total
+    }
+}
