@@ -1,6 +1,16 @@
 import DiffuseEngine
 import DiffuseNN
 
+/// The sizes of a `Classifier`.
+public struct ClassifierConfig: Codable, Equatable, Sendable {
+    public var channels = 1
+    public var imageSize = 28
+    public var classes = 10
+    public var width = 32
+    public var features = 128
+    public init() {}
+}
+
 /// A small convolutional image classifier: two stages of 3×3 convolution, ReLU and 2×2 average pooling, then a
 /// hidden layer whose activations serve as features (for a data-set-specific FID) and the class logits.
 public final class Classifier: Module {
@@ -19,6 +29,14 @@ public final class Classifier: Module {
         register("conv2", conv2)
         register("hidden", hidden)
         register("output", output)
+    }
+
+    /// The classifier a configuration describes; an image size not divisible by 4 is an error.
+    public convenience init(_ c: ClassifierConfig, generator: inout RandomGenerator) throws {
+        guard c.imageSize % 4 == 0, c.imageSize >= 4 else { throw ConfigError("the classifier needs an image side divisible by 4, got \(c.imageSize)") }
+        guard c.classes >= 2, c.width > 0, c.features > 0, c.channels > 0 else { throw ConfigError("classifier sizes must be positive (and ≥ 2 classes)") }
+        self.init(channels: c.channels, imageSize: c.imageSize, classes: c.classes, width: c.width, features: c.features,
+                  generator: &generator)
     }
 
     /// The hidden-layer activations [N, features] of images [N, C, H, W].

@@ -15,6 +15,8 @@ public enum ModelKind: String, Codable, CaseIterable, Sendable {
     case vae
     /// A DCGAN (Radford et al. 2016).
     case gan
+    /// An image classifier, whose hidden features serve a data-set-specific FID.
+    case classifier
 }
 
 /// The reconstruction term of a VAE, per pixel.
@@ -37,9 +39,8 @@ public struct Batch {
     public let labels: [Int]
 }
 
-/// What a run trains and how: its networks (one module tree, whose parameter paths are checkpoint keys), the
-/// loss each optimizer minimises in a step, and how the trained model generates. One training loop (`Trainer`)
-/// serves every kind of model through this.
+/// What a run trains and how: its networks (one module tree, whose parameter paths are checkpoint keys) and the
+/// loss each optimizer minimises in a step. One training loop (`Trainer`) serves every kind of model through this.
 public protocol TrainingObjective: AnyObject {
     var model: Module { get }
     /// The optimizers' parts of a step, in the order they run; each sees the parameters as the previous left them.
@@ -50,6 +51,10 @@ public protocol TrainingObjective: AnyObject {
     var logColumns: [String] { get }
     /// The loss of update `i` on a batch, and values to log by column name.
     func loss(update i: Int, batch: Batch, generator: inout RandomGenerator) -> (loss: Tensor, logged: [String: Float])
+}
+
+/// An objective whose trained model generates: diffusion, latent diffusion, VAE, GAN.
+public protocol GenerativeObjective: TrainingObjective {
     /// The shape of the noise one sample starts from: x_T (of the data or of the latents) or z.
     var noiseShape: [Int] { get }
     /// Whether generating takes class labels.
@@ -78,7 +83,7 @@ func tree(_ parts: [(String, Module)]) -> Module {
 /// diffusion) and minimises the simple loss ‖target − network(x_t, t)‖² (min-SNR weighted if asked). A
 /// class-conditional network sees the null label instead of the true one with probability `labelDropout`, so that
 /// it also learns the unconditional model that classifier-free guidance needs.
-public final class DiffusionObjective: TrainingObjective {
+public final class DiffusionObjective: GenerativeObjective {
     public let network: DenoisingNetwork
     public let firstStage: AutoencoderKL?
     public let diffusion: GaussianDiffusion
@@ -189,7 +194,7 @@ public func latentScalingFactor(_ vae: AutoencoderKL, images: Tensor, generator:
 /// the posterior from N(0, I) (the negative ELBO of a Gaussian decoder of variance klWeight/2 for l2, up to a
 /// constant), plus, with a patch discriminator, adversarialWeight × its non-saturating generator loss; the
 /// discriminator is then the second update.
-public final class AutoencoderObjective: TrainingObjective {
+public final class AutoencoderObjective: GenerativeObjective {
     public let vae: AutoencoderKL
     public let discriminator: Discriminator?
     public let model: Module
@@ -250,7 +255,7 @@ public final class AutoencoderObjective: TrainingObjective {
 /// (plus the R1 penalty on the real one, if asked), then the generator's minimises its loss on another generated
 /// batch. Adam with β₁ = 0.5 for both, as DCGAN. No moving average: BatchNorm's running statistics belong to the
 /// trained weights.
-public final class GANObjective: TrainingObjective {
+public final class GANObjective: GenerativeObjective {
     public let generatorNetwork: DCGANGenerator
     public let discriminator: Discriminator
     public let config: GANConfig
@@ -294,6 +299,26 @@ public final class GANObjective: TrainingObjective {
     public func generate(from noise: Tensor, sampler: Sampler?, labels: [Int]?, guidance: Double?, generator: inout RandomGenerator,
                          observe: ((Int, Tensor) -> Void)?) -> Tensor {
         withoutGradients { generatorNetwork(noise) }
+    }
+}
+
+/// A classifier on cross-entropy; the fraction of the batch it classifies right is logged beside the loss.
+public final class ClassifierObjective: TrainingObjective {
+    public let classifier: Classifier
+    public var model: Module { classifier }
+
+    public init(classifier: Classifier) { self.classifier = classifier }
+
+    public var updates: [Update] { [Update(name: "", parameters: classifier.namedParameters(), beta1: 0.9)] }
+    public var averaged: [(String, Parameter)] { classifier.namedParameters() }
+    public let logColumns = ["loss", "accuracy"]
+
+    public func loss(update i: Int, batch: Batch, generator: inout RandomGenerator) -> (loss: Tensor, logged: [String: Float]) {
+        let logits = classifier(batch.x)
+        let loss = crossEntropy(logits, labels: batch.labels)
+        let c = logits.shape[1], p = logits.storage.pointer
+        let right = batch.labels.enumerated().filter { i, label in (0..<c).max { p[i * c + $0] < p[i * c + $1] } == label }.count
+        return (loss, ["loss": loss.item, "accuracy": Float(right) / Float(batch.labels.count)])
     }
 }
 
@@ -348,5 +373,11 @@ public func makeObjective(_ config: RunConfig, exampleShape: [Int]) throws -> Tr
         let generator = DCGANGenerator(c, generator: &g)
         return GANObjective(generator: generator, discriminator: Discriminator(channels: c.channels, imageSize: c.imageSize,
                                                                                width: c.width, generator: &g), config: c)
+    case .classifier:
+        let c = config.classifier!
+        guard exampleShape == [c.channels, c.imageSize, c.imageSize] else {
+            throw ConfigError("the data's images are \(exampleShape), the classifier takes [\(c.channels), \(c.imageSize), \(c.imageSize)]")
+        }
+        return ClassifierObjective(classifier: try Classifier(c, generator: &g))
     }
 }

@@ -28,6 +28,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var adversarialWeight: Double?
     /// GAN: the DCGAN's sizes and losses.
     public var gan: GANConfig?
+    /// Classifier: its sizes.
+    public var classifier: ClassifierConfig?
     /// Class-conditional diffusion: the number of classes; the label `classes` is the null label that label
     /// dropout trains and classifier-free guidance uses.
     public var classes: Int?
@@ -104,6 +106,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
         case .latentDiffusion: try check(autoencoder != nil, "latent diffusion needs its autoencoder (--autoencoder RUN)")
         case .vae: try check(autoencoder != nil, "a VAE run needs its autoencoder configuration")
         case .gan: try check(gan != nil, "a GAN run needs its configuration")
+        case .classifier: try check(classifier != nil, "a classifier run needs its configuration")
         }
     }
 }

@@ -249,6 +249,7 @@ public final class Trainer {
     /// every time, so that successive grids show the model improving on the same starting points); diffusion with
     /// DDIM. A class-conditional model draws one row per class.
     public func writeSampleGrid() throws {
+        guard let objective = objective as? GenerativeObjective else { return }
         var g = RandomGenerator(seed: config.seed, stream: 3)
         let classes = objective.classes
         let count = classes.map { $0 * 8 } ?? config.sampleCount

@@ -87,7 +87,7 @@ struct Sample: ParsableCommand {
 
     /// What is sampled: the model, its sampler settings (diffusion only), whether guidance was trained (a null
     /// label), and its name.
-    private func load() throws -> (TrainingObjective, Sampling?, guidable: Bool, name: String, run: RunConfig?) {
+    private func load() throws -> (GenerativeObjective, Sampling?, guidable: Bool, name: String, run: RunConfig?) {
         if let model {
             let folder = try DiffusersFolder(path: model)
             for warning in folder.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
@@ -126,7 +126,10 @@ struct Sample: ParsableCommand {
                                                classes: unet.isConditional ? classes ?? Int.max : nil, exampleShape: shape)
             return (objective, settings, false, model, nil)
         }
-        let (config, objective) = try RunFolder(runFolder!).loadObjective(averaged: !noEma)
+        let (config, trained) = try RunFolder(runFolder!).loadObjective(averaged: !noEma)
+        guard let objective = trained as? GenerativeObjective else {
+            throw ValidationError("\(runFolder!) is a \(config.kind.rawValue) run: it does not generate")
+        }
         guard let diffusion = objective as? DiffusionObjective else { return (objective, nil, false, runFolder!, config) }
         let T = diffusion.diffusion.schedule.timesteps
         var settings = Sampling(kind: sampler, steps: steps ?? (sampler == .ddpm ? T : min(50, T)), diffusion: diffusion.diffusion,

@@ -28,6 +28,7 @@ struct Train: ParsableCommand {
         --model latent-diffusion: a U-Net on the latents of a trained VAE run (--autoencoder RUN), scaled to unit \
         variance; sampling runs the reverse process there and decodes.
         --model gan: a DCGAN, non-saturating (or --gan-loss hinge) with optional --r1-gamma; both losses are logged.
+        --model classifier: a small CNN on the data's labels, whose features give `diffuse eval` a data-set-specific FID.
 
         Examples:
           diffuse train --data shapes --out runs/shapes --steps 2000
@@ -108,6 +109,7 @@ struct Train: ParsableCommand {
         case .latentDiffusion: what = "a latent-diffusion U-Net"
         case .vae: what = "a VAE"
         case .gan: what = "a GAN"
+        case .classifier: what = "a classifier"
         }
         let parameters = sizes.count == 1 ? "\(sizes[0].1)" : sizes.map { "\($0.1) (\($0.0))" }.joined(separator: " + ")
         print("\(resume ? "resuming" : "training") \(what) of \(parameters) parameters on \(config.data) "
@@ -181,6 +183,12 @@ struct Train: ParsableCommand {
             config.klWeight = klWeight
             config.adversarialWeight = adversarialWeight > 0 ? adversarialWeight : nil
             config.emaDecay = min(config.emaDecay, 0.999)
+            return nil
+        case .classifier:
+            var c = ClassifierConfig()
+            (c.channels, c.imageSize, c.classes) = (channelCount, size, max(images.classes.count, 2))
+            guard images.classes.count >= 2 else { throw ValidationError("a classifier needs a data set with classes; \(config.data) has none") }
+            config.classifier = c
             return nil
         case .gan:
             var c = GANConfig()
