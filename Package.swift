@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "DiffuseData", dependencies: ["DiffuseEngine", "CZlib", "CPNG"], swiftSettings: native),
         .target(name: "DiffuseMetrics", dependencies: ["DiffuseEngine", "COpenBLAS"], swiftSettings: native),
         .target(name: "DiffuseReport", dependencies: ["DiffuseDiffusion", "DiffuseData"], swiftSettings: native),
-        .target(name: "DiffuseTraining", dependencies: ["DiffuseModels", "DiffuseData", "DiffuseReport"], swiftSettings: native),
+        .target(name: "DiffuseTraining", dependencies: ["DiffuseModels", "DiffuseData", "DiffuseReport", "DiffuseMetrics"], swiftSettings: native),
         .executableTarget(name: "diffuse", dependencies: [
             "DiffuseEngine", "DiffuseNN", "DiffuseDiffusion", "DiffuseModels", "DiffuseData", "DiffuseReport",
             "DiffuseTraining", "DiffuseMetrics", "COpenBLAS",

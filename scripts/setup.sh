@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the C libraries Diffuse links (Debian packages) when they are missing. Sourced by run.sh and test.sh.
+# Installs the C libraries Diffuse links (Debian packages), and any packages given as arguments (test.sh: pandoc,
+# for the report test), when they are missing. Run by run.sh and test.sh.
 set -euo pipefail
 missing=()
-for pkg in libopenblas-dev zlib1g-dev libpng-dev; do
+for pkg in libopenblas-dev zlib1g-dev libpng-dev "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

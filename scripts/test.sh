@@ -3,7 +3,7 @@
 # `swift test` (e.g. --filter UNetTests). Ends with a one-line count of passed and failed tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh pandoc
 swift build -c release --build-tests
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -9,6 +9,6 @@ struct Diffuse: ParsableCommand {
         Diffuse runs on its own tensor and autodiff engine over OpenBLAS. Each verb has its own --help.
         """,
         version: "0.1.0",
-        subcommands: [Train.self, Sample.self, Export.self, Demo.self, Bench.self]
+        subcommands: [Train.self, Sample.self, Eval.self, Compare.self, ReportCommand.self, Export.self, Demo.self, Bench.self]
     )
 }

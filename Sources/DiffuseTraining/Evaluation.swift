@@ -1,0 +1,254 @@
+import DiffuseData
+import DiffuseDiffusion
+import DiffuseEngine
+import DiffuseMetrics
+import DiffuseModels
+import DiffuseNN
+import Foundation
+
+/// A network whose activations summarise images for FID, precision/recall and KID.
+public protocol FeatureNetwork {
+    /// What reports print: the network, e.g. "MNIST classifier (runs/classifier)".
+    var name: String { get }
+    /// How images are brought to the network's input size, e.g. "none (28×28)" or "bilinear to 299×299".
+    var resize: String { get }
+    /// Identifies the network's weights and settings exactly: part of the reference cache's key.
+    var identity: String { get }
+    /// Features [N, d] of images [N, C, H, W] in [−1, 1] (in evaluation mode, without gradients).
+    func features(_ images: Tensor) -> Tensor
+}
+
+extension FeatureNetwork {
+    /// Features of many images, `batch` at a time, reporting how many are done.
+    public func features(of images: Tensor, batch: Int = 250, progress: ((Int) -> Void)? = nil) -> Tensor {
+        var parts: [Tensor] = []
+        for start in stride(from: 0, to: images.shape[0], by: batch) {
+            let end = min(images.shape[0], start + batch)
+            parts.append(withoutGradients { features(images.slice(axis: 0, start..<end)) })
+            progress?(end)
+        }
+        return concat(parts, axis: 0)
+    }
+}
+
+/// The hidden features of a classifier trained by Diffuse (`diffuse train --model classifier`): a data-set-specific
+/// feature space, named for its data set in reports (FID under it is not comparable with Inception FIDs).
+public struct ClassifierFeatures: FeatureNetwork {
+    public let classifier: Classifier
+    public let name: String
+    public let resize: String
+    public let identity: String
+    let imageShape: [Int]
+
+    /// The averaged weights of a classifier run.
+    public init(run path: String) throws {
+        let folder = RunFolder(path)
+        let (config, objective) = try folder.loadObjective()
+        guard let classifier = (objective as? ClassifierObjective)?.classifier, let c = config.classifier else {
+            throw ConfigError("\(path) is a \(config.kind.rawValue) run, not a classifier run (diffuse train --model classifier)")
+        }
+        self.classifier = classifier
+        let dataName = config.data.split(separator: ":").first.map(String.init)?.uppercased() ?? config.data
+        name = "\(dataName) classifier (\(path))"
+        resize = "none (\(c.imageSize)×\(c.imageSize))"
+        imageShape = [c.channels, c.imageSize, c.imageSize]
+        identity = "classifier:" + String(fileDigest(folder.checkpoint), radix: 16)
+    }
+
+    public func features(_ images: Tensor) -> Tensor {
+        precondition(Array(images.shape.dropFirst()) == imageShape, "images \(images.shape) for a classifier of \(imageShape)")
+        return classifier.features(images)
+    }
+}
+
+/// FNV-1a, 64 bits, of a file's bytes (0 when it cannot be read): identifies weights in cache keys.
+public func fileDigest(_ path: String) -> UInt64 {
+    guard let data = FileManager.default.contents(atPath: path) else { return 0 }
+    return digest(data)
+}
+
+/// FNV-1a, 64 bits.
+public func digest<S: Sequence>(_ bytes: S) -> UInt64 where S.Element == UInt8 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+    return h
+}
+
+/// The features of the reference images for one feature network, cached on disk under a key hashed from the data
+/// (its description and which examples), the network's identity and the resize mode, so that evaluating many
+/// checkpoints computes them once. The cache file is safetensors (tensor `features`, the key in the metadata).
+public struct ReferenceFeatures {
+    public let features: Tensor
+    public let statistics: FeatureStatistics
+    /// What was measured, for reports: data, examples, network, resize.
+    public let description: String
+    public let fromCache: Bool
+
+    public init(images: Tensor, data: String, examples: String, network: FeatureNetwork, cacheDirectory: String,
+                progress: ((Int) -> Void)? = nil) throws {
+        let key = "data=\(data);examples=\(examples);network=\(network.identity);resize=\(network.resize)"
+        let file = cacheDirectory + "/reference-" + String(digest(Array(key.utf8)), radix: 16) + ".safetensors"
+        description = "\(data), examples \(examples) (\(images.shape[0]) images), \(network.name), resize \(network.resize)"
+        if let cached = try? SafeTensorsFile(path: file), cached.metadata["key"] == key, let f = try? cached.tensor("features"),
+           f.shape.first == images.shape[0] {
+            features = f
+            fromCache = true
+        } else {
+            features = network.features(of: images, progress: progress)
+            try FileManager.default.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
+            try SafeTensorsFile.write(["features": features], metadata: ["key": key], to: file)
+            fromCache = false
+        }
+        statistics = try FeatureStatistics(features: features)
+    }
+}
+
+/// What `diffuse eval` measures of generated images against reference ones, with how.
+public struct SampleQuality: Codable, Equatable, Sendable {
+    public var fid: Double
+    public var precision: Double
+    public var recall: Double
+    public var kid: Double
+    public var kidStd: Double
+    public var samples: Int
+    public var references: Int
+    public var featureNetwork: String
+    public var resize: String
+    public var reference: String
+
+    /// The metrics of generated images' features against the reference's.
+    public init(generated: Tensor, reference: ReferenceFeatures, network: FeatureNetwork) throws {
+        fid = try frechetDistance(FeatureStatistics(features: generated), reference.statistics)
+        (precision, recall) = try precisionRecall(real: reference.features, generated: generated)
+        (kid, kidStd) = try kernelInceptionDistance(real: reference.features, generated: generated)
+        samples = generated.shape[0]
+        references = reference.features.shape[0]
+        featureNetwork = network.name
+        resize = network.resize
+        self.reference = reference.description
+    }
+}
+
+extension GenerativeObjective {
+    /// `count` samples, `batchSize` at a time, from noise drawn from `generator`; a class-conditional model gets
+    /// the labels 0, 1, …, classes − 1 in turn (balanced classes). `progress` counts finished samples.
+    public func generate(count: Int, batchSize: Int, sampler: Sampler?, guidance: Double? = nil,
+                         generator: inout RandomGenerator, progress: ((Int) -> Void)? = nil) -> Tensor {
+        var parts: [Tensor] = []
+        for start in stride(from: 0, to: count, by: batchSize) {
+            let n = min(batchSize, count - start)
+            let noise = generator.normal([n] + noiseShape)
+            let labels = classes.map { k in (start..<(start + n)).map { $0 % k } }
+            parts.append(generate(from: noise, sampler: sampler, labels: labels, guidance: guidance, generator: &generator,
+                                  observe: nil))
+            progress?(start + n)
+        }
+        return concat(parts, axis: 0)
+    }
+}
+
+extension RunConfig {
+    /// Sampler settings for this run's diffusion model: its schedule and prediction, leading spacing, and x̂_0
+    /// clipped to [−1, 1] for images (not for 2D points, nor for latents).
+    public func sampling(_ kind: SamplerKind, steps: Int) -> Sampling {
+        Sampling(kind: kind, steps: steps, diffusion: diffusion, clip: self.kind == .ddpm && exampleShape.count == 3 ? 1 : nil)
+    }
+
+    /// The held-out images of a run trained on the first `examples` of its data: the rest (none otherwise).
+    public var heldOutExamples: Range<Int>? { examples.map { $0..<Int.max } }
+}
+
+/// The measurements of one trained run: its sample quality under one sampler, and what it cost.
+public struct Evaluation: Codable, Equatable, Sendable {
+    public var run: String
+    public var kind: ModelKind
+    /// The sampler and its steps, for diffusion models ("decoder" for a VAE, "generator" for a GAN).
+    public var sampler: String
+    public var steps: Int?
+    public var evaluationsPerSample: Int
+    public var secondsPerSample: Double
+    public var quality: SampleQuality
+    /// −log p(x) bound in bits per dimension on held-out images (pixel-space diffusion only), and on how many.
+    public var bitsPerDim: Double?
+    public var nllImages: Int?
+    public var trainingSeconds: Double
+    public var trainingSteps: Int
+    public var parameters: Int
+}
+
+/// How `evaluate` samples and measures.
+public struct EvaluationSettings: Sendable {
+    public var samples = 1000
+    public var batchSize = 100
+    public var sampler = SamplerKind.ddim
+    public var steps = 50
+    public var karras = false
+    public var guidance: Double?
+    public var seed: UInt64 = 0
+    /// Held-out images for the likelihood bound (0: skip it).
+    public var nllImages = 0
+    public init() {}
+}
+
+/// The training time and steps of a run, from its log (the sum of the seconds each step took).
+public func trainingCost(_ folder: RunFolder) -> (seconds: Double, steps: Int) {
+    guard let text = try? String(contentsOfFile: folder.log, encoding: .utf8) else { return (0, 0) }
+    let lines = text.split(separator: "\n")
+    guard let header = lines.first?.split(separator: ",").map(String.init), let column = header.firstIndex(of: "seconds") else { return (0, 0) }
+    var seconds = 0.0, steps = 0
+    for line in lines.dropFirst() {
+        let fields = line.split(separator: ",", omittingEmptySubsequences: false)
+        if fields.count > column, let s = Double(fields[column]) { seconds += s; steps += 1 }
+    }
+    return (seconds, steps)
+}
+
+/// Evaluates a run: `settings.samples` samples (timed), their quality against `reference` under `network`, and,
+/// for a pixel-space diffusion model with held-out images, the likelihood bound on `settings.nllImages` of them.
+public func evaluate(run path: String, network: FeatureNetwork, reference: ReferenceFeatures, settings: EvaluationSettings,
+                     heldOut: Tensor? = nil, progress: ((String, Int, Int) -> Void)? = nil) throws -> Evaluation {
+    let folder = RunFolder(path)
+    let (config, trained) = try folder.loadObjective()
+    guard let objective = trained as? GenerativeObjective else {
+        throw ConfigError("\(path) is a \(config.kind.rawValue) run: it does not generate")
+    }
+    var sampler: Sampler?
+    var samplerName = config.kind == .vae ? "decoder" : "generator"
+    if objective is DiffusionObjective {
+        var s = config.sampling(settings.sampler, steps: settings.steps)
+        s.karras = settings.karras
+        sampler = try s.makeSampler()
+        samplerName = settings.sampler.rawValue + (settings.karras ? " (Karras σ)" : "")
+    }
+    var generator = RandomGenerator(seed: settings.seed, stream: 8)
+    let start = Date()
+    let samples = objective.generate(count: settings.samples, batchSize: settings.batchSize, sampler: sampler,
+                                     guidance: settings.guidance, generator: &generator) { progress?("sample", $0, settings.samples) }
+    let seconds = Date().timeIntervalSince(start)
+    let features = network.features(of: samples) { progress?("features", $0, settings.samples) }
+    let quality = try SampleQuality(generated: features, reference: reference, network: network)
+
+    var bits: Double?, nllImages: Int?
+    if settings.nllImages > 0, let diffusion = objective as? DiffusionObjective, diffusion.firstStage == nil, let heldOut {
+        let n = min(settings.nllImages, heldOut.shape[0])
+        let images = heldOut.slice(axis: 0, 0..<n)
+        var values: [Double] = []
+        let T = diffusion.diffusion.schedule.timesteps
+        for start in stride(from: 0, to: n, by: settings.batchSize) {
+            let batch = images.slice(axis: 0, start..<min(n, start + settings.batchSize))
+            let labels = diffusion.classes.map { k in [Int](repeating: k, count: batch.shape[0]) }  // the null label: p(x)
+            values += diffusion.diffusion.negativeLogLikelihood(batch, model: { x, t in
+                diffusion.network.predict(x, timesteps: t, labels: labels)
+            }, generator: &generator) { t in progress?("likelihood", start * T + batch.shape[0] * t, n * T) }
+        }
+        bits = values.reduce(0, +) / Double(values.count)
+        nllImages = n
+    }
+    let (trainingSeconds, trainingSteps) = trainingCost(folder)
+    let generating = objective.model.namedParameters().filter { name, _ in !name.hasPrefix("discriminator.") }
+    return Evaluation(run: path, kind: config.kind, sampler: samplerName, steps: sampler == nil ? nil : settings.steps,
+                      evaluationsPerSample: (sampler?.evaluations ?? 1) * (settings.guidance == nil ? 1 : 2),
+                      secondsPerSample: seconds / Double(settings.samples), quality: quality, bitsPerDim: bits,
+                      nllImages: nllImages, trainingSeconds: trainingSeconds, trainingSteps: trainingSteps,
+                      parameters: generating.reduce(0) { $0 + $1.1.value.count })
+}

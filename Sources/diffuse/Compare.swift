@@ -1,0 +1,167 @@
+import ArgumentParser
+import DiffuseData
+import DiffuseDiffusion
+import DiffuseEngine
+import DiffuseReport
+import DiffuseTraining
+import Foundation
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train (or take) DDPM, latent diffusion, VAE and GAN runs on the same data and measure them side by side.",
+        discussion: """
+        With --data and --minutes, trains each model for the same wall-clock budget in --out: a class-conditional \\
+        DDPM (mnist-small U-Net), a VAE (KL weight 1), latent diffusion (a first-stage VAE with KL weight 0.01 for a \\
+        third of the budget, its latent U-Net for the rest), a DCGAN; plus the classifier whose features measure \\
+        them (not counted in the budget). With --runs, takes trained runs instead. All are trained on the first \\
+        --examples images; the rest are held out for the likelihood bound.
+
+        Then measures each with `diffuse eval`'s metrics (FID, precision, recall, KID under the classifier's \\
+        features, against the training images; bits/dim for the DDPM; sampling time and network evaluations per \\
+        sample; training time and steps), and the diffusion models' FID against the number of steps of several \\
+        samplers (--grid). Writes results.json and tables.md in --out; `diffuse report` turns them into a report.
+
+        Examples:
+          diffuse compare --data mnist:../shared/data/mnist --minutes 15 --out runs/compare
+          diffuse compare --data mnist:../shared/data/mnist --out runs/compare \\
+              --runs ddpm=runs/ddpm,latent-diffusion=runs/ldm,vae=runs/vae,gan=runs/gan --classifier runs/classifier
+        """)
+
+    @Option(help: "The data (as diffuse train --data).") var data: String
+    @Option(help: "Training budget per model in minutes (when training).") var minutes: Double?
+    @Option(help: "Train on the first N images; the rest are held out.") var examples = 9000
+    @Option(help: "Trained runs instead of training: kind=FOLDER,... with kinds ddpm, latent-diffusion, vae, gan.") var runs: String?
+    @Option(help: "A trained classifier run for the features (default: train one in --out).") var classifier: String?
+    @Option(help: "Generated images per model for the main table.") var samples = 1000
+    @Option(help: "The diffusion models' sampler for the main table.") var sampler = SamplerKind.ddim
+    @Option(help: "Its steps.") var steps = 50
+    @Option(help: "FID against steps: sampler:steps,... for the diffusion models.")
+    var grid = "ddpm:1000,ddim:10,ddim:20,ddim:50,dpm++2m:10,dpm++2m:20,heun:10"
+    @Option(help: "Generated images per point of the grid.") var gridSamples = 250
+    @Option(help: "Held-out images for the DDPM's bits/dim (0: skip).") var nll = 100
+    @Option(help: "Folder of cached reference features.") var cache = defaultCacheDirectory
+    @Option(help: "The output folder (runs, results.json, tables.md).") var out: String
+
+    func validate() throws {
+        guard (minutes == nil) != (runs == nil) else { throw ValidationError("give either --minutes (to train) or --runs (trained runs)") }
+        if let minutes { guard minutes > 0 else { throw ValidationError("--minutes must be positive") } }
+        guard samples >= 4, gridSamples >= 4, steps > 0 else { throw ValidationError("--samples and --grid-samples must be at least 4") }
+        _ = try gridPoints()
+    }
+
+    /// The grid's (sampler, steps) points.
+    func gridPoints() throws -> [(SamplerKind, Int)] {
+        try grid.split(separator: ",").map { item in
+            let parts = item.split(separator: ":")
+            guard parts.count == 2, let kind = SamplerKind(rawValue: String(parts[0])), let n = Int(parts[1]), n > 0 else {
+                throw ValidationError("--grid takes sampler:steps items separated by commas, e.g. ddim:50, got '\(item)'")
+            }
+            return (kind, n)
+        }
+    }
+
+    static let names: [ModelKind: String] = [.ddpm: "DDPM", .latentDiffusion: "Latent diffusion", .vae: "VAE", .gan: "GAN"]
+
+    /// Runs `diffuse train` with these arguments.
+    func train(_ arguments: [String]) throws {
+        print("== diffuse train " + arguments.joined(separator: " "))
+        var command = try Train.parse(arguments)
+        try command.run()
+    }
+
+    /// The runs to measure, in the report's order, training them first when asked.
+    func trainedRuns() throws -> [(ModelKind, String)] {
+        if let runs {
+            return try runs.split(separator: ",").map { item in
+                let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, let kind = ModelKind(rawValue: parts[0]), Self.names[kind] != nil else {
+                    throw ValidationError("--runs takes kind=FOLDER items (kinds ddpm, latent-diffusion, vae, gan), got '\(item)'")
+                }
+                return (kind, parts[1])
+            }
+        }
+        let budget = minutes!
+        let common = ["--data", data, "--examples", String(examples), "--steps", "1000000"]
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let folder = { (name: String) in out + "/" + name }
+        try train(common + ["--out", folder("ddpm"), "--conditional", "--preset", "mnist-small", "--minutes", String(budget)])
+        try train(common + ["--out", folder("vae"), "--model", "vae", "--batch-size", "64", "--minutes", String(budget)])
+        try train(common + ["--out", folder("first-stage"), "--model", "vae", "--kl-weight", "0.01", "--batch-size", "64",
+                            "--minutes", String(budget / 3)])
+        try train(common + ["--out", folder("latent-diffusion"), "--model", "latent-diffusion", "--autoencoder", folder("first-stage"),
+                            "--batch-size", "64", "--minutes", String(budget * 2 / 3)])
+        try train(common + ["--out", folder("gan"), "--model", "gan", "--batch-size", "64", "--minutes", String(budget)])
+        return [(.ddpm, folder("ddpm")), (.latentDiffusion, folder("latent-diffusion")), (.vae, folder("vae")), (.gan, folder("gan"))]
+    }
+
+    func run() throws {
+        let points = try gridPoints()
+        let models = try trainedRuns()
+        var classifierRun = classifier
+        if classifierRun == nil {
+            classifierRun = out + "/classifier"
+            if !FileManager.default.fileExists(atPath: classifierRun! + "/checkpoint.safetensors") {
+                try train(["--data", data, "--examples", String(examples), "--model", "classifier", "--steps", "2000",
+                           "--batch-size", "64", "--sample-every", "0", "--out", classifierRun!])
+            }
+        }
+        let network = try ClassifierFeatures(run: classifierRun!)
+        let first = try RunFolder(models[0].1).readConfig()
+        let (train, heldOut, dataName) = try referenceImages(first)
+        let bar = ProgressBar(total: train.count, label: "reference")
+        let reference = try ReferenceFeatures(images: train.images, data: dataName, examples: "0..<\(train.count)", network: network,
+                                              cacheDirectory: cache) { bar.update($0) }
+
+        var rows: [ModelResult] = [], stepRows: [StepResult] = []
+        for (kind, folder) in models {
+            let config = try RunFolder(folder).readConfig()
+            guard config.data == first.data, config.examples == first.examples else {
+                throw ValidationError("\(folder) trained on \(config.data) (examples \(config.examples.map(String.init) ?? "all")), "
+                                      + "\(models[0].1) on \(first.data) (examples \(first.examples.map(String.init) ?? "all")): compare like with like")
+            }
+            let name = Self.names[kind]!
+            var settings = EvaluationSettings()
+            (settings.samples, settings.sampler, settings.steps) = (samples, sampler, steps)
+            settings.nllImages = kind == .ddpm ? nll : 0
+            print("== \(name): \(folder)")
+            let e = try evaluate(run: folder, network: network, reference: reference, settings: settings, heldOut: heldOut?.images,
+                                 progress: progressBars())
+            print(summary(e))
+            rows.append(ModelResult(name: name, kind: kind.rawValue, run: folder, parameters: e.parameters,
+                                    trainingSeconds: e.trainingSeconds, trainingSteps: e.trainingSteps, sampler: e.sampler,
+                                    steps: e.steps, evaluationsPerSample: e.evaluationsPerSample, secondsPerSample: e.secondsPerSample,
+                                    samples: e.quality.samples, fid: e.quality.fid, precision: e.quality.precision,
+                                    recall: e.quality.recall, kid: e.quality.kid, kidStd: e.quality.kidStd,
+                                    bitsPerDim: e.bitsPerDim, nllImages: e.nllImages))
+            guard kind == .ddpm || kind == .latentDiffusion else { continue }
+            for (gridSampler, gridSteps) in points {
+                var s = EvaluationSettings()
+                (s.samples, s.sampler, s.steps) = (gridSamples, gridSampler, gridSteps)
+                print("== \(name): \(gridSampler.rawValue), \(gridSteps) steps")
+                let g = try evaluate(run: folder, network: network, reference: reference, settings: s, progress: progressBars())
+                print(String(format: "  FID %.3f, %.1f ms per sample", g.quality.fid, 1000 * g.secondsPerSample))
+                stepRows.append(StepResult(model: name, sampler: gridSampler.rawValue, steps: gridSteps,
+                                           evaluationsPerSample: g.evaluationsPerSample, secondsPerSample: g.secondsPerSample,
+                                           samples: gridSamples, fid: g.quality.fid))
+            }
+        }
+        let results = ComparisonResults(data: dataName, budgetMinutes: minutes, machine: machineDescription(),
+                                        featureNetwork: network.name, resize: network.resize, reference: reference.description,
+                                        models: rows, steps: stepRows)
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try results.write(to: out + "/results.json")
+        let tables = ReportText(language: .english).tables(results)
+        try writeAtomically(Data(tables.utf8), to: out + "/tables.md")
+        print(tables)
+        print("→ \(out)/results.json, \(out)/tables.md")
+    }
+}
+
+/// The CPU model and the number of cores, from /proc/cpuinfo where there is one.
+func machineDescription() -> String {
+    let cores = ProcessInfo.processInfo.activeProcessorCount
+    let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+    let model = info.split(separator: "\n").first { $0.hasPrefix("model name") }
+        .map { String($0.split(separator: ":", maxSplits: 1).last ?? "").trimmingCharacters(in: .whitespaces) }
+    return "\(model ?? "unknown CPU"), \(cores) core\(cores == 1 ? "" : "s")"
+}

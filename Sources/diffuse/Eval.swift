@@ -1,0 +1,130 @@
+import ArgumentParser
+import DiffuseData
+import DiffuseDiffusion
+import DiffuseEngine
+import DiffuseModels
+import DiffuseTraining
+import Foundation
+
+/// The feature network named on the command line: `classifier:RUN` (a classifier run of Diffuse).
+func featureNetwork(_ spec: String) throws -> FeatureNetwork {
+    if spec.hasPrefix("classifier:") { return try ClassifierFeatures(run: String(spec.dropFirst("classifier:".count))) }
+    throw ValidationError("--features takes classifier:RUN (a `diffuse train --model classifier` run), got '\(spec)'")
+}
+
+/// The cache folder of reference features: $XDG_CACHE_HOME/diffuse, or ~/.cache/diffuse.
+var defaultCacheDirectory: String {
+    let environment = ProcessInfo.processInfo.environment
+    return (environment["XDG_CACHE_HOME"] ?? (environment["HOME"] ?? ".") + "/.cache") + "/diffuse"
+}
+
+/// A run's data split into the images it trained on and the held-out rest (trained with --examples N).
+func referenceImages(_ config: RunConfig) throws -> (train: LabeledImages, heldOut: LabeledImages?, data: String) {
+    var all = config
+    all.examples = nil
+    guard case let .images(images) = try loadTrainingData(all) else {
+        throw ValidationError("\(config.data) holds 2D points; image metrics need image data")
+    }
+    guard let n = config.examples, n < images.count else { return (images, nil, config.data) }
+    return (images.subset(Array(0..<n)), images.subset(Array(n..<images.count)), config.data)
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure a trained generative run: FID, precision/recall, KID, likelihood, sampling time.",
+        discussion: """
+        Draws --samples images from the run (diffusion with --sampler and --steps; VAEs and GANs in one network \\
+        evaluation), computes their features with --features, and compares them with the features of the run's \\
+        training images (--reference train, the default) or of its held-out images (--reference held-out, for a run \\
+        trained with --examples N): Fréchet distance (FID), precision and recall (k = 3 nearest neighbours) and KID. \\
+        The reference features are cached per data, feature network and resize mode (--cache), so that evaluating \\
+        many checkpoints computes them once. For a pixel-space diffusion model, --nll N also bounds −log p(x) in \\
+        bits per dimension on N held-out images, over all T steps of the variational bound (T network evaluations).
+
+        Feature networks: classifier:RUN (the hidden layer of a `diffuse train --model classifier` run: an FID \\
+        specific to that data set, reported as such) or inception:FILE (pytorch-fid's Inception-v3, weights from \\
+        scripts/convert_inception.py; images resized bilinearly to 299×299).
+
+        Examples:
+          diffuse train --data mnist:../shared/data/mnist --model classifier --steps 1500 --out runs/classifier
+          diffuse eval runs/mnist --features classifier:runs/classifier --samples 1000 --sampler dpm++2m --steps 20
+          diffuse eval runs/mnist --features classifier:runs/classifier --nll 100 --out mnist-eval.json
+        """)
+
+    @Argument(help: "A run folder of a generative model (ddpm, latent-diffusion, vae, gan).") var runFolder: String
+    @Option(help: "Feature network: classifier:RUN.") var features: String
+    @Option(help: "Generated images to measure.") var samples = 1000
+    @Option(help: "Images generated (and featurised) at once.") var batchSize = 100
+    @Option(help: "Diffusion sampler.") var sampler = SamplerKind.ddim
+    @Option(help: "Diffusion sampling steps.") var steps = 50
+    @Flag(help: "Karras σ spacing (dpm++2m, dpm++2m-sde, euler, heun).") var karras = false
+    @Option(help: "Classifier-free guidance scale for a conditional model (default: none).") var guidance: Double?
+    @Option(help: "Reference images: train (the run's training images) or held-out.") var reference = "train"
+    @Option(help: "Bound −log p(x) on this many held-out images (pixel-space diffusion; 0: skip).") var nll = 0
+    @Option(help: "Folder of cached reference features.") var cache = defaultCacheDirectory
+    @Option(help: "Random seed of the samples.") var seed: UInt64 = 0
+    @Option(help: "Write the results as JSON to this file.") var out: String?
+
+    func validate() throws {
+        guard samples >= 4, batchSize > 0, steps > 0, nll >= 0 else {
+            throw ValidationError("--samples must be at least 4, --batch-size and --steps positive, --nll not negative")
+        }
+        guard ["train", "held-out"].contains(reference) else { throw ValidationError("--reference is train or held-out, got \(reference)") }
+    }
+
+    func run() throws {
+        let network = try featureNetwork(features)
+        let config = try RunFolder(runFolder).readConfig()
+        let (train, heldOut, data) = try referenceImages(config)
+        let images: LabeledImages
+        let examples: String
+        if reference == "held-out" {
+            guard let heldOut else { throw ValidationError("\(runFolder) trained on all of \(data): no held-out images (train with --examples N)") }
+            (images, examples) = (heldOut, "\(train.count)..<\(train.count + heldOut.count)")
+        } else {
+            (images, examples) = (train, "0..<\(train.count)")
+        }
+        if nll > 0 && heldOut == nil { throw ValidationError("--nll needs held-out images: \(runFolder) trained on all of \(data)") }
+        let bar = ProgressBar(total: images.count, label: "reference")
+        let referenceFeatures = try ReferenceFeatures(images: images.images, data: data, examples: examples, network: network,
+                                                      cacheDirectory: cache) { bar.update($0) }
+        if !referenceFeatures.fromCache { bar.finishLine() }
+        var settings = EvaluationSettings()
+        (settings.samples, settings.batchSize, settings.sampler, settings.steps) = (samples, batchSize, sampler, steps)
+        (settings.karras, settings.guidance, settings.seed, settings.nllImages) = (karras, guidance, seed, nll)
+        let result = try evaluate(run: runFolder, network: network, reference: referenceFeatures, settings: settings,
+                                  heldOut: heldOut?.images, progress: progressBars())
+        print(summary(result))
+        if let out {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try writeAtomically(encoder.encode(result), to: out)
+            print("→ \(out)")
+        }
+    }
+}
+
+/// A progress bar per phase of an evaluation ("sample", "features", "likelihood").
+func progressBars() -> (String, Int, Int) -> Void {
+    var bars: [String: ProgressBar] = [:]
+    return { phase, done, total in
+        let bar = bars[phase] ?? ProgressBar(total: total, label: phase)
+        bars[phase] = bar
+        bar.update(done)
+        if done >= total { bar.finishLine() }
+    }
+}
+
+/// The figures of an evaluation, as lines for the terminal.
+func summary(_ e: Evaluation) -> String {
+    let q = e.quality
+    var lines = [
+        "\(e.run) (\(e.kind.rawValue), \(e.parameters) parameters, trained \(ProgressBar.duration(e.trainingSeconds)) / \(e.trainingSteps) steps)",
+        "  sampler \(e.sampler)\(e.steps.map { ", \($0) steps" } ?? ""): \(e.evaluationsPerSample) network evaluations, "
+            + String(format: "%.1f ms per sample", 1000 * e.secondsPerSample),
+        String(format: "  FID %.3f   precision %.3f   recall %.3f   KID %.5f ± %.5f", q.fid, q.precision, q.recall, q.kid, q.kidStd),
+        "  \(q.samples) samples against \(q.reference)",
+    ]
+    if let bits = e.bitsPerDim, let n = e.nllImages { lines.append(String(format: "  NLL bound %.3f bits/dim on %d held-out images", bits, n)) }
+    return lines.joined(separator: "\n")
+}
