@@ -6,11 +6,12 @@ private func floorDivMod(_ a: Int, _ b: Int) -> (Int, Int) {
     return (q, a - q * b)
 }
 
-/// The geometry of a 2D convolution over NCHW input with an [O, C, KH, KW] kernel, stride s and zero padding p.
+/// The geometry of a 2D convolution over NCHW input with an [O, C, KH, KW] kernel, stride s and zero padding p
+/// (py rows above and below, px columns left and right).
 struct ConvGeometry {
-    let n, c, h, w, o, kh, kw, stride, padding: Int
-    var oh: Int { (h + 2 * padding - kh) / stride + 1 }
-    var ow: Int { (w + 2 * padding - kw) / stride + 1 }
+    let n, c, h, w, o, kh, kw, stride, py, px: Int
+    var oh: Int { (h + 2 * py - kh) / stride + 1 }
+    var ow: Int { (w + 2 * px - kw) / stride + 1 }
     var taps: Int { kh * kw }
 
     /// Tap (i, j) of output (Y, X) reads input (sY + i − p, sX + j − p): phase ((i − p) mod s, (j − p) mod s) of the
@@ -19,7 +20,7 @@ struct ConvGeometry {
         var taps: [Tap] = []
         for i in 0..<kh {
             for j in 0..<kw {
-                let (dy, a) = floorDivMod(i - padding, stride), (dx, b) = floorDivMod(j - padding, stride)
+                let (dy, a) = floorDivMod(i - py, stride), (dx, b) = floorDivMod(j - px, stride)
                 taps.append(Tap(phase: a * stride + b, dy: dy, dx: dx))
             }
         }
@@ -37,10 +38,10 @@ struct ConvGeometry {
         for a in 0..<stride {
             for b in 0..<stride {
                 var taps: [Tap] = [], kernel: [(Int, Int)] = []
-                for i in 0..<kh where floorDivMod(i - padding - a, stride).1 == 0 {
-                    for j in 0..<kw where floorDivMod(j - padding - b, stride).1 == 0 {
-                        taps.append(Tap(phase: 0, dy: -floorDivMod(i - padding - a, stride).0,
-                                        dx: -floorDivMod(j - padding - b, stride).0))
+                for i in 0..<kh where floorDivMod(i - py - a, stride).1 == 0 {
+                    for j in 0..<kw where floorDivMod(j - px - b, stride).1 == 0 {
+                        taps.append(Tap(phase: 0, dy: -floorDivMod(i - py - a, stride).0,
+                                        dx: -floorDivMod(j - px - b, stride).0))
                         kernel.append((i, j))
                     }
                 }
@@ -60,11 +61,17 @@ struct ConvGeometry {
 ///   ∂L/∂x[n,c,sY+i−p,sX+j−p] += Σ_o W[o,c,i,j]·∂L/∂y[n,o,Y,X] (a transposed convolution),
 ///   ∂L/∂W[o,c,i,j] = Σ_{n,Y,X} ∂L/∂y[n,o,Y,X]·x[n,c,sY+i−p,sX+j−p],  ∂L/∂b[o] = Σ_{n,Y,X} ∂L/∂y[n,o,Y,X]
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0) -> Tensor {
+    conv2d(x, weight: weight, bias: bias, stride: stride, padding: (padding, padding))
+}
+
+/// conv2d with `padding.rows` zero rows above and below and `padding.columns` zero columns left and right (for
+/// rectangular kernels such as Inception's 1×7 and 7×1).
+public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: (rows: Int, columns: Int)) -> Tensor {
     precondition(x.rank == 4 && weight.rank == 4 && weight.shape[1] == x.shape[1],
                  "conv2d of input \(x.shape) with kernel \(weight.shape)")
-    precondition(stride >= 1 && padding >= 0, "conv2d with stride \(stride) and padding \(padding)")
+    precondition(stride >= 1 && padding.rows >= 0 && padding.columns >= 0, "conv2d with stride \(stride) and padding \(padding)")
     let geo = ConvGeometry(n: x.shape[0], c: x.shape[1], h: x.shape[2], w: x.shape[3], o: weight.shape[0],
-                           kh: weight.shape[2], kw: weight.shape[3], stride: stride, padding: padding)
+                           kh: weight.shape[2], kw: weight.shape[3], stride: stride, py: padding.rows, px: padding.columns)
     precondition(geo.oh > 0 && geo.ow > 0, "conv2d kernel \(weight.shape) larger than padded input \(x.shape)")
     precondition(bias.map { $0.count == geo.o } ?? true, "conv2d bias of shape \(bias!.shape) for \(geo.o) output channels")
     let (c, o, taps) = (geo.c, geo.o, geo.taps)

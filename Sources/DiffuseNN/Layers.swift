@@ -27,12 +27,20 @@ public final class Conv2d: Module {
     public let weight: Parameter
     public let bias: Parameter?
     public let stride: Int
-    public let padding: Int
+    /// Zero rows above and below, zero columns left and right.
+    public let padding: (rows: Int, columns: Int)
 
-    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true,
-                generator: inout RandomGenerator) {
-        let fanIn = inChannels * kernel * kernel
-        weight = uniformInit([outChannels, inChannels, kernel, kernel], fanIn: fanIn, &generator)
+    public convenience init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
+                            bias: Bool = true, generator: inout RandomGenerator) {
+        self.init(inChannels, outChannels, kernel: (kernel, kernel), stride: stride, padding: (padding, padding), bias: bias,
+                  generator: &generator)
+    }
+
+    /// A convolution with a rectangular kernel (rows, columns) and padding.
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: (rows: Int, columns: Int), stride: Int = 1,
+                padding: (rows: Int, columns: Int), bias: Bool = true, generator: inout RandomGenerator) {
+        let fanIn = inChannels * kernel.rows * kernel.columns
+        weight = uniformInit([outChannels, inChannels, kernel.rows, kernel.columns], fanIn: fanIn, &generator)
         self.bias = bias ? uniformInit([outChannels], fanIn: fanIn, &generator) : nil
         self.stride = stride
         self.padding = padding

@@ -298,13 +298,16 @@ final class OpTests: XCTestCase {
     }
 
     /// conv2d against plain loops (in Double) at sizes where the kernels cut the batch into bands of images and
-    /// the tiles into pieces: one image and several, odd sizes, stride 2, 1×1 and 3×3, output channels that are
-    /// not a multiple of the tile's 8, with 1 and 2 threads giving the same bits; tiles read in place and packed.
+    /// the tiles into pieces: one image and several, odd sizes, stride 2, 1×1, 3×3 and 4×4, rectangular kernels
+    /// with their own row and column padding (Inception's 1×7, 7×1, 1×3, 3×1), output channels that are not a
+    /// multiple of the tile's 8, with 1 and 2 threads giving the same bits; tiles read in place and packed.
     func testLargeConv2dMatchesPlainLoopsForAnyThreadCount() {
-        let cases: [(n: Int, c: Int, h: Int, w: Int, o: Int, k: Int, stride: Int, padding: Int)] = [
-            (2, 32, 16, 16, 32, 3, 1, 1), (1, 16, 13, 11, 20, 3, 1, 1), (5, 24, 7, 7, 12, 3, 1, 1),
-            (3, 16, 12, 10, 16, 3, 2, 1), (4, 8, 9, 9, 5, 3, 2, 0), (3, 20, 6, 5, 24, 1, 1, 0),
-            (6, 64, 4, 4, 64, 3, 1, 1),
+        typealias Geometry = (n: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, kw: Int, stride: Int, py: Int, px: Int)
+        let cases: [Geometry] = [
+            (2, 32, 16, 16, 32, 3, 3, 1, 1, 1), (1, 16, 13, 11, 20, 3, 3, 1, 1, 1), (5, 24, 7, 7, 12, 3, 3, 1, 1, 1),
+            (3, 16, 12, 10, 16, 3, 3, 2, 1, 1), (4, 8, 9, 9, 5, 3, 3, 2, 0, 0), (3, 20, 6, 5, 24, 1, 1, 1, 0, 0),
+            (6, 64, 4, 4, 64, 3, 3, 1, 1, 1), (2, 16, 17, 17, 24, 1, 7, 1, 0, 3), (2, 16, 17, 17, 20, 7, 1, 1, 3, 0),
+            (2, 8, 8, 8, 12, 1, 3, 1, 0, 1), (2, 8, 8, 8, 12, 3, 1, 1, 1, 0), (2, 8, 9, 9, 8, 4, 4, 2, 1, 1),
         ]
         defer { Engine.convolutionTiles = .automatic }
         for mode in [Engine.ConvolutionTiles.automatic, .flat, .packed] {
@@ -315,25 +318,25 @@ final class OpTests: XCTestCase {
         }
     }
 
-    private func checkConvAgainstLoops(_ geo: (n: Int, c: Int, h: Int, w: Int, o: Int, k: Int, stride: Int, padding: Int),
+    private func checkConvAgainstLoops(_ geo: (n: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, kw: Int, stride: Int, py: Int, px: Int),
                                        seed: UInt64) {
         let tolerance = Tolerance(atol: 1e-3, rtol: 1e-4)
         var g = RandomGenerator(seed: seed)
-        let (n, c, h, w, o, k, stride, padding) = geo
-        let x = g.normal([n, c, h, w]), weight = g.normal([o, c, k, k], std: 0.1), bias = g.normal([o])
-        let oh = (h + 2 * padding - k) / stride + 1, ow = (w + 2 * padding - k) / stride + 1
+        let (n, c, h, w, o, kh, kw, stride, py, padX) = geo
+        let x = g.normal([n, c, h, w]), weight = g.normal([o, c, kh, kw], std: 0.1), bias = g.normal([o])
+        let oh = (h + 2 * py - kh) / stride + 1, ow = (w + 2 * padX - kw) / stride + 1
         let gout = g.normal([n, o, oh, ow])
-        // y[b,q,i,j] = bias[q] + Σ x[b,p,i·s−pad+u, j·s−pad+v]·W[q,p,u,v]; the gradients by the same sum.
+        // y[b,q,i,j] = bias[q] + Σ x[b,p,i·s−py+u, j·s−px+v]·W[q,p,u,v]; the gradients by the same sum.
         let (px, pw, pg) = (x.scalars, weight.scalars, gout.scalars)
         var y = [Double](repeating: 0, count: n * o * oh * ow)
         var gx = [Double](repeating: 0, count: x.count), gw = [Double](repeating: 0, count: weight.count)
         for b in 0..<n { for q in 0..<o { for i in 0..<oh { for j in 0..<ow {
             let yi = ((b * o + q) * oh + i) * ow + j
             var acc = Double(bias.scalars[q])
-            for p in 0..<c { for u in 0..<k { for v in 0..<k {
-                let (r, col) = (i * stride - padding + u, j * stride - padding + v)
+            for p in 0..<c { for u in 0..<kh { for v in 0..<kw {
+                let (r, col) = (i * stride - py + u, j * stride - padX + v)
                 guard r >= 0 && r < h && col >= 0 && col < w else { continue }
-                let (xi, wi) = (((b * c + p) * h + r) * w + col, ((q * c + p) * k + u) * k + v)
+                let (xi, wi) = (((b * c + p) * h + r) * w + col, ((q * c + p) * kh + u) * kw + v)
                 acc += Double(px[xi]) * Double(pw[wi])
                 gx[xi] += Double(pg[yi]) * Double(pw[wi])
                 gw[wi] += Double(pg[yi]) * Double(px[xi])
@@ -342,7 +345,7 @@ final class OpTests: XCTestCase {
         } } } }
         let results = withThreads([1, 2]) { () -> [Tensor] in
             let (xl, wl, bl) = (x.requiringGrad(), weight.requiringGrad(), bias.requiringGrad())
-            let out = conv2d(xl, weight: wl, bias: bl, stride: stride, padding: padding)
+            let out = conv2d(xl, weight: wl, bias: bl, stride: stride, padding: (py, padX))
             out.backward(gout)
             return [out, xl.grad!, wl.grad!]
         }
