@@ -161,6 +161,13 @@ case("conv_k1_s1_p1", lambda x, w: F.conv2d(x, w, None, stride=1, padding=1), ra
 case("upsample", lambda x: F.interpolate(x, scale_factor=2, mode="nearest"), randn(2, 3, 3, 4))
 case("avgpool_k2", lambda x: F.avg_pool2d(x, 2), randn(2, 3, 4, 6))
 case("avgpool_k3", lambda x: F.avg_pool2d(x, 3), randn(1, 2, 6, 9))
+# Inception-v3's pooling and input resizing.
+case("maxpool_k3s2", lambda x: F.max_pool2d(x, 3, stride=2), randn(2, 3, 9, 8))
+case("maxpool_k3s1p1", lambda x: F.max_pool2d(x, 3, stride=1, padding=1), randn(1, 2, 5, 6))
+case("avgpool_k3s1p1", lambda x: F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False), randn(2, 2, 5, 6))
+case("avgpool_k3s1p1_pad", lambda x: F.avg_pool2d(x, 3, stride=1, padding=1), randn(1, 2, 4, 5))
+case("resize_up", lambda x: F.interpolate(x, size=(11, 13), mode="bilinear", align_corners=False), randn(2, 2, 5, 7))
+case("resize_down", lambda x: F.interpolate(x, size=(4, 6), mode="bilinear", align_corners=False), randn(1, 2, 9, 9))
 
 # Normalization.
 case("groupnorm_eps5", lambda x, w, b: F.group_norm(x, 3, w, b, eps=1e-5),

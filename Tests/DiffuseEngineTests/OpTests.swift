@@ -104,7 +104,7 @@ final class OpTests: XCTestCase {
     func testFixtureFileIsTheExpectedOne() throws {
         let fixtures = try Fixtures.ops()
         let cases = Set(fixtures.names.map { String($0.split(separator: ".")[0]) })
-        XCTAssertEqual(cases.count, 114, "regenerated fixtures: update the case lists below")
+        XCTAssertEqual(cases.count, 120, "regenerated fixtures: update the case lists below")
         for name in fixtures.names { XCTAssertEqual(fixtures.entries[name]?.dtype, .f32, name) }
     }
 
@@ -205,6 +205,17 @@ final class OpTests: XCTestCase {
         try checkOp("upsample") { x in upsampleNearest2x(x[0]) }
         try checkOp("avgpool_k2") { x in avgPool2d(x[0], kernel: 2) }
         try checkOp("avgpool_k3") { x in avgPool2d(x[0], kernel: 3) }
+    }
+
+    /// Inception-v3's pooling (max 3×3 with stride 2 or 1, average 3×3 with and without counting the padding) and
+    /// its bilinear input resizing, up and down.
+    func testWindowedPoolingAndBilinearResize() throws {
+        try checkOp("maxpool_k3s2") { x in maxPool2d(x[0], kernel: 3, stride: 2) }
+        try checkOp("maxpool_k3s1p1") { x in maxPool2d(x[0], kernel: 3, stride: 1, padding: 1) }
+        try checkOp("avgpool_k3s1p1") { x in avgPool2d(x[0], kernel: 3, stride: 1, padding: 1, countPadding: false) }
+        try checkOp("avgpool_k3s1p1_pad") { x in avgPool2d(x[0], kernel: 3, stride: 1, padding: 1, countPadding: true) }
+        try checkOp("resize_up") { x in resizeBilinear(x[0], height: 11, width: 13) }
+        try checkOp("resize_down") { x in resizeBilinear(x[0], height: 4, width: 6) }
     }
 
     func testGroupNorm() throws {
