@@ -14,16 +14,18 @@ public protocol FeatureNetwork {
     var resize: String { get }
     /// Identifies the network's weights and settings exactly: part of the reference cache's key.
     var identity: String { get }
+    /// Images per call: what fits in memory with the network's activations.
+    var batchSize: Int { get }
     /// Features [N, d] of images [N, C, H, W] in [−1, 1] (in evaluation mode, without gradients).
     func features(_ images: Tensor) -> Tensor
 }
 
 extension FeatureNetwork {
-    /// Features of many images, `batch` at a time, reporting how many are done.
-    public func features(of images: Tensor, batch: Int = 250, progress: ((Int) -> Void)? = nil) -> Tensor {
+    /// Features of many images, `batchSize` at a time, reporting how many are done.
+    public func features(of images: Tensor, progress: ((Int) -> Void)? = nil) -> Tensor {
         var parts: [Tensor] = []
-        for start in stride(from: 0, to: images.shape[0], by: batch) {
-            let end = min(images.shape[0], start + batch)
+        for start in stride(from: 0, to: images.shape[0], by: batchSize) {
+            let end = min(images.shape[0], start + batchSize)
             parts.append(withoutGradients { features(images.slice(axis: 0, start..<end)) })
             progress?(end)
         }
@@ -38,6 +40,7 @@ public struct ClassifierFeatures: FeatureNetwork {
     public let name: String
     public let resize: String
     public let identity: String
+    public let batchSize = 250
     let imageShape: [Int]
 
     /// The averaged weights of a classifier run.
@@ -251,4 +254,34 @@ public func evaluate(run path: String, network: FeatureNetwork, reference: Refer
                       secondsPerSample: seconds / Double(settings.samples), quality: quality, bitsPerDim: bits,
                       nllImages: nllImages, trainingSeconds: trainingSeconds, trainingSteps: trainingSteps,
                       parameters: generating.reduce(0) { $0 + $1.1.value.count })
+}
+
+/// pytorch-fid's Inception-v3 (the network of the standard FID), with weights from a safetensors file that
+/// scripts/convert_inception.py writes from pytorch-fid's published ones. Images are resized bilinearly to 299×299;
+/// grey images are repeated over the three colour channels.
+public struct InceptionFeatures: FeatureNetwork {
+    public let network: InceptionV3
+    public let name = "Inception-v3 (pytorch-fid weights)"
+    public let resize = "bilinear to 299×299"
+    public let identity: String
+    /// 16 images of 299×299 keep the largest activations (16 × 64 × 147² values) near 100 MB.
+    public let batchSize = 16
+
+    public init(weights path: String) throws {
+        var g = RandomGenerator(seed: 0)
+        network = InceptionV3(generator: &g)
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile(path: path) }
+        catch { throw ConfigError("\(path): \(error) (write it with scripts/convert_inception.py)") }
+        var weights: [String: Tensor] = [:]
+        for name in file.names { weights[name] = try file.tensor(name) }
+        do { try network.load(weights) }
+        catch { throw ConfigError("\(path) does not hold pytorch-fid's Inception-v3 weights: \(error)") }
+        identity = "inception:" + String(fileDigest(path), radix: 16)
+    }
+
+    public func features(_ images: Tensor) -> Tensor {
+        precondition(images.rank == 4 && (images.shape[1] == 1 || images.shape[1] == 3), "Inception takes RGB or grey images, got \(images.shape)")
+        return network(images.shape[1] == 3 ? images : concat([images, images, images], axis: 1))
+    }
 }

@@ -6,10 +6,12 @@ import DiffuseModels
 import DiffuseTraining
 import Foundation
 
-/// The feature network named on the command line: `classifier:RUN` (a classifier run of Diffuse).
+/// The feature network named on the command line: `classifier:RUN` (a classifier run of Diffuse) or
+/// `inception:FILE` (pytorch-fid's Inception-v3 weights converted to safetensors).
 func featureNetwork(_ spec: String) throws -> FeatureNetwork {
     if spec.hasPrefix("classifier:") { return try ClassifierFeatures(run: String(spec.dropFirst("classifier:".count))) }
-    throw ValidationError("--features takes classifier:RUN (a `diffuse train --model classifier` run), got '\(spec)'")
+    if spec.hasPrefix("inception:") { return try InceptionFeatures(weights: String(spec.dropFirst("inception:".count))) }
+    throw ValidationError("--features takes classifier:RUN (a `diffuse train --model classifier` run) or inception:FILE, got '\(spec)'")
 }
 
 /// The cache folder of reference features: $XDG_CACHE_HOME/diffuse, or ~/.cache/diffuse.
@@ -52,7 +54,7 @@ struct Eval: ParsableCommand {
         """)
 
     @Argument(help: "A run folder of a generative model (ddpm, latent-diffusion, vae, gan).") var runFolder: String
-    @Option(help: "Feature network: classifier:RUN.") var features: String
+    @Option(help: "Feature network: classifier:RUN or inception:FILE.") var features: String
     @Option(help: "Generated images to measure.") var samples = 1000
     @Option(help: "Images generated (and featurised) at once.") var batchSize = 100
     @Option(help: "Diffusion sampler.") var sampler = SamplerKind.ddim

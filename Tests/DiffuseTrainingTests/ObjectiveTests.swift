@@ -195,3 +195,36 @@ func XCTAssertEqual<T: FloatingPoint>(_ a: [T], _ b: [T], accuracy: T, file: Sta
         XCTFail("element \(i): \(a[i]) vs \(b[i])", file: file, line: line)
     }
 }
+
+/// The reference features' cache: computed once per (data, examples, network, resize), read back after.
+final class ReferenceCacheTests: XCTestCase {
+    final class CountingNetwork: FeatureNetwork {
+        var calls = 0
+        let name = "counting", resize = "none", batchSize = 4
+        var identity: String
+        init(_ identity: String) { self.identity = identity }
+        func features(_ images: Tensor) -> Tensor {
+            calls += 1
+            return mean(images, axes: [2, 3])
+        }
+    }
+
+    func testReferenceFeaturesAreCachedPerKey() throws {
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("diffuse-cache-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+        var g = RandomGenerator(seed: 1)
+        let images = g.normal([10, 3, 4, 4])
+        let network = CountingNetwork("a")
+        let first = try ReferenceFeatures(images: images, data: "shapes", examples: "0..<10", network: network, cacheDirectory: cache)
+        XCTAssertFalse(first.fromCache)
+        XCTAssertEqual(network.calls, 3, "10 images, 4 at a time")
+        let second = try ReferenceFeatures(images: images, data: "shapes", examples: "0..<10", network: network, cacheDirectory: cache)
+        XCTAssertTrue(second.fromCache)
+        XCTAssertEqual(network.calls, 3, "nothing recomputed")
+        XCTAssertEqual(second.features.scalars, first.features.scalars)
+        XCTAssertEqual(second.statistics, first.statistics)
+        let other = CountingNetwork("b")
+        XCTAssertFalse(try ReferenceFeatures(images: images, data: "shapes", examples: "0..<10", network: other, cacheDirectory: cache).fromCache)
+        XCTAssertFalse(try ReferenceFeatures(images: images, data: "shapes", examples: "0..<9", network: network, cacheDirectory: cache).fromCache)
+    }
+}
