@@ -44,37 +44,31 @@ public struct AutoencoderKLConfig: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let k = try decoder.container(keyedBy: CodingKeys.self)
         var c = AutoencoderKLConfig()
-        func read<T: Decodable>(_ key: CodingKeys, _ value: inout T) throws {
-            if let v = try k.decodeIfPresent(T.self, forKey: key) { value = v }
-        }
-        func readOptional<T: Decodable>(_ key: CodingKeys, _ value: inout T?) throws {
-            if k.contains(key) { value = try k.decodeIfPresent(T.self, forKey: key) }
-        }
         if k.contains(.sampleSize), let sizes = try? k.decode([Int].self, forKey: .sampleSize) {
             guard let first = sizes.first, sizes.allSatisfy({ $0 == first }) else {
                 throw ConfigError("sample_size \(sizes) is not supported (square images only)")
             }
             c.sampleSize = first
         } else {
-            try read(.sampleSize, &c.sampleSize)
+            try k.read(.sampleSize, into: &c.sampleSize)
         }
-        try read(.inChannels, &c.inChannels)
-        try read(.outChannels, &c.outChannels)
-        try read(.downBlockTypes, &c.downBlockTypes)
-        try read(.upBlockTypes, &c.upBlockTypes)
-        try read(.blockOutChannels, &c.blockOutChannels)
-        try read(.layersPerBlock, &c.layersPerBlock)
-        try read(.actFn, &c.actFn)
-        try read(.latentChannels, &c.latentChannels)
-        try read(.normNumGroups, &c.normNumGroups)
-        try read(.scalingFactor, &c.scalingFactor)
-        try readOptional(.shiftFactor, &c.shiftFactor)
-        try read(.useQuantConv, &c.useQuantConv)
-        try read(.usePostQuantConv, &c.usePostQuantConv)
-        try read(.midBlockAddAttention, &c.midBlockAddAttention)
-        try readOptional(.latentsMean, &c.latentsMean)
-        try readOptional(.latentsStd, &c.latentsStd)
-        try read(.forceUpcast, &c.forceUpcast)
+        try k.read(.inChannels, into: &c.inChannels)
+        try k.read(.outChannels, into: &c.outChannels)
+        try k.read(.downBlockTypes, into: &c.downBlockTypes)
+        try k.read(.upBlockTypes, into: &c.upBlockTypes)
+        try k.read(.blockOutChannels, into: &c.blockOutChannels)
+        try k.read(.layersPerBlock, into: &c.layersPerBlock)
+        try k.read(.actFn, into: &c.actFn)
+        try k.read(.latentChannels, into: &c.latentChannels)
+        try k.read(.normNumGroups, into: &c.normNumGroups)
+        try k.read(.scalingFactor, into: &c.scalingFactor)
+        try k.readOptional(.shiftFactor, into: &c.shiftFactor)
+        try k.read(.useQuantConv, into: &c.useQuantConv)
+        try k.read(.usePostQuantConv, into: &c.usePostQuantConv)
+        try k.read(.midBlockAddAttention, into: &c.midBlockAddAttention)
+        try k.readOptional(.latentsMean, into: &c.latentsMean)
+        try k.readOptional(.latentsStd, into: &c.latentsStd)
+        try k.read(.forceUpcast, into: &c.forceUpcast)
         self = c
     }
 

@@ -3,6 +3,18 @@ import DiffuseEngine
 import DiffuseNN
 import Foundation
 
+extension KeyedDecodingContainer {
+    /// A config.json value: `value` keeps its default when the key is absent (or null).
+    func read<T: Decodable>(_ key: Key, into value: inout T) throws {
+        if let v = try decodeIfPresent(T.self, forKey: key) { value = v }
+    }
+
+    /// A value that may be null: absent keeps the default, null sets nil.
+    func readOptional<T: Decodable>(_ key: Key, into value: inout T?) throws {
+        if contains(key) { value = try decodeIfPresent(T.self, forKey: key) }
+    }
+}
+
 /// The configuration of a U-Net, with the keys and defaults of diffusers' `UNet2DModel` config.json.
 public struct UNet2DConfig: Codable, Equatable, Sendable {
     public var sampleSize: Int = 32
@@ -66,12 +78,6 @@ public struct UNet2DConfig: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let k = try decoder.container(keyedBy: CodingKeys.self)
         var c = UNet2DConfig()
-        func read<T: Decodable>(_ key: CodingKeys, _ value: inout T) throws {
-            if let v = try k.decodeIfPresent(T.self, forKey: key) { value = v }
-        }
-        func readOptional<T: Decodable>(_ key: CodingKeys, _ value: inout T?) throws {
-            if k.contains(key) { value = try k.decodeIfPresent(T.self, forKey: key) }
-        }
         if k.contains(.sampleSize), !(try k.decodeNil(forKey: .sampleSize)) {
             // An int, or [height, width] (a square only: the U-Net is convolutional, the size only sets sampling's).
             if let size = try? k.decode(Int.self, forKey: .sampleSize) {
@@ -84,33 +90,33 @@ public struct UNet2DConfig: Codable, Equatable, Sendable {
                 c.sampleSize = first
             }
         }
-        try read(.inChannels, &c.inChannels)
-        try read(.outChannels, &c.outChannels)
-        try read(.centerInputSample, &c.centerInputSample)
-        try read(.timeEmbeddingType, &c.timeEmbeddingType)
-        try readOptional(.timeEmbeddingDim, &c.timeEmbeddingDim)
-        try read(.freqShift, &c.freqShift)
-        try read(.flipSinToCos, &c.flipSinToCos)
-        try read(.downBlockTypes, &c.downBlockTypes)
-        try readOptional(.midBlockType, &c.midBlockType)
-        try read(.upBlockTypes, &c.upBlockTypes)
-        try read(.blockOutChannels, &c.blockOutChannels)
-        try read(.layersPerBlock, &c.layersPerBlock)
-        try read(.midBlockScaleFactor, &c.midBlockScaleFactor)
-        try read(.downsamplePadding, &c.downsamplePadding)
-        try read(.downsampleType, &c.downsampleType)
-        try read(.upsampleType, &c.upsampleType)
-        try read(.dropout, &c.dropout)
-        try read(.actFn, &c.actFn)
-        try readOptional(.attentionHeadDim, &c.attentionHeadDim)
-        try read(.normNumGroups, &c.normNumGroups)
-        try readOptional(.attnNormNumGroups, &c.attnNormNumGroups)
-        try read(.normEps, &c.normEps)
-        try read(.resnetTimeScaleShift, &c.resnetTimeScaleShift)
-        try read(.addAttention, &c.addAttention)
-        try readOptional(.classEmbedType, &c.classEmbedType)
-        try readOptional(.numClassEmbeds, &c.numClassEmbeds)
-        try readOptional(.numTrainTimesteps, &c.numTrainTimesteps)
+        try k.read(.inChannels, into: &c.inChannels)
+        try k.read(.outChannels, into: &c.outChannels)
+        try k.read(.centerInputSample, into: &c.centerInputSample)
+        try k.read(.timeEmbeddingType, into: &c.timeEmbeddingType)
+        try k.readOptional(.timeEmbeddingDim, into: &c.timeEmbeddingDim)
+        try k.read(.freqShift, into: &c.freqShift)
+        try k.read(.flipSinToCos, into: &c.flipSinToCos)
+        try k.read(.downBlockTypes, into: &c.downBlockTypes)
+        try k.readOptional(.midBlockType, into: &c.midBlockType)
+        try k.read(.upBlockTypes, into: &c.upBlockTypes)
+        try k.read(.blockOutChannels, into: &c.blockOutChannels)
+        try k.read(.layersPerBlock, into: &c.layersPerBlock)
+        try k.read(.midBlockScaleFactor, into: &c.midBlockScaleFactor)
+        try k.read(.downsamplePadding, into: &c.downsamplePadding)
+        try k.read(.downsampleType, into: &c.downsampleType)
+        try k.read(.upsampleType, into: &c.upsampleType)
+        try k.read(.dropout, into: &c.dropout)
+        try k.read(.actFn, into: &c.actFn)
+        try k.readOptional(.attentionHeadDim, into: &c.attentionHeadDim)
+        try k.read(.normNumGroups, into: &c.normNumGroups)
+        try k.readOptional(.attnNormNumGroups, into: &c.attnNormNumGroups)
+        try k.read(.normEps, into: &c.normEps)
+        try k.read(.resnetTimeScaleShift, into: &c.resnetTimeScaleShift)
+        try k.read(.addAttention, into: &c.addAttention)
+        try k.readOptional(.classEmbedType, into: &c.classEmbedType)
+        try k.readOptional(.numClassEmbeds, into: &c.numClassEmbeds)
+        try k.readOptional(.numTrainTimesteps, into: &c.numTrainTimesteps)
         self = c
     }
 

@@ -9,19 +9,7 @@ import XCTest
 
 /// The VAE, GAN and latent-diffusion runs go through the same loop as diffusion runs: their steps, checkpoints,
 /// resumption and generation.
-final class ObjectiveTests: XCTestCase {
-    private var folders: [String] = []
-
-    private func tempFolder() -> RunFolder {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("diffuse-test-\(UUID().uuidString)").path
-        folders.append(path)
-        return RunFolder(path)
-    }
-
-    override func tearDown() {
-        for f in folders { try? FileManager.default.removeItem(atPath: f) }
-    }
-
+final class ObjectiveTests: TemporaryFolderTestCase {
     /// 40 labelled 8×8 shapes.
     private let data: DataSet = {
         var g = RandomGenerator(seed: 9)

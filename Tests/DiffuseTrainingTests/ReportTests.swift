@@ -8,19 +8,7 @@ import XCTest
 
 /// The report generator on a tiny run: Markdown that pandoc (Debian's, installed by scripts/test.sh) converts to
 /// HTML and DOCX without a warning, with its table and equations in the HTML, in English and in Russian.
-final class ReportTests: XCTestCase {
-    private var folders: [String] = []
-
-    override func tearDown() {
-        for f in folders { try? FileManager.default.removeItem(atPath: f) }
-    }
-
-    private func temp() -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("diffuse-report-\(UUID().uuidString)").path
-        folders.append(path)
-        return path
-    }
-
+final class ReportTests: TemporaryFolderTestCase {
     /// Runs pandoc in `folder`; returns its standard error.
     private func pandoc(_ arguments: [String], in folder: String) throws -> String {
         let process = Process()
@@ -47,7 +35,7 @@ final class ReportTests: XCTestCase {
         (u.sampleSize, u.inChannels, u.outChannels, u.blockOutChannels, u.normNumGroups) = (8, 3, 3, [8, 16, 16], 4)
         c.unet = u
         (c.steps, c.batchSize, c.timesteps, c.sampleEvery, c.checkpointEvery, c.sampleCount, c.sampleSteps) = (3, 8, 50, 0, 0, 4, 5)
-        let run = RunFolder(temp())
+        let run = RunFolder(temporaryPath())
         _ = try Trainer(config: c, data: data, folder: run, resume: false).train()
 
         let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
@@ -55,7 +43,7 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(listing.hasPrefix("public func loss(update"), listing)
         XCTAssertTrue(listing.hasSuffix("}"), listing)
         for language in ReportLanguage.allCases {
-            let out = temp()
+            let out = temporaryPath()
             let options = ReportOptions(title: nil, author: "Test", language: language, date: "2026-11-28")
             try ReportWriter(runs: [RunSummary(run, name: "tiny")], comparison: nil, options: options, listing: listing).write(to: out)
             let markdown = try String(contentsOfFile: out + "/report.md", encoding: .utf8)

@@ -5,19 +5,7 @@ import DiffuseTraining
 import Foundation
 import XCTest
 
-final class TrainerTests: XCTestCase {
-    private var folders: [String] = []
-
-    private func tempFolder() -> RunFolder {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("diffuse-test-\(UUID().uuidString)").path
-        folders.append(path)
-        return RunFolder(path)
-    }
-
-    override func tearDown() {
-        for f in folders { try? FileManager.default.removeItem(atPath: f) }
-    }
-
+final class TrainerTests: TemporaryFolderTestCase {
     /// A tiny U-Net with dropout on 8×8 shapes: everything random in a step (data order, t, ε, dropout) is in play.
     private func tinyImageRun(steps: Int) -> (RunConfig, DataSet) {
         var g = RandomGenerator(seed: 9)
