@@ -177,6 +177,18 @@ public struct ReportWriter {
         var yaml = "---\ntitle: \"\(title.replacingOccurrences(of: "\"", with: "'"))\"\n"
         if let author = options.author { yaml += "author: \"\(author.replacingOccurrences(of: "\"", with: "'"))\"\n" }
         yaml += "date: \(options.date)\nlang: \(options.language == .english ? "en" : "ru")\n"
+        // For the PDF only: figures where they stand, and long code lines wrapped.
+        yaml += """
+            header-includes:
+              - |
+                ```{=latex}
+                \\usepackage{float}
+                \\floatplacement{figure}{H}
+                \\usepackage{fvextra}
+                \\DefineVerbatimEnvironment{Highlighting}{Verbatim}{breaklines,commandchars=\\\\\\{\\}}
+                ```
+
+            """
         return yaml + "---\n\n"
     }
 

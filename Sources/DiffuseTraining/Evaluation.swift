@@ -83,7 +83,7 @@ public func digest<S: Sequence>(_ bytes: S) -> UInt64 where S.Element == UInt8 {
 public struct ReferenceFeatures {
     public let features: Tensor
     public let statistics: FeatureStatistics
-    /// What was measured, for reports: data, examples, network, resize.
+    /// Which images, for reports: the data and the examples.
     public let description: String
     public let fromCache: Bool
 
@@ -91,7 +91,7 @@ public struct ReferenceFeatures {
                 progress: ((Int) -> Void)? = nil) throws {
         let key = "data=\(data);examples=\(examples);network=\(network.identity);resize=\(network.resize)"
         let file = cacheDirectory + "/reference-" + String(digest(Array(key.utf8)), radix: 16) + ".safetensors"
-        description = "\(data), examples \(examples) (\(images.shape[0]) images), \(network.name), resize \(network.resize)"
+        description = "\(data), examples \(examples) (\(images.shape[0]) images)"
         if let cached = try? SafeTensorsFile(path: file), cached.metadata["key"] == key, let f = try? cached.tensor("features"),
            f.shape.first == images.shape[0] {
             features = f

@@ -125,7 +125,7 @@ func summary(_ e: Evaluation) -> String {
         "  sampler \(e.sampler)\(e.steps.map { ", \($0) steps" } ?? ""): \(e.evaluationsPerSample) network evaluations, "
             + String(format: "%.1f ms per sample", 1000 * e.secondsPerSample),
         String(format: "  FID %.3f   precision %.3f   recall %.3f   KID %.5f ± %.5f", q.fid, q.precision, q.recall, q.kid, q.kidStd),
-        "  \(q.samples) samples against \(q.reference)",
+        "  \(q.samples) samples against \(q.reference); features: \(q.featureNetwork), resize \(q.resize)",
     ]
     if let bits = e.bitsPerDim, let n = e.nllImages { lines.append(String(format: "  NLL bound %.3f bits/dim on %d held-out images", bits, n)) }
     return lines.joined(separator: "\n")
