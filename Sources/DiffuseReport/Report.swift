@@ -76,16 +76,16 @@ public struct ReportText: Sendable {
         }
         out += "\n: " + t("The methods compared: size, training and cost of generation (\(r.machine)).",
                           "Сравниваемые методы: размер, обучение и стоимость генерации (\(r.machine)).") + "\n\n"
-        out += "| " + t("Model | FID | Precision | Recall | KID × 10³ | Bits/dim | Training time",
-                       "Модель | FID | Точность | Полнота | KID × 10³ | Бит/измерение | Время обучения") + " |\n"
-        out += "|---|--:|--:|--:|--:|--:|--:|\n"
+        out += "| " + t("Model | FID | Precision | Recall | KID × 10³ | Sharpness | Bits/dim | Training time",
+                       "Модель | FID | Точность | Полнота | KID × 10³ | Резкость | Бит/измерение | Время обучения") + " |\n"
+        out += "|---|--:|--:|--:|--:|--:|--:|--:|\n"
         for m in r.models {
             out += "| \(m.name) | \(n(m.fid)) | \(n(m.precision, 3)) | \(n(m.recall, 3)) | \(n(1000 * m.kid)) ± \(n(1000 * m.kidStd)) | "
-                + "\(m.bitsPerDim.map { n($0, 3) } ?? "—") | \(duration(m.trainingSeconds)) |\n"
+                + "\(n(m.sharpness, 3)) | \(m.bitsPerDim.map { n($0, 3) } ?? "—") | \(duration(m.trainingSeconds)) |\n"
         }
         let samples = r.models.first?.samples ?? 0
-        out += "\n: " + t("FID and training time per model: \(samples) samples each against \(r.reference); features: \(r.featureNetwork), resize \(r.resize). Bits/dim: the variational bound on held-out images.",
-                          "FID и время обучения каждой модели: по \(samples) образцов против \(r.reference); признаки: \(r.featureNetwork), масштабирование \(r.resize). Бит/измерение: вариационная граница на отложенных изображениях.") + "\n\n"
+        out += "\n: " + t("FID and training time per model: \(samples) samples each against \(r.reference); features: \(r.featureNetwork), resize \(r.resize). Sharpness: the mean Laplacian magnitude of the samples (\(n(r.models.first?.referenceSharpness ?? 0, 3)) for the data). Bits/dim: the variational bound on held-out images.",
+                          "FID и время обучения каждой модели: по \(samples) образцов против \(r.reference); признаки: \(r.featureNetwork), масштабирование \(r.resize). Резкость: среднее абсолютное значение лапласиана образцов (\(n(r.models.first?.referenceSharpness ?? 0, 3)) у данных). Бит/измерение: вариационная граница на отложенных изображениях.") + "\n\n"
         if !r.steps.isEmpty {
             out += "| " + t("Model | Sampler | Steps | Network evaluations | FID | ms / sample", "Модель | Сэмплер | Шагов | Вычислений сети | FID | мс / образец") + " |\n"
             out += "|---|---|--:|--:|--:|--:|\n"
@@ -376,8 +376,9 @@ public struct ReportWriter {
                           "Устойчивость обучения: во второй половине обучения потеря дискриминатора GAN колебалась от \(text.n(dMin)) до \(text.n(dMax)), а генератора — от \(text.n(gMin)) до \(text.n(gMax)): это состязательная игра, а не спуск.") + "\n"
         }
         if let vae = c.models.first(where: { $0.kind == "vae" }), let diffusion = c.models.first(where: { $0.kind == "ddpm" }) {
-            s += "- " + t("The VAE's samples reach a precision of \(text.n(vae.precision, 3)) against \(text.n(diffusion.precision, 3)) for \(diffusion.name): fewer of them lie on the data's manifold, the blur the theory describes.",
-                          "Точность (precision) образцов VAE — \(text.n(vae.precision, 3)) против \(text.n(diffusion.precision, 3)) у \(diffusion.name): меньшая их доля лежит на многообразии данных — это и есть размытость, о которой говорит теория.") + "\n"
+            let blurrier = vae.sharpness < diffusion.sharpness
+            s += "- " + t("Sharpness: the VAE's samples have a mean Laplacian magnitude of \(text.n(vae.sharpness, 3)), \(diffusion.name)'s \(text.n(diffusion.sharpness, 3)) and the data's \(text.n(vae.referenceSharpness, 3))\(blurrier ? ": the VAE's are the blurrier, as the theory says" : ": here the VAE's are not the blurrier, against the theory's claim"); precision \(text.n(vae.precision, 3)) against \(text.n(diffusion.precision, 3)).",
+                          "Резкость: среднее абсолютное значение лапласиана образцов VAE — \(text.n(vae.sharpness, 3)), у \(diffusion.name) — \(text.n(diffusion.sharpness, 3)), у данных — \(text.n(vae.referenceSharpness, 3))\(blurrier ? ": образцы VAE более размыты, как и утверждает теория" : ": здесь образцы VAE не более размыты, вопреки утверждению теории"); точность \(text.n(vae.precision, 3)) против \(text.n(diffusion.precision, 3)).") + "\n"
         }
         let ddpmSteps = c.steps.filter { $0.sampler == "ddpm" }, fastSteps = c.steps.filter { $0.sampler != "ddpm" && $0.sampler != "ddim" }
         if let full = ddpmSteps.max(by: { $0.steps < $1.steps }),

@@ -58,16 +58,21 @@ public struct ModelResult: Codable, Equatable, Sendable {
     public var recall: Double
     public var kid: Double
     public var kidStd: Double
+    /// The mean Laplacian magnitude of the samples and of the reference images (see `meanLaplacianMagnitude`).
+    public var sharpness: Double
+    public var referenceSharpness: Double
     public var bitsPerDim: Double?
     public var nllImages: Int?
 
     public init(name: String, kind: String, run: String, parameters: Int, trainingSeconds: Double, trainingSteps: Int,
                 sampler: String, steps: Int?, evaluationsPerSample: Int, secondsPerSample: Double, samples: Int, fid: Double,
-                precision: Double, recall: Double, kid: Double, kidStd: Double, bitsPerDim: Double?, nllImages: Int?) {
+                precision: Double, recall: Double, kid: Double, kidStd: Double, sharpness: Double, referenceSharpness: Double,
+                bitsPerDim: Double?, nllImages: Int?) {
         (self.name, self.kind, self.run, self.parameters) = (name, kind, run, parameters)
         (self.trainingSeconds, self.trainingSteps, self.sampler, self.steps) = (trainingSeconds, trainingSteps, sampler, steps)
         (self.evaluationsPerSample, self.secondsPerSample, self.samples) = (evaluationsPerSample, secondsPerSample, samples)
         (self.fid, self.precision, self.recall, self.kid, self.kidStd) = (fid, precision, recall, kid, kidStd)
+        (self.sharpness, self.referenceSharpness) = (sharpness, referenceSharpness)
         (self.bitsPerDim, self.nllImages) = (bitsPerDim, nllImages)
     }
 }

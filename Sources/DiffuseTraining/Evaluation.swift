@@ -83,6 +83,8 @@ public func digest<S: Sequence>(_ bytes: S) -> UInt64 where S.Element == UInt8 {
 public struct ReferenceFeatures {
     public let features: Tensor
     public let statistics: FeatureStatistics
+    /// The reference images' mean Laplacian magnitude.
+    public let sharpness: Double
     /// Which images, for reports: the data and the examples.
     public let description: String
     public let fromCache: Bool
@@ -103,6 +105,7 @@ public struct ReferenceFeatures {
             fromCache = false
         }
         statistics = try FeatureStatistics(features: features)
+        sharpness = meanLaplacianMagnitude(images)
     }
 }
 
@@ -113,17 +116,22 @@ public struct SampleQuality: Codable, Equatable, Sendable {
     public var recall: Double
     public var kid: Double
     public var kidStd: Double
+    /// The mean Laplacian magnitude of the generated images, and of the reference images (detail; blur lowers it).
+    public var sharpness: Double
+    public var referenceSharpness: Double
     public var samples: Int
     public var references: Int
     public var featureNetwork: String
     public var resize: String
     public var reference: String
 
-    /// The metrics of generated images' features against the reference's.
-    public init(generated: Tensor, reference: ReferenceFeatures, network: FeatureNetwork) throws {
+    /// The metrics of generated images (`images`, with their features) against the reference's.
+    public init(images: Tensor, generated: Tensor, reference: ReferenceFeatures, network: FeatureNetwork) throws {
         fid = try frechetDistance(FeatureStatistics(features: generated), reference.statistics)
         (precision, recall) = try precisionRecall(real: reference.features, generated: generated)
         (kid, kidStd) = try kernelInceptionDistance(real: reference.features, generated: generated)
+        sharpness = meanLaplacianMagnitude(images)
+        referenceSharpness = reference.sharpness
         samples = generated.shape[0]
         references = reference.features.shape[0]
         featureNetwork = network.name
@@ -229,7 +237,7 @@ public func evaluate(run path: String, network: FeatureNetwork, reference: Refer
                                      guidance: settings.guidance, generator: &generator) { progress?("sample", $0, settings.samples) }
     let seconds = Date().timeIntervalSince(start)
     let features = network.features(of: samples) { progress?("features", $0, settings.samples) }
-    let quality = try SampleQuality(generated: features, reference: reference, network: network)
+    let quality = try SampleQuality(images: samples, generated: features, reference: reference, network: network)
 
     var bits: Double?, nllImages: Int?
     if settings.nllImages > 0, let diffusion = objective as? DiffusionObjective, diffusion.firstStage == nil, let heldOut {

@@ -132,6 +132,7 @@ struct Compare: ParsableCommand {
                                     steps: e.steps, evaluationsPerSample: e.evaluationsPerSample, secondsPerSample: e.secondsPerSample,
                                     samples: e.quality.samples, fid: e.quality.fid, precision: e.quality.precision,
                                     recall: e.quality.recall, kid: e.quality.kid, kidStd: e.quality.kidStd,
+                                    sharpness: e.quality.sharpness, referenceSharpness: e.quality.referenceSharpness,
                                     bitsPerDim: e.bitsPerDim, nllImages: e.nllImages))
             guard kind == .ddpm || kind == .latentDiffusion else { continue }
             for (gridSampler, gridSteps) in points {

@@ -124,7 +124,8 @@ func summary(_ e: Evaluation) -> String {
         "\(e.run) (\(e.kind.rawValue), \(e.parameters) parameters, trained \(ProgressBar.duration(e.trainingSeconds)) / \(e.trainingSteps) steps)",
         "  sampler \(e.sampler)\(e.steps.map { ", \($0) steps" } ?? ""): \(e.evaluationsPerSample) network evaluations, "
             + String(format: "%.1f ms per sample", 1000 * e.secondsPerSample),
-        String(format: "  FID %.3f   precision %.3f   recall %.3f   KID %.5f ± %.5f", q.fid, q.precision, q.recall, q.kid, q.kidStd),
+        String(format: "  FID %.3f   precision %.3f   recall %.3f   KID %.5f ± %.5f   sharpness %.4f (data %.4f)", q.fid,
+               q.precision, q.recall, q.kid, q.kidStd, q.sharpness, q.referenceSharpness),
         "  \(q.samples) samples against \(q.reference); features: \(q.featureNetwork), resize \(q.resize)",
     ]
     if let bits = e.bitsPerDim, let n = e.nllImages { lines.append(String(format: "  NLL bound %.3f bits/dim on %d held-out images", bits, n)) }

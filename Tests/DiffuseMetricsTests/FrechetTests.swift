@@ -80,3 +80,16 @@ final class FrechetTests: XCTestCase {
         XCTAssertThrowsError(try precisionRecall(real: real, generated: g.normal([300, 7])))
     }
 }
+
+final class SharpnessTests: XCTestCase {
+    /// A constant image has no detail; a checkerboard of ±1 the most (|4·1 + 4·1| = 8 everywhere); blurring an image
+    /// (averaging 2×2 blocks and upsampling back) lowers the score.
+    func testLaplacianMagnitude() {
+        XCTAssertEqual(meanLaplacianMagnitude(Tensor(repeating: 0.3, shape: [2, 1, 5, 5])), 0)
+        let checker = Tensor((0..<36).map { ($0 / 6 + $0 % 6) % 2 == 0 ? 1 : -1 }, shape: [1, 1, 6, 6])
+        XCTAssertEqual(meanLaplacianMagnitude(checker), 8)
+        var g = RandomGenerator(seed: 1)
+        let x = g.normal([3, 1, 8, 8])
+        XCTAssertLessThan(meanLaplacianMagnitude(upsampleNearest2x(avgPool2d(x, kernel: 2))), meanLaplacianMagnitude(x))
+    }
+}
