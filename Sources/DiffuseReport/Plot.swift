@@ -206,9 +206,10 @@ struct PanelRenderer {
             let points = zip(series.x, series.y).map { x, y in px(x).flatMap { a in py(y).map { (a, $0) } } }
             switch series.mark {
             case .dots:
-                let r = series.x.count > 500 ? 1.5 : 2.5
+                // A cloud of samples in small translucent dots, a few measurements in large opaque ones.
+                let (r, opacity) = series.x.count > 500 ? (1.5, 0.6) : series.x.count > 20 ? (2.5, 0.6) : (4.5, 1)
                 for case let (x, y)? in points {
-                    out += "<circle cx=\"\(number(x))\" cy=\"\(number(y))\" r=\"\(number(r))\" fill=\"\(colour)\" fill-opacity=\"0.6\"/>\n"
+                    out += "<circle cx=\"\(number(x))\" cy=\"\(number(y))\" r=\"\(number(r))\" fill=\"\(colour)\" fill-opacity=\"\(number(opacity))\"/>\n"
                     drawn.append((x, y))
                 }
             case .line:
@@ -219,6 +220,9 @@ struct PanelRenderer {
                     if run.count > 1 {
                         out += "<polyline fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\" stroke-linejoin=\"round\" points=\""
                             + run.map { "\(number($0.0)),\(number($0.1))" }.joined(separator: " ") + "\"/>\n"
+                        if series.x.count <= 20 {  // a few measurements: each one marked on its line
+                            out += run.map { "<circle cx=\"\(number($0.0))\" cy=\"\(number($0.1))\" r=\"3\" fill=\"\(colour)\"/>\n" }.joined()
+                        }
                         for (a, b) in zip(run, run.dropFirst()) {
                             drawn += (0..<8).map { i in (a.0 + (b.0 - a.0) * Double(i) / 8, a.1 + (b.1 - a.1) * Double(i) / 8) }
                         }

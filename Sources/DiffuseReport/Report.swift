@@ -63,40 +63,67 @@ public struct ReportText: Sendable {
 
     func millions(_ count: Int) -> String { n(Double(count) / 1e6, 2) + t(" M", " млн") }
 
-    /// The comparison's tables in Markdown (pipe tables): the methods compared, FID and training time per model,
-    /// and FID against sampling steps.
-    public func tables(_ r: ComparisonResults) -> String {
-        var out = "| " + t("Model | Parameters | Training | Steps | Sampler | Network evaluations / sample | ms / sample",
-                           "Модель | Параметры | Обучение | Шагов | Сэмплер | Вычислений сети / образец | мс / образец") + " |\n"
-        out += "|---|--:|--:|--:|---|--:|--:|\n"
-        for m in r.models {
-            let sampler = m.steps.map { "\(m.sampler), \($0)" } ?? m.sampler
-            out += "| \(m.name) | \(millions(m.parameters)) | \(duration(m.trainingSeconds)) | \(m.trainingSteps) | \(sampler) | "
-                + "\(m.evaluationsPerSample) | \(n(1000 * m.secondsPerSample, 1)) |\n"
+    /// A pipe table whose header rule gives each column as many dashes as its widest cell or title word, so that
+    /// pandoc, fitting a wide table to the page, shares the width out by them (figures right-aligned, unbroken).
+    func pipeTable(_ header: String, rightAligned: Set<Int>, rows: [[String]]) -> String {
+        let titles = header.components(separatedBy: " | ")
+        let widths = titles.indices.map { i in  // a title wraps at its spaces, a number does not
+            (titles[i].split(separator: " ").map(String.init) + rows.map { $0[i] }).map(\.count).max()!
         }
-        out += "\n: " + t("The methods compared: size, training and cost of generation (\(r.machine)).",
-                          "Сравниваемые методы: размер, обучение и стоимость генерации (\(r.machine)).") + "\n\n"
-        out += "| " + t("Model | FID | Precision | Recall | KID × 10³ | Sharpness | Bits/dim | Training time",
-                       "Модель | FID | Точность | Полнота | KID × 10³ | Резкость | Бит/измерение | Время обучения") + " |\n"
-        out += "|---|--:|--:|--:|--:|--:|--:|--:|\n"
-        for m in r.models {
-            out += "| \(m.name) | \(n(m.fid)) | \(n(m.precision, 3)) | \(n(m.recall, 3)) | \(n(1000 * m.kid)) ± \(n(1000 * m.kidStd)) | "
-                + "\(n(m.sharpness, 3)) | \(m.bitsPerDim.map { n($0, 3) } ?? "—") | \(duration(m.trainingSeconds)) |\n"
+        let rule = widths.indices.map { i in String(repeating: "-", count: max(3, widths[i]) - 1) + (rightAligned.contains(i) ? ":" : "-") }
+        let unbroken = rows.map { row in  // "15 min 0 s", "134.7 ± 29.7": figures keep their units on one line
+            row.indices.map { rightAligned.contains($0) ? row[$0].replacingOccurrences(of: " ", with: "\u{00A0}") : row[$0] }
+        }
+        return ([titles, rule] + unbroken).map { "| " + $0.joined(separator: " | ") + " |\n" }.joined()
+    }
+
+    /// A value ± its spread, both with the decimals that give the spread three significant digits (KID, whose
+    /// scale depends on the features).
+    func uncertain(_ value: Double, _ spread: Double) -> String {
+        let digits = spread > 0 && spread.isFinite ? max(0, min(8, 2 - Int(Foundation.log10(spread).rounded(.down)))) : 3
+        return n(value, digits) + " ± " + n(spread, digits)
+    }
+
+    /// The comparison's tables in Markdown (pipe tables), each with its caption: the methods compared, FID and
+    /// training time per model, and FID against sampling steps (when measured).
+    public func tables(_ r: ComparisonResults) -> String {
+        methodsTable(r) + qualityTable(r) + (r.steps.isEmpty ? "" : stepsTable(r))
+    }
+
+    func methodsTable(_ r: ComparisonResults) -> String {
+        let rows = r.models.map { m in
+            [m.name, millions(m.parameters), duration(m.trainingSeconds), "\(m.trainingSteps)",
+             m.steps.map { "\(m.sampler), \($0)" } ?? m.sampler, "\(m.evaluationsPerSample)", n(1000 * m.secondsPerSample, 1)]
+        }
+        return pipeTable(t("Model | Parameters | Training | Steps | Sampler | Network evaluations / sample | ms / sample",
+                           "Модель | Параметры | Обучение | Шагов | Сэмплер | Вычислений сети / образец | мс / образец"),
+                         rightAligned: [1, 2, 3, 5, 6], rows: rows)
+            + "\n: " + t("The methods compared: size, training and cost of generation (\(r.machine)). The training time of latent diffusion includes its first stage's; its steps are the U-Net's.",
+                         "Сравниваемые методы: размер, обучение и стоимость генерации (\(r.machine)). Время обучения латентной диффузии включает время первой стадии; шаги — шаги U-Net.") + "\n\n"
+    }
+
+    func qualityTable(_ r: ComparisonResults) -> String {
+        let rows = r.models.map { m in
+            [m.name, n(m.fid), n(m.precision, 3), n(m.recall, 3), uncertain(m.kid, m.kidStd), n(m.sharpness, 3),
+             m.bitsPerDim.map { n($0, 3) } ?? "—", duration(m.trainingSeconds)]
         }
         let samples = r.models.first?.samples ?? 0
-        out += "\n: " + t("FID and training time per model: \(samples) samples each against \(r.reference); features: \(r.featureNetwork), resize \(r.resize). Sharpness: the mean Laplacian magnitude of the samples (\(n(r.models.first?.referenceSharpness ?? 0, 3)) for the data). Bits/dim: the variational bound on held-out images.",
-                          "FID и время обучения каждой модели: по \(samples) образцов против \(r.reference); признаки: \(r.featureNetwork), масштабирование \(r.resize). Резкость: среднее абсолютное значение лапласиана образцов (\(n(r.models.first?.referenceSharpness ?? 0, 3)) у данных). Бит/измерение: вариационная граница на отложенных изображениях.") + "\n\n"
-        if !r.steps.isEmpty {
-            out += "| " + t("Model | Sampler | Steps | Network evaluations | FID | ms / sample", "Модель | Сэмплер | Шагов | Вычислений сети | FID | мс / образец") + " |\n"
-            out += "|---|---|--:|--:|--:|--:|\n"
-            for s in r.steps {
-                out += "| \(s.model) | \(s.sampler) | \(s.steps) | \(s.evaluationsPerSample) | \(n(s.fid)) | \(n(1000 * s.secondsPerSample, 1)) |\n"
-            }
-            let gridSamples = r.steps.first?.samples ?? 0
-            out += "\n: " + t("FID against the number of sampling steps (\(gridSamples) samples per point; fewer samples raise FID, so compare within this table).",
-                              "FID в зависимости от числа шагов сэмплирования (\(gridSamples) образцов на точку; при меньшей выборке FID выше, поэтому сравнивайте внутри таблицы).") + "\n"
+        return pipeTable(t("Model | FID | Precision | Recall | KID | Sharpness | Bits/dim | Training time",
+                           "Модель | FID | Точность | Полнота | KID | Резкость | Бит/измерение | Время обучения"),
+                         rightAligned: Set(1...7), rows: rows)
+            + "\n: " + t("FID and training time per model: \(samples) samples each against \(r.reference); features: \(r.featureNetwork), resize \(r.resize). Sharpness: the mean Laplacian magnitude of the samples (\(n(r.models.first?.referenceSharpness ?? 0, 3)) for the data). Bits/dim: the variational bound on held-out images.",
+                         "FID и время обучения каждой модели: по \(samples) образцов против \(r.reference); признаки: \(r.featureNetwork), масштабирование \(r.resize). Резкость: среднее абсолютное значение лапласиана образцов (\(n(r.models.first?.referenceSharpness ?? 0, 3)) у данных). Бит/измерение: вариационная граница на отложенных изображениях.") + "\n\n"
+    }
+
+    func stepsTable(_ r: ComparisonResults) -> String {
+        let rows = r.steps.map { s in
+            [s.model, s.sampler, "\(s.steps)", "\(s.evaluationsPerSample)", n(s.fid), n(1000 * s.secondsPerSample, 1)]
         }
-        return out
+        let gridSamples = r.steps.first?.samples ?? 0
+        return pipeTable(t("Model | Sampler | Steps | Network evaluations | FID | ms / sample", "Модель | Сэмплер | Шагов | Вычислений сети | FID | мс / образец"),
+                         rightAligned: Set(2...5), rows: rows)
+            + "\n: " + t("FID against the number of sampling steps (\(gridSamples) samples per point; fewer samples raise FID, so compare within this table).",
+                         "FID в зависимости от числа шагов сэмплирования (\(gridSamples) образцов на точку; при меньшей выборке FID выше, поэтому сравнивайте внутри таблицы).") + "\n\n"
     }
 }
 
@@ -238,7 +265,7 @@ public struct ReportWriter {
         s += "$$p_\\theta(x_{t-1} \\mid x_t) = \\mathcal{N}\\left(x_{t-1};\\ \\mu_\\theta(x_t, t),\\ \\sigma_t^2 I\\right), \\qquad \\mu_\\theta(x_t, t) = \\frac{1}{\\sqrt{\\alpha_t}}\\left(x_t - \\frac{\\beta_t}{\\sqrt{1-\\bar\\alpha_t}}\\,\\varepsilon_\\theta(x_t, t)\\right),$$\n\n"
         s += t("where the network $\\varepsilon_\\theta$ predicts the noise in $x_t$. Training maximises the evidence lower bound, a sum of one term per step:",
                "где сеть $\\varepsilon_\\theta$ предсказывает шум в $x_t$. Обучение максимизирует нижнюю оценку правдоподобия (ELBO) — сумму слагаемых по шагам:") + "\n\n"
-        s += "$$-\\log p_\\theta(x_0) \\le \\underbrace{D_{KL}\\left(q(x_T \\mid x_0)\\,\\|\\,p(x_T)\\right)}_{L_T} + \\sum_{t=2}^{T} \\underbrace{D_{KL}\\left(q(x_{t-1} \\mid x_t, x_0)\\,\\|\\,p_\\theta(x_{t-1} \\mid x_t)\\right)}_{L_{t-1}} \\underbrace{-\\log p_\\theta(x_0 \\mid x_1)}_{L_0}.$$\n\n"
+        s += "$$\\begin{aligned}-\\log p_\\theta(x_0) \\le\\ & \\underbrace{D_{KL}\\left(q(x_T \\mid x_0)\\,\\|\\,p(x_T)\\right)}_{L_T} \\\\ & + \\sum_{t=2}^{T} \\underbrace{D_{KL}\\left(q(x_{t-1} \\mid x_t, x_0)\\,\\|\\,p_\\theta(x_{t-1} \\mid x_t)\\right)}_{L_{t-1}} \\underbrace{-\\log p_\\theta(x_0 \\mid x_1)}_{L_0}.\\end{aligned}$$\n\n"
         s += t("Up to weights, each $L_{t-1}$ is a squared error between the true and the predicted noise, which gives the simple loss that DDPM trains on:",
                "С точностью до весов каждое $L_{t-1}$ — квадрат ошибки между истинным и предсказанным шумом, что даёт простую функцию потерь DDPM:") + "\n\n"
         s += "$$L_\\text{simple} = \\mathbb{E}_{t, x_0, \\varepsilon}\\left\\|\\varepsilon - \\varepsilon_\\theta\\left(\\sqrt{\\bar\\alpha_t}\\,x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\varepsilon,\\ t\\right)\\right\\|^2.$$\n\n"
@@ -262,8 +289,9 @@ public struct ReportWriter {
             let shape = run.imageShape.map(String.init).joined(separator: "×")
             switch run.kind {
             case "ddpm":
-                s += t("**\(run.name)** (DDPM): a U-Net of \(text.millions(run.parameters)) parameters in diffusers' `UNet2DModel` layout — ResNet blocks with the timestep's sinusoidal embedding, self-attention at the lowest resolution, skip connections between the halves — on \(shape) images.",
-                       "**\(run.name)** (DDPM): U-Net из \(text.millions(run.parameters)) параметров в формате `UNet2DModel` библиотеки diffusers — ResNet-блоки с синусоидальным вложением шага, самовнимание на наименьшем разрешении, пропускающие связи между половинами — на изображениях \(shape).")
+                let kind = run.name == "DDPM" ? "" : " (DDPM)"
+                s += t("**\(run.name)**\(kind): a U-Net of \(text.millions(run.parameters)) parameters in diffusers' `UNet2DModel` layout — ResNet blocks with the timestep's sinusoidal embedding, self-attention at the lowest resolution, skip connections between the halves — on \(shape) images.",
+                       "**\(run.name)**\(kind): U-Net из \(text.millions(run.parameters)) параметров в формате `UNet2DModel` библиотеки diffusers — ResNet-блоки с синусоидальным вложением шага, самовнимание на наименьшем разрешении, пропускающие связи между половинами — на изображениях \(shape).")
             case "latent-diffusion":
                 let latent = run.latentShape?.map(String.init).joined(separator: "×") ?? "?"
                 s += t("**\(run.name)**: a VAE encodes \(shape) images to \(latent) latents, scaled by \(text.n(run.scalingFactor ?? 1, 4)) to unit variance; a U-Net denoises there, and the decoder maps samples back to pixels (\(text.millions(run.parameters)) parameters in all).",
@@ -285,19 +313,19 @@ public struct ReportWriter {
     func comparisonSection() -> String {
         var s = "# " + t("Comparison with GANs and VAEs", "Сравнение с GAN и VAE") + "\n\n"
         guard let c = comparison else {
-            s += "| " + t("Run | Kind | Parameters | Steps | Training time | Final loss", "Запуск | Тип | Параметры | Шагов | Время обучения | Итоговая потеря") + " |\n|---|---|--:|--:|--:|--:|\n"
-            for run in runs {
+            let rows = runs.map { run in
                 let key = ["loss", "d_loss"].first { run.log[$0] != nil } ?? "loss"
                 let final = run.log[key]?.suffix(50) ?? []
                 let value = final.isEmpty ? "—" : text.n(final.reduce(0, +) / Double(final.count), 4)
-                s += "| \(run.name) | \(run.kind) | \(text.millions(run.parameters)) | \(run.trainingSteps) | \(text.duration(run.trainingSeconds)) | \(value) |\n"
+                return [run.name, run.kind, text.millions(run.parameters), "\(run.trainingSteps)", text.duration(run.trainingSeconds), value]
             }
+            s += text.pipeTable(t("Run | Kind | Parameters | Steps | Training time | Final loss", "Запуск | Тип | Параметры | Шагов | Время обучения | Итоговая потеря"),
+                                rightAligned: Set(2...5), rows: rows)
             return s + "\n: " + t("The runs (final loss: the mean of the last 50 steps).", "Запуски (итоговая потеря: среднее за последние 50 шагов).") + "\n\n"
         }
         s += t("The theory contrasts the three families: GANs train unstably, VAEs give blurry images, diffusion models generate slowly. The tables measure each claim on the runs.",
                "Теория противопоставляет три семейства: GAN обучаются нестабильно, VAE дают размытые изображения, диффузионные модели генерируют медленно. Таблицы измеряют каждое утверждение на запусках.") + "\n\n"
-        return s + text.tables(ComparisonResults(data: c.data, budgetMinutes: c.budgetMinutes, machine: c.machine, featureNetwork: c.featureNetwork,
-                                                  resize: c.resize, reference: c.reference, models: c.models, steps: [])) + "\n"
+        return s + text.methodsTable(c) + text.qualityTable(c)
     }
 
     func stepsSection(_ figures: String) throws -> String {
@@ -305,20 +333,19 @@ public struct ReportWriter {
         s += t("DDPM samples with all $T$ steps. DDIM takes larger deterministic steps along the same marginals, and ODE solvers such as DPM-Solver++ and Heun's method need fewer still; each step is one network evaluation (two for Heun).",
                "DDPM генерирует за все $T$ шагов. DDIM делает более крупные детерминированные шаги с теми же маргинальными распределениями, а решатели ОДУ, такие как DPM-Solver++ и метод Хойна, обходятся ещё меньшим числом шагов; каждый шаг — одно вычисление сети (у Хойна — два).") + "\n\n"
         guard let c = comparison, !c.steps.isEmpty else { return s }
-        s += text.tables(ComparisonResults(data: c.data, budgetMinutes: c.budgetMinutes, machine: c.machine, featureNetwork: c.featureNetwork,
-                                           resize: c.resize, reference: c.reference, models: [], steps: c.steps))
-            .components(separatedBy: "\n\n").last { $0.contains("|") }.map { $0 + "\n\n" } ?? ""
-        var series: [Plot.Series] = []
-        for model in Set(c.steps.map(\.model)).sorted() {
-            for sampler in Set(c.steps.filter { $0.model == model }.map(\.sampler)).sorted() {
-                let points = c.steps.filter { $0.model == model && $0.sampler == sampler }.sorted { $0.evaluationsPerSample < $1.evaluationsPerSample }
-                series.append(Plot.Series("\(model), \(sampler)", x: points.map { Foundation.log10(Double($0.evaluationsPerSample)) },
-                                          y: points.map(\.fid), mark: points.count > 1 ? .line : .dots))
-            }
+        s += text.stepsTable(c)
+        // A panel per model, a series per sampler, in the order measured (so that a sampler keeps its colour).
+        func ordered(_ names: [String]) -> [String] { names.reduce(into: []) { if !$0.contains($1) { $0.append($1) } } }
+        let samplers = ordered(c.steps.map(\.sampler))
+        let plots = ordered(c.steps.map(\.model)).map { model in
+            Plot(title: model, xLabel: t("log₁₀ network evaluations per sample", "log₁₀ вычислений сети на образец"), yLabel: "FID",
+                 series: samplers.map { sampler in
+                     let points = c.steps.filter { $0.model == model && $0.sampler == sampler }.sorted { $0.evaluationsPerSample < $1.evaluationsPerSample }
+                     return Plot.Series(sampler, x: points.map { Foundation.log10(Double($0.evaluationsPerSample)) }, y: points.map(\.fid),
+                                        mark: points.count > 1 ? .line : .dots)
+                 })
         }
-        let plot = Plot(title: t("FID against network evaluations", "FID в зависимости от числа вычислений сети"),
-                        xLabel: t("log₁₀ network evaluations per sample", "log₁₀ вычислений сети на образец"), yLabel: "FID", series: series)
-        try writeAtomically(Data(plot.svg(width: 640, height: 400).utf8), to: figures + "/fid-steps.svg")
+        try writeAtomically(Data(svgFigure(plots, columns: plots.count, panelWidth: 420, panelHeight: 340).utf8), to: figures + "/fid-steps.svg")
         s += "![" + t("FID of the diffusion models against the network evaluations per sample, by sampler.",
                       "FID диффузионных моделей в зависимости от числа вычислений сети на образец, по сэмплерам.") + "](figures/fid-steps.svg){width=90%}\n\n"
         return s

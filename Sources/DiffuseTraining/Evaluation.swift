@@ -142,17 +142,24 @@ public struct SampleQuality: Codable, Equatable, Sendable {
 
 extension GenerativeObjective {
     /// `count` samples, `batchSize` at a time, from noise drawn from `generator`; a class-conditional model gets
-    /// the labels 0, 1, …, classes − 1 in turn (balanced classes). `progress` counts finished samples.
+    /// the labels 0, 1, …, classes − 1 in turn (balanced classes). `progress` counts the sampler's steps done over
+    /// all samples (count × steps in the end), or the samples done for a generator of one step.
     public func generate(count: Int, batchSize: Int, sampler: Sampler?, guidance: Double? = nil,
                          generator: inout RandomGenerator, progress: ((Int) -> Void)? = nil) -> Tensor {
         var parts: [Tensor] = []
+        var done = 0
         for start in stride(from: 0, to: count, by: batchSize) {
             let n = min(batchSize, count - start)
             let noise = generator.normal([n] + noiseShape)
             let labels = classes.map { k in (start..<(start + n)).map { $0 % k } }
-            parts.append(generate(from: noise, sampler: sampler, labels: labels, guidance: guidance, generator: &generator,
-                                  observe: nil))
-            progress?(start + n)
+            parts.append(generate(from: noise, sampler: sampler, labels: labels, guidance: guidance, generator: &generator) { _, _ in
+                done += n
+                progress?(done)
+            })
+            if sampler == nil {
+                done += n
+                progress?(done)
+            }
         }
         return concat(parts, axis: 0)
     }
@@ -201,9 +208,11 @@ public struct EvaluationSettings: Sendable {
     public init() {}
 }
 
-/// The training time and steps of a run, from its log (the sum of the seconds each step took).
+/// The training time and steps of a run, from its log (the sum of the seconds each step took), with its first
+/// stage's training time for latent diffusion.
 public func trainingCost(_ folder: RunFolder) -> (seconds: Double, steps: Int) {
-    guard let text = try? String(contentsOfFile: folder.log, encoding: .utf8) else { return (0, 0) }
+    let firstStage = (try? folder.readConfig())?.autoencoderTrainingSeconds ?? 0
+    guard let text = try? String(contentsOfFile: folder.log, encoding: .utf8) else { return (firstStage, 0) }
     let lines = text.split(separator: "\n")
     guard let header = lines.first?.split(separator: ",").map(String.init), let column = header.firstIndex(of: "seconds") else { return (0, 0) }
     var seconds = 0.0, steps = 0
@@ -211,7 +220,7 @@ public func trainingCost(_ folder: RunFolder) -> (seconds: Double, steps: Int) {
         let fields = line.split(separator: ",", omittingEmptySubsequences: false)
         if fields.count > column, let s = Double(fields[column]) { seconds += s; steps += 1 }
     }
-    return (seconds, steps)
+    return (firstStage + seconds, steps)
 }
 
 /// Evaluates a run: `settings.samples` samples (timed), their quality against `reference` under `network`, and,
@@ -234,7 +243,9 @@ public func evaluate(run path: String, network: FeatureNetwork, reference: Refer
     var generator = RandomGenerator(seed: settings.seed, stream: 8)
     let start = Date()
     let samples = objective.generate(count: settings.samples, batchSize: settings.batchSize, sampler: sampler,
-                                     guidance: settings.guidance, generator: &generator) { progress?("sample", $0, settings.samples) }
+                                     guidance: settings.guidance, generator: &generator) {
+        progress?("sample", $0, settings.samples * (sampler == nil ? 1 : settings.steps))
+    }
     let seconds = Date().timeIntervalSince(start)
     let features = network.features(of: samples) { progress?("features", $0, settings.samples) }
     let quality = try SampleQuality(images: samples, generated: features, reference: reference, network: network)

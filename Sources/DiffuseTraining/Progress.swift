@@ -10,20 +10,22 @@ public final class ProgressBar {
     private let isTerminal = isatty(STDERR_FILENO) != 0
     private let lineEvery: Int
     private var lastDraw = Date.distantPast
+    private var lastLine: Int
 
     public init(total: Int, label: String, startingAt first: Int = 0, lineEvery: Int? = nil) {
         self.total = total
         self.label = label
         self.first = first
         self.lineEvery = lineEvery ?? max(1, total / 20)
+        lastLine = first
     }
 
     /// Reports that `done` of `total` are finished, with extra figures such as "loss 0.0312".
     public func update(_ done: Int, _ figures: String = "") {
         let elapsed = Date().timeIntervalSince(start)
         let rate = Double(done - first) / max(elapsed, 1e-9)
-        let eta = rate > 0 ? Double(total - done) / rate : 0
-        let text = "\(label) \(done)/\(total) \(figures) \(String(format: "%.2f", rate)) it/s ETA \(Self.duration(eta))"
+        let eta = rate > 0 ? Self.duration(Double(total - done) / rate) : done < total ? "?" : "0s"
+        let text = "\(label) \(done)/\(total) \(figures) \(String(format: "%.2f", rate)) it/s ETA \(eta)"
         if isTerminal {
             guard done == total || Date().timeIntervalSince(lastDraw) > 0.1 else { return }
             lastDraw = Date()
@@ -31,7 +33,8 @@ public final class ProgressBar {
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
             FileHandle.standardError.write(Data("\r\u{1B}[2K[\(bar)] \(text)".utf8))
             if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
-        } else if done == total || (done - first) % lineEvery == 0 {
+        } else if done != lastLine && (done == total || (done - first) / lineEvery > (lastLine - first) / lineEvery) {
+            lastLine = done  // a line each time another lineEvery steps are done, whatever the increments
             FileHandle.standardError.write(Data("\(text)\n".utf8))
         }
     }

@@ -21,6 +21,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// Latent diffusion: the VAE run its first stage was copied from (for the record: the weights are in the
     /// checkpoint, so that the run needs nothing outside its folder).
     public var autoencoderRun: String?
+    /// Latent diffusion: the seconds that first stage trained, counted in this run's training time.
+    public var autoencoderTrainingSeconds: Double?
     /// VAE: the reconstruction term (l1 or l2, per pixel) and the weight of the KL term per pixel, and of the patch
     /// discriminator's adversarial term (nil: none).
     public var reconstruction: ReconstructionLoss?

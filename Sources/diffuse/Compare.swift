@@ -10,15 +10,15 @@ struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train (or take) DDPM, latent diffusion, VAE and GAN runs on the same data and measure them side by side.",
         discussion: """
-        With --data and --minutes, trains each model for the same wall-clock budget in --out: a class-conditional \\
-        DDPM (mnist-small U-Net), a VAE (KL weight 1), latent diffusion (a first-stage VAE with KL weight 0.01 for a \\
-        third of the budget, its latent U-Net for the rest), a DCGAN; plus the classifier whose features measure \\
-        them (not counted in the budget). With --runs, takes trained runs instead. All are trained on the first \\
+        With --data and --minutes, trains each model for the same wall-clock budget in --out: a class-conditional \
+        DDPM (mnist-small U-Net), a VAE (KL weight 1), latent diffusion (a first-stage VAE with KL weight 0.01 for a \
+        third of the budget, its latent U-Net for the rest), a DCGAN; plus the classifier whose features measure \
+        them (not counted in the budget). With --runs, takes trained runs instead. All are trained on the first \
         --examples images; the rest are held out for the likelihood bound.
 
-        Then measures each with `diffuse eval`'s metrics (FID, precision, recall, KID under the classifier's \\
-        features, against the training images; bits/dim for the DDPM; sampling time and network evaluations per \\
-        sample; training time and steps), and the diffusion models' FID against the number of steps of several \\
+        Then measures each with `diffuse eval`'s metrics (FID, precision, recall, KID under the classifier's \
+        features, against the training images; bits/dim for the DDPM; sampling time and network evaluations per \
+        sample; training time and steps), and the diffusion models' FID against the number of steps of several \
         samplers (--grid). Writes results.json and tables.md in --out; `diffuse report` turns them into a report.
 
         Examples:
@@ -65,7 +65,7 @@ struct Compare: ParsableCommand {
     /// Runs `diffuse train` with these arguments.
     func train(_ arguments: [String]) throws {
         print("== diffuse train " + arguments.joined(separator: " "))
-        var command = try Train.parse(arguments)
+        let command = try Train.parse(arguments)
         try command.run()
     }
 

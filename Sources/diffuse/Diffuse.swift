@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Diffuse: ParsableCommand {
@@ -11,4 +12,11 @@ struct Diffuse: ParsableCommand {
         version: "0.1.0",
         subcommands: [Train.self, Sample.self, Eval.self, Compare.self, ReportCommand.self, Export.self, Demo.self, Bench.self]
     )
+
+    /// Results (standard output) reach a log file or a pipe line by line, in step with the progress lines
+    /// (standard error), instead of in blocks at exit.
+    static func main() {
+        setvbuf(stdout, nil, _IOLBF, 0)
+        main(nil)
+    }
 }

@@ -35,16 +35,16 @@ struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure a trained generative run: FID, precision/recall, KID, likelihood, sampling time.",
         discussion: """
-        Draws --samples images from the run (diffusion with --sampler and --steps; VAEs and GANs in one network \\
-        evaluation), computes their features with --features, and compares them with the features of the run's \\
-        training images (--reference train, the default) or of its held-out images (--reference held-out, for a run \\
-        trained with --examples N): Fréchet distance (FID), precision and recall (k = 3 nearest neighbours) and KID. \\
-        The reference features are cached per data, feature network and resize mode (--cache), so that evaluating \\
-        many checkpoints computes them once. For a pixel-space diffusion model, --nll N also bounds −log p(x) in \\
+        Draws --samples images from the run (diffusion with --sampler and --steps; VAEs and GANs in one network \
+        evaluation), computes their features with --features, and compares them with the features of the run's \
+        training images (--reference train, the default) or of its held-out images (--reference held-out, for a run \
+        trained with --examples N): Fréchet distance (FID), precision and recall (k = 3 nearest neighbours) and KID. \
+        The reference features are cached per data, feature network and resize mode (--cache), so that evaluating \
+        many checkpoints computes them once. For a pixel-space diffusion model, --nll N also bounds −log p(x) in \
         bits per dimension on N held-out images, over all T steps of the variational bound (T network evaluations).
 
-        Feature networks: classifier:RUN (the hidden layer of a `diffuse train --model classifier` run: an FID \\
-        specific to that data set, reported as such) or inception:FILE (pytorch-fid's Inception-v3, weights from \\
+        Feature networks: classifier:RUN (the hidden layer of a `diffuse train --model classifier` run: an FID \
+        specific to that data set, reported as such) or inception:FILE (pytorch-fid's Inception-v3, weights from \
         scripts/convert_inception.py; images resized bilinearly to 299×299).
 
         Examples:
@@ -90,7 +90,6 @@ struct Eval: ParsableCommand {
         let bar = ProgressBar(total: images.count, label: "reference")
         let referenceFeatures = try ReferenceFeatures(images: images.images, data: data, examples: examples, network: network,
                                                       cacheDirectory: cache) { bar.update($0) }
-        if !referenceFeatures.fromCache { bar.finishLine() }
         var settings = EvaluationSettings()
         (settings.samples, settings.batchSize, settings.sampler, settings.steps) = (samples, batchSize, sampler, steps)
         (settings.karras, settings.guidance, settings.seed, settings.nllImages) = (karras, guidance, seed, nll)
@@ -110,10 +109,10 @@ struct Eval: ParsableCommand {
 func progressBars() -> (String, Int, Int) -> Void {
     var bars: [String: ProgressBar] = [:]
     return { phase, done, total in
-        let bar = bars[phase] ?? ProgressBar(total: total, label: phase)
+        // A phase is first heard of when its first part is done: its rate counts from there.
+        let bar = bars[phase] ?? ProgressBar(total: total, label: phase, startingAt: done)
         bars[phase] = bar
         bar.update(done)
-        if done >= total { bar.finishLine() }
     }
 }
 
@@ -122,9 +121,9 @@ func summary(_ e: Evaluation) -> String {
     let q = e.quality
     var lines = [
         "\(e.run) (\(e.kind.rawValue), \(e.parameters) parameters, trained \(ProgressBar.duration(e.trainingSeconds)) / \(e.trainingSteps) steps)",
-        "  sampler \(e.sampler)\(e.steps.map { ", \($0) steps" } ?? ""): \(e.evaluationsPerSample) network evaluations, "
+        "  sampler \(e.sampler)\(e.steps.map { ", \($0) steps" } ?? ""): \(e.evaluationsPerSample) network evaluation\(e.evaluationsPerSample == 1 ? "" : "s"), "
             + String(format: "%.1f ms per sample", 1000 * e.secondsPerSample),
-        String(format: "  FID %.3f   precision %.3f   recall %.3f   KID %.5f ± %.5f   sharpness %.4f (data %.4f)", q.fid,
+        String(format: "  FID %.3f   precision %.3f   recall %.3f   KID %.3g ± %.3g   sharpness %.4f (data %.4f)", q.fid,
                q.precision, q.recall, q.kid, q.kidStd, q.sharpness, q.referenceSharpness),
         "  \(q.samples) samples against \(q.reference); features: \(q.featureNetwork), resize \(q.resize)",
     ]

@@ -13,13 +13,13 @@ struct ReportCommand: ParsableCommand {
         commandName: "report",
         abstract: "Write a Pandoc report (Markdown, figures, Makefile) from a comparison and trained runs.",
         discussion: """
-        Each input is a folder written by `diffuse compare` (its results.json gives the tables) or a run folder of \\
-        `diffuse train`. The report follows the theory's outline — introduction, the forward process, the reverse \\
-        process and the ELBO, the implementation (the real Swift training step, from the source), the architectures, \\
-        the comparison with GANs and VAEs (methods; FID and training time), FID against sampling steps, sample grids \\
+        Each input is a folder written by `diffuse compare` (its results.json gives the tables) or a run folder of \
+        `diffuse train`. The report follows the theory's outline — introduction, the forward process, the reverse \
+        process and the ELBO, the implementation (the real Swift training step, from the source), the architectures, \
+        the comparison with GANs and VAEs (methods; FID and training time), FID against sampling steps, sample grids \
         and training curves, and conclusions drawn from the numbers — with every number taken from those files.
 
-        --out receives report.md, figures/ and a Makefile: `make` builds report.html and report.docx with pandoc, \\
+        --out receives report.md, figures/ and a Makefile: `make` builds report.html and report.docx with pandoc, \
         `make report.pdf` a PDF (xelatex). Or directly: pandoc --standalone --mathml -o report.html report.md
 
         Examples:

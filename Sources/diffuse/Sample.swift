@@ -217,8 +217,8 @@ struct Sample: ParsableCommand {
             try writeTrajectory([(-1, start)] + states, to: trajectory)
         }
         let evaluations = (chosen?.evaluations ?? 1) * (guidance == nil ? 1 : 2)
-        print(String(format: "%d samples, %d network evaluations each, in %.1f s (%.1f ms per sample) → %@", total,
-                     evaluations, seconds, 1000 * seconds / Double(total), out))
+        print(String(format: "%d samples, %d network evaluation%@ each, in %.1f s (%.1f ms per sample) → %@", total,
+                     evaluations, evaluations == 1 ? "" : "s", seconds, 1000 * seconds / Double(total), out))
     }
 
     /// The output path without its extension.

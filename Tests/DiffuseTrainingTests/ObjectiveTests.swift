@@ -102,6 +102,22 @@ final class ObjectiveTests: TemporaryFolderTestCase {
         }
     }
 
+    /// A latent-diffusion run's training time counts the seconds its first stage trained (recorded in its config),
+    /// its steps only its own.
+    func testLatentDiffusionTrainingCostCountsTheFirstStage() throws {
+        let vaeFolder = tempFolder(), folder = tempFolder()
+        _ = try Trainer(config: vaeRun(steps: 2, adversarial: false), data: data, folder: vaeFolder, resume: false).train()
+        var (config, firstStage) = try latentRun(steps: 3, vae: vaeFolder)
+        config.autoencoderTrainingSeconds = 100
+        _ = try Trainer(config: config, data: data, folder: folder, resume: false, firstStage: firstStage).train()
+        let own = try String(contentsOfFile: folder.log, encoding: .utf8).split(separator: "\n").dropFirst()
+            .map { Double($0.split(separator: ",").dropLast().last!)! }
+        let (seconds, steps) = trainingCost(folder)
+        XCTAssertEqual(steps, 3)
+        XCTAssertEqual(seconds, 100 + own.reduce(0, +), accuracy: 1e-9)
+        XCTAssertEqual(trainingCost(vaeFolder).steps, 2)
+    }
+
     /// One GAN step moves every parameter of both networks: the discriminator's update, then the generator's.
     func testGANStepChangesBothNetworks() throws {
         let folder = tempFolder()
