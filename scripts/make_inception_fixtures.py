@@ -5,11 +5,12 @@ pytorch-fid downloads the real weights; here its loader is replaced by pseudo-ra
 every BatchNorm's weight, bias and running statistics), so the check is of the structure and arithmetic, which is
 what the real weights then run through. The weights are not stored (87 MB): each tensor's values are
 u = splitmix64(FNV-1a(name) + index) mapped to [−1, 1), scaled per kind (see `weights`), which the test
-recomputes bit for bit. torchvision's compiled ops do not load against torch's CPU wheel, so its
-package __init__ is bypassed: torchvision/models/inception.py itself is executed, with stand-ins for the registry
-and weight-metadata helpers it imports (nothing of the network).
+recomputes bit for bit. torchvision's compiled ops do not load against torch's CPU wheel (and installed beside it,
+torchvision breaks diffusers' import), so torchvision is not installed: its wheel (version TORCHVISION) is downloaded
+into a temporary folder and torchvision/models/inception.py itself is executed, with stand-ins for the registry and
+weight-metadata helpers it imports (nothing of the network).
 
-Regenerate:  pip install --no-deps torchvision pytorch-fid; python3 scripts/make_inception_fixtures.py
+Regenerate:  pip install --no-deps pytorch-fid; python3 scripts/make_inception_fixtures.py
 Writes Tests/DiffuseModelsTests/Fixtures/inception.safetensors (F32): images ([2, 3, 40, 48] in [0, 1]) and
 features ([2, 2048]); its metadata "shapes" lists every weight and buffer (torchvision key → shape) as JSON.
 """
@@ -17,16 +18,32 @@ import enum
 import json
 import importlib.util
 import pathlib
-import site
+import subprocess
 import sys
+import tempfile
 import types
+import zipfile
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
 
 root = pathlib.Path(__file__).resolve().parent.parent / "Tests/DiffuseModelsTests/Fixtures"
-package = pathlib.Path(site.getsitepackages()[0]) / "torchvision"
+TORCHVISION = "0.28.0"
+
+
+def torchvision_sources():
+    """torchvision's Python files, unpacked from its wheel (downloaded without dependencies) in a temporary folder."""
+    folder = pathlib.Path(tempfile.mkdtemp())
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
+                    "-d", str(folder), "torchvision==" + TORCHVISION], check=True)
+    wheel = next(folder.glob("torchvision-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(folder, [n for n in z.namelist() if n.startswith("torchvision/") and n.endswith(".py")])
+    return folder / "torchvision"
+
+
+package = torchvision_sources()
 
 
 def module(name, **attributes):
@@ -42,7 +59,7 @@ class WeightsEnum(enum.Enum):
         return weights
 
 
-torchvision = module("torchvision", __path__=[str(package)], __version__="0.28.0")
+torchvision = module("torchvision", __path__=[str(package)], __version__=TORCHVISION)
 models = module("torchvision.models", __path__=[str(package / "models")])
 module("torchvision.transforms", __path__=[])
 module("torchvision.transforms._presets", ImageClassification=object)
