@@ -367,16 +367,16 @@ public struct ReportWriter {
         for run in runs {
             let columns = ["loss", "d_loss", "g_loss"].filter { run.log[$0] != nil }
             guard !columns.isEmpty else { continue }
+            let window = max(1, run.log[columns[0]]!.count / 100)  // the caption's, for every column
             let series = columns.map { column -> Plot.Series in
                 let values = run.log[column]!
-                let smoothed = movingAverage(values, window: max(1, values.count / 100))
-                return Plot.Series(column, x: (1...values.count).map(Double.init), y: smoothed)
+                return Plot.Series(column, x: (1...values.count).map(Double.init), y: movingAverage(values, window: window))
             }
             let plot = Plot(title: run.name, xLabel: t("step", "шаг"), yLabel: t("loss (moving average)", "потеря (скользящее среднее)"),
                             logY: run.kind != "gan", series: series)
             try writeAtomically(Data(plot.svg(width: 560, height: 320).utf8), to: figures + "/loss-\(slug(run)).svg")
-            s += "![" + t("Training losses of \(run.name), moving average over \(max(1, run.trainingSteps / 100)) steps.",
-                          "Функции потерь \(run.name) при обучении, скользящее среднее по \(max(1, run.trainingSteps / 100)) шагам.")
+            s += "![" + t("Training losses of \(run.name), moving average over \(window) steps.",
+                          "Функции потерь \(run.name) при обучении, скользящее среднее по \(window) шагам.")
                 + "](figures/loss-\(slug(run)).svg){width=70%}\n\n"
         }
         return s

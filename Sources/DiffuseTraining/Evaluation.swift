@@ -208,19 +208,35 @@ public struct EvaluationSettings: Sendable {
     public init() {}
 }
 
-/// The training time and steps of a run, from its log (the sum of the seconds each step took), with its first
-/// stage's training time for latent diffusion.
-public func trainingCost(_ folder: RunFolder) -> (seconds: Double, steps: Int) {
-    let firstStage = (try? folder.readConfig())?.autoencoderTrainingSeconds ?? 0
-    guard let text = try? String(contentsOfFile: folder.log, encoding: .utf8) else { return (firstStage, 0) }
-    let lines = text.split(separator: "\n")
-    guard let header = lines.first?.split(separator: ",").map(String.init), let column = header.firstIndex(of: "seconds") else { return (0, 0) }
-    var seconds = 0.0, steps = 0
-    for line in lines.dropFirst() {
-        let fields = line.split(separator: ",", omittingEmptySubsequences: false)
-        if fields.count > column, let s = Double(fields[column]) { seconds += s; steps += 1 }
+extension RunFolder {
+    /// The columns of the run's log (log.csv) by name, each with the values that parse as numbers; empty without a log.
+    public func readLog() -> [String: [Double]] {
+        guard let text = try? String(contentsOfFile: log, encoding: .utf8) else { return [:] }
+        let lines = text.split(separator: "\n")
+        let header = lines.first.map { $0.split(separator: ",").map(String.init) } ?? []
+        var columns: [String: [Double]] = [:]
+        for line in lines.dropFirst() {
+            for (column, field) in zip(header, line.split(separator: ",", omittingEmptySubsequences: false)) {
+                if let v = Double(field) { columns[column, default: []].append(v) }
+            }
+        }
+        return columns
     }
-    return (firstStage + seconds, steps)
+
+    /// The training time and steps of a run: the sum of the seconds each step of its log took (`log`, when already
+    /// read), with its first stage's training time for latent diffusion.
+    public func trainingCost(log: [String: [Double]]? = nil) -> (seconds: Double, steps: Int) {
+        let firstStage = (try? readConfig())?.autoencoderTrainingSeconds ?? 0
+        let seconds = (log ?? readLog())["seconds"] ?? []
+        return (firstStage + seconds.reduce(0, +), seconds.count)
+    }
+}
+
+extension TrainingObjective {
+    /// The parameters of the networks that generate: all but a discriminator's.
+    public var generatingParameterCount: Int {
+        model.namedParameters().filter { name, _ in !name.hasPrefix("discriminator.") }.reduce(0) { $0 + $1.1.value.count }
+    }
 }
 
 /// Evaluates a run: `settings.samples` samples (timed), their quality against `reference` under `network`, and,
@@ -266,13 +282,12 @@ public func evaluate(run path: String, network: FeatureNetwork, reference: Refer
         bits = values.reduce(0, +) / Double(values.count)
         nllImages = n
     }
-    let (trainingSeconds, trainingSteps) = trainingCost(folder)
-    let generating = objective.model.namedParameters().filter { name, _ in !name.hasPrefix("discriminator.") }
+    let (trainingSeconds, trainingSteps) = folder.trainingCost()
     return Evaluation(run: path, kind: config.kind, sampler: samplerName, steps: sampler == nil ? nil : settings.steps,
                       evaluationsPerSample: (sampler?.evaluations ?? 1) * (settings.guidance == nil ? 1 : 2),
                       secondsPerSample: seconds / Double(settings.samples), quality: quality, bitsPerDim: bits,
                       nllImages: nllImages, trainingSeconds: trainingSeconds, trainingSteps: trainingSteps,
-                      parameters: generating.reduce(0) { $0 + $1.1.value.count })
+                      parameters: objective.generatingParameterCount)
 }
 
 /// pytorch-fid's Inception-v3 (the network of the standard FID), with weights from a safetensors file that

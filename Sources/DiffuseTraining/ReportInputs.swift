@@ -31,19 +31,9 @@ extension RunSummary {
     public init(_ folder: RunFolder, name: String) throws {
         let config = try folder.readConfig()
         let objective = try makeObjective(config, exampleShape: config.exampleShape)
-        let parameters = objective.model.namedParameters().filter { !$0.0.hasPrefix("discriminator.") }.reduce(0) { $0 + $1.1.value.count }
-        var log: [String: [Double]] = [:]
-        if let text = try? String(contentsOfFile: folder.log, encoding: .utf8) {
-            let lines = text.split(separator: "\n")
-            let header = lines.first.map { $0.split(separator: ",").map(String.init) } ?? []
-            for line in lines.dropFirst() {
-                for (column, field) in zip(header, line.split(separator: ",", omittingEmptySubsequences: false)) {
-                    if let v = Double(field) { log[column, default: []].append(v) }
-                }
-            }
-        }
-        let (seconds, steps) = trainingCost(folder)
-        self.init(name: name, kind: config.kind.rawValue, folder: folder.path, parameters: parameters,
+        let log = folder.readLog()
+        let (seconds, steps) = folder.trainingCost(log: log)
+        self.init(name: name, kind: config.kind.rawValue, folder: folder.path, parameters: objective.generatingParameterCount,
                   imageShape: config.exampleShape, log: log, trainingSeconds: seconds, trainingSteps: steps)
         if config.kind == .ddpm || config.kind == .latentDiffusion {
             (timesteps, betaStart, betaEnd) = (config.timesteps, config.betaStart, config.betaEnd)

@@ -105,8 +105,7 @@ struct Sample: ParsableCommand {
                 throw ValidationError("--schedule, --beta-start, --beta-end, --train-timesteps and --prediction are for a bare "
                                       + "UNet folder; this pipeline's scheduler_config.json sets them")
             }
-            let T = config.numTrainTimesteps ?? 1000
-            var settings = try Sampling(kind: sampler, steps: steps ?? (sampler == .ddpm ? T : min(50, T)), config: config)
+            var settings = try Sampling(kind: sampler, steps: defaultSteps(config.numTrainTimesteps ?? 1000), config: config)
             apply(&settings)
             let u = unet.config
             var shape = [u.inChannels, u.sampleSize, u.sampleSize]
@@ -131,12 +130,13 @@ struct Sample: ParsableCommand {
             throw ValidationError("\(runFolder!) is a \(config.kind.rawValue) run: it does not generate")
         }
         guard let diffusion = objective as? DiffusionObjective else { return (objective, nil, false, runFolder!, config) }
-        let T = diffusion.diffusion.schedule.timesteps
-        var settings = Sampling(kind: sampler, steps: steps ?? (sampler == .ddpm ? T : min(50, T)), diffusion: diffusion.diffusion,
-                                clip: config.kind == .ddpm && config.exampleShape.count == 3 ? 1 : nil)
+        var settings = config.sampling(sampler, steps: defaultSteps(diffusion.diffusion.schedule.timesteps))
         apply(&settings)
         return (objective, settings, (config.labelDropout ?? 0) > 0, runFolder!, config)
     }
+
+    /// --steps, or by default all T steps for DDPM and 50 (at most T) for the others.
+    private func defaultSteps(_ T: Int) -> Int { steps ?? (sampler == .ddpm ? T : min(50, T)) }
 
     /// The user's choices over the model's settings.
     private func apply(_ settings: inout Sampling) {

@@ -211,7 +211,7 @@ struct Train: ParsableCommand {
             first.shiftFactor = nil
             config.autoencoder = first
             config.autoencoderRun = autoencoder
-            config.autoencoderTrainingSeconds = trainingCost(vaeFolder).seconds
+            config.autoencoderTrainingSeconds = vaeFolder.trainingCost().seconds
             let latent = vae.latentShape(imageSize: size)
             config.unet = try unetConfig(preset ?? "latent", channels: latent[0], size: latent[1], classes: config.classes)
             print(String(format: "first stage: %@ (latents %@, scaling factor %.4f)", autoencoder,

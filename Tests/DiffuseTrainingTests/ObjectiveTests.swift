@@ -112,10 +112,10 @@ final class ObjectiveTests: TemporaryFolderTestCase {
         _ = try Trainer(config: config, data: data, folder: folder, resume: false, firstStage: firstStage).train()
         let own = try String(contentsOfFile: folder.log, encoding: .utf8).split(separator: "\n").dropFirst()
             .map { Double($0.split(separator: ",").dropLast().last!)! }
-        let (seconds, steps) = trainingCost(folder)
+        let (seconds, steps) = folder.trainingCost()
         XCTAssertEqual(steps, 3)
         XCTAssertEqual(seconds, 100 + own.reduce(0, +), accuracy: 1e-9)
-        XCTAssertEqual(trainingCost(vaeFolder).steps, 2)
+        XCTAssertEqual(vaeFolder.trainingCost().steps, 2)
     }
 
     /// One GAN step moves every parameter of both networks: the discriminator's update, then the generator's.
