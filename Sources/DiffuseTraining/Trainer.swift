@@ -72,6 +72,8 @@ public final class Trainer {
     public let folder: RunFolder
     public let objective: TrainingObjective
     public let optimizers: [Adam]
+    /// Every parameter of the objective's networks, whose gradients each update starts from zero.
+    private let parameters: [Parameter]
     public let ema: ExponentialMovingAverage
     public private(set) var state: TrainingState
     let data: DataSet
@@ -92,6 +94,7 @@ public final class Trainer {
         self.folder = folder
         self.data = data
         objective = try makeObjective(config, exampleShape: data.exampleShape)
+        parameters = objective.model.namedParameters().map(\.1)
         optimizers = objective.updates.map {
             Adam.adamW($0.parameters, learningRate: config.learningRate, beta1: $0.beta1, weightDecay: config.weightDecay)
         }
@@ -148,6 +151,12 @@ public final class Trainer {
 
     private var dropoutLayers: [Dropout] { objective.model.allModules.compactMap { $0 as? Dropout } }
 
+    /// The networks in training mode, but latent diffusion's frozen first stage.
+    private func trainingMode() {
+        objective.model.train()
+        (objective as? DiffusionObjective)?.firstStage?.eval()
+    }
+
     /// The log without the rows of steps a resumed run will redo (those after `step`).
     private func keepLogRows(through step: Int) throws {
         let text = (try? String(contentsOfFile: folder.log, encoding: .utf8)) ?? "step\n"
@@ -161,10 +170,9 @@ public final class Trainer {
     func step(_ batch: Batch) throws -> (logged: [String: Float], norms: [Float]) {
         var logged: [String: Float] = [:]
         var norms: [Float] = []
-        let parameters = objective.model.namedParameters().map(\.1)
         for (i, (update, optimizer)) in zip(objective.updates, optimizers).enumerated() {
             optimizer.learningRate = schedule(state.step)
-            for p in parameters { p.zeroGrad() }
+            for p in parameters { p.zeroGrad() }  // all of them: an update's loss reaches the other networks too
             let (loss, values) = objective.loss(update: i, batch: batch, generator: &state.generator)
             guard loss.item.isFinite else { throw DivergenceError(step: state.step, loss: loss.item, checkpoint: folder.checkpoint) }
             loss.backward()
@@ -180,8 +188,7 @@ public final class Trainer {
     /// Trains until `config.steps` (or `deadline`), writing the log, checkpoints and sample grids; stops cleanly
     /// (checkpoint and sample grid first) when an interruption is requested.
     public func train(progress: ProgressBar? = nil, until deadline: Date? = nil) throws -> TrainingOutcome {
-        objective.model.train()
-        if let vae = (objective as? DiffusionObjective)?.firstStage { vae.eval() }
+        trainingMode()
         var lastTime = Date()
         while state.step < config.steps {
             if Interruption.requested || deadline.map({ Date() >= $0 }) == true {
@@ -256,15 +263,11 @@ public final class Trainer {
         let noise = g.normal([count] + objective.noiseShape)
         let labels = classes.map { k in (0..<count).map { $0 / 8 % k } }
         var sampler: Sampler?
-        if let diffusion = (objective as? DiffusionObjective)?.diffusion {
-            sampler = DDIMSampler(Sampling(kind: .ddim, steps: config.sampleSteps, diffusion: diffusion,
-                                           clip: config.kind == .ddpm && config.unet != nil ? 1 : nil))
+        if objective is DiffusionObjective {
+            sampler = DDIMSampler(config.sampling(.ddim, steps: config.sampleSteps))
         }
         objective.model.eval()
-        defer {
-            objective.model.train()
-            if let vae = (objective as? DiffusionObjective)?.firstStage { vae.eval() }
-        }
+        defer { trainingMode() }
         let samples = ema.withAveragedWeights {
             objective.generate(from: noise, sampler: sampler, labels: labels, guidance: nil, generator: &g, observe: nil)
         }
