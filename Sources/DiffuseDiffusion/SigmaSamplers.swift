@@ -72,6 +72,14 @@ func denoised(_ output: Tensor, _ x: Tensor, sigma: Double, prediction: Predicti
     }
 }
 
+/// x̂_0 at σ from the network, which sees x/√(σ² + 1) (its input scale at timestep t), as the Euler-type schedulers
+/// call it.
+func denoised(_ model: Denoiser, _ x: Tensor, sigma: Double, t: Double, settings: Sampling) -> Tensor {
+    let s = Float(sigma)
+    let (output, _) = settings.splitVariance(model(x / (s * s + 1).squareRoot(), t), channels: x.shape[1])
+    return denoised(output, x, sigma: sigma, prediction: settings.prediction)
+}
+
 /// Euler's method on dx/dσ = (x − x̂_0)/σ, as EulerDiscreteScheduler; with `ancestral`, as
 /// EulerAncestralDiscreteScheduler: each step goes down to σ_down and adds σ_up·z, σ_up² = σ_to²(σ_from² − σ_to²)/σ_from²,
 /// σ_down² = σ_to² − σ_up². The network sees x/√(σ² + 1); the chain starts at x_T·√(σ_max² + 1) (σ_max for
@@ -103,10 +111,8 @@ public struct EulerSampler: Sampler {
         for (i, t) in timesteps.enumerated() {
             x = withoutGradients {
                 let (sigma, next) = (sigmas[i], sigmas[i + 1])
-                let s = Float(sigma)
-                let (output, _) = settings.splitVariance(model(x / (s * s + 1).squareRoot(), t), channels: x.shape[1])
-                let x0 = denoised(output, x, sigma: sigma, prediction: settings.prediction)
-                let derivative = (x - x0) / s
+                let x0 = denoised(model, x, sigma: sigma, t: t, settings: settings)
+                let derivative = (x - x0) / Float(sigma)
                 guard settings.kind == .eulerAncestral else { return x + derivative * Float(next - sigma) }
                 let (from, to) = (Float(sigma), Float(next))
                 let up = (to * to * (from * from - to * to) / (from * from)).squareRoot()
@@ -139,11 +145,9 @@ public struct HeunSampler: Sampler {
         var x = noise * EulerSampler.initialScale(sigmas, spacing: settings.spacing)
         /// The slope dx/dσ at x, σ (timestep t).
         func slope(_ x: Tensor, _ sigma: Double, _ t: Double) -> Tensor {
-            let s = Float(sigma)
-            let (output, _) = settings.splitVariance(model(x / (s * s + 1).squareRoot(), t), channels: x.shape[1])
-            var x0 = denoised(output, x, sigma: sigma, prediction: settings.prediction)
+            var x0 = denoised(model, x, sigma: sigma, t: t, settings: settings)
             if case .clamp(let r)? = settings.clipping { x0 = clamp(x0, min: Float(-r), max: Float(r)) }
-            return (x - x0) / s
+            return (x - x0) / Float(sigma)
         }
         for (i, t) in timesteps.enumerated() {
             x = withoutGradients {
