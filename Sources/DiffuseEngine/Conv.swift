@@ -77,9 +77,10 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     let (c, o, taps) = (geo.c, geo.o, geo.taps)
     let out = Tensor(uninitialized: [geo.n, o, geo.oh, geo.ow])
     let pw = UnsafePointer(weight.storage.pointer)
-    withBuffer((o + 7) / 8 * 8 * c * taps) { packed in
+    let group = Kernels.packGroup(outputs: o, inputs: c)
+    withBuffer((o + group - 1) / group * group * c * taps) { packed in
         Kernels.packTaps(pw, outputs: o, inputs: c, outputStride: c * taps, inputStride: taps, tapOffsets: Array(0..<taps),
-                         into: packed)
+                         group: group, into: packed)
         let target = CorrelationTarget(packed: packed, outputs: o, bias: bias.map { UnsafePointer($0.storage.pointer) },
                                        out: out.storage.pointer, height: geo.oh, width: geo.ow)
         Kernels.correlate(images: geo.n, bands: { k in
@@ -129,11 +130,12 @@ private func convInputGradient(_ g: Tensor, weight: Tensor, _ geo: ConvGeometry)
     let pw = UnsafePointer(weight.storage.pointer)
     let (c, o, kh, kw) = (geo.c, geo.o, geo.kh, geo.kw)
     // One set of packed weights per phase, shared by every band.
+    let group = Kernels.packGroup(outputs: c, inputs: o)
     let packs = phases.map { phase -> TensorStorage in
         let kernel = phase.taps
-        let packed = TensorStorage(uninitializedCount: (c + 7) / 8 * 8 * o * Swift.max(kernel.count, 1))
+        let packed = TensorStorage(uninitializedCount: (c + group - 1) / group * group * o * Swift.max(kernel.count, 1))
         Kernels.packTaps(pw, outputs: c, inputs: o, outputStride: kh * kw, inputStride: c * kh * kw,
-                         tapOffsets: kernel.map { $0.0 * kw + $0.1 }, into: packed.pointer)
+                         tapOffsets: kernel.map { $0.0 * kw + $0.1 }, group: group, into: packed.pointer)
         return packed
     }
     let targets = zip(phases, packs).map { phase, packed in

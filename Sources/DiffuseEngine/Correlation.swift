@@ -1,3 +1,4 @@
+import Foundation
 // Convolutions on the register tile, without im2col. A batch is laid out "wide": for each channel, the images side
 // by side in one zero-padded plane (one plane per phase of the stride), so that a kernel tap for 48 consecutive
 // output positions reads 48 consecutive floats. Forward convolution, its input gradient (a transposed
@@ -109,6 +110,11 @@ struct CorrelationTarget {
     let out: UnsafeMutablePointer<Float>
     let height, width: Int
     var rowStep = 1, rowOffset = 0, colStep = 1, colOffset = 0
+
+    /// Where output row `row`, column 0, of `image` goes in output channel 0.
+    func offset(image: Int, row: Int) -> Int {
+        ((image * outputs * height) + rowStep * row + rowOffset) * width + colOffset
+    }
 }
 
 /// Taps over a wide layout, and the outputs they give: output (n, Y, X) sits at flat position
@@ -146,10 +152,8 @@ struct Correlation {
         (positions + Kernels.tileColumns - 1) / Kernels.tileColumns * Kernels.tileColumns + maxOffset + 16
     }
 
-    /// Tiles of 48 positions, or of 48 valid outputs when `packed`.
-    func tiles(packed: Bool) -> Int {
-        ((packed ? outputRows * layout.images * outputColumns : positions) + Kernels.tileColumns - 1) / Kernels.tileColumns
-    }
+    /// Valid outputs: images × rows × columns.
+    var valid: Int { outputRows * layout.images * outputColumns }
 
     /// The runs of valid outputs in position order, one per image row: (first position, image, row).
     var runs: [(q: Int, image: Int, row: Int)] {
@@ -162,34 +166,120 @@ struct Correlation {
     }
 }
 
+/// How a correlation's outputs are cut into register tiles. Where the output channels come in whole blocks of 64,
+/// `channels`: 6 valid outputs × 64 output channels per tile (`channelTile`, the faster kernel). Otherwise 8 output
+/// channels × up to 48 positions (`tile`), read in place over the flat positions (`flat`: the junk ones between
+/// images computed and dropped), or over the valid outputs, each tile's inputs first copied into a panel
+/// (`packed`); such tiles are `width` columns (48, or 32 where that wastes less), and a last tile of no more than 32
+/// columns runs the narrow kernel.
+struct Tiling {
+    enum Kind { case flat, packed, channels }
+    let kind: Kind
+    let width, columns: Int
+    var count: Int { (columns + width - 1) / width }
+    var packed: Bool { kind == .packed }
+
+    /// The columns of tile t.
+    func span(_ t: Int) -> Range<Int> { (t * width)..<Swift.min(columns, t * width + width) }
+
+    /// Whether a correlation of `inputs` source channels into `outputs` output channels runs on channel tiles; its
+    /// weights are then packed in blocks of 64 output channels, else of 8. Few source channels (a first layer)
+    /// leave too few steps per tile to pay for scattering its outputs across 64 channel planes.
+    static func byChannels(outputs: Int, inputs: Int) -> Bool {
+        outputs % Kernels.channelTileOutputs == 0 && inputs >= 16 && Engine.convolutionTiles != .flat
+            && Engine.convolutionTiles != .packed
+    }
+
+    /// The cheapest tiling of `plan` for `outputs` output channels, in cycles per (channel, tap) step: a 48-wide tile
+    /// costs 12 per group of 8 output channels (24 multiply-adds on 2 units), a 32-wide one 8.8 (16, at the
+    /// measured ~91% of the wide kernel's rate), and a panel ~2 per piece of 16 floats it copies.
+    init(_ plan: Correlation, outputs: Int) {
+        if Tiling.byChannels(outputs: outputs, inputs: plan.layout.channels) {
+            self.init(kind: .channels, width: Kernels.channelTilePositions, columns: plan.valid)
+            return
+        }
+        let groups = Double((outputs + Kernels.tileRows - 1) / Kernels.tileRows)
+        var best: (cost: Double, tiling: Tiling)?
+        let kinds: [Kind] = Engine.convolutionTiles == .flat ? [.flat] : Engine.convolutionTiles == .packed ? [.packed]
+            : [.flat, .packed]
+        for kind in kinds {
+            for width in [48, 32] {
+                let tiling = Tiling(kind: kind, width: width, columns: kind == .packed ? plan.valid : plan.positions)
+                let cost = tiling.cost(outputs: outputs, outputColumns: plan.outputColumns)
+                if best.map({ cost < $0.cost }) ?? true { best = (cost, tiling) }
+            }
+        }
+        self = best!.tiling
+    }
+
+    private init(kind: Kind, width: Int, columns: Int) {
+        self.kind = kind
+        self.width = width
+        self.columns = columns
+    }
+
+    /// Cycles per (channel, tap) step, as above; a channel tile's 24 multiply-adds cost 12.
+    func cost(outputs: Int, outputColumns: Int) -> Double {
+        if kind == .channels { return Double(count * outputs / Kernels.channelTileOutputs) * 12 }
+        let groups = Double((outputs + Kernels.tileRows - 1) / Kernels.tileRows)
+        let pieces = Double(width / Swift.min(outputColumns, width) + 2)
+        return (0..<count).reduce(0) { total, t in
+            total + groups * (span(t).count <= 32 ? 8.8 : 12) + (packed ? 2 * pieces : 0)
+        }
+    }
+}
+
 extension Kernels {
-    /// Packs the weights of a correlation for `tile`: for each group of 8 output channels o, step (c, t) holds
-    /// w[o·outputStride + c·inputStride + tapOffsets[t]], zero past the last output channel.
+    /// Packs the weights of a correlation for its tiles: for each group of `group` output channels o (8 for `tile`,
+    /// 64 for `channelTile`), step (c, t) holds w[o·outputStride + c·inputStride + tapOffsets[t]], zero past the
+    /// last output channel.
     static func packTaps(_ w: UnsafePointer<Float>, outputs: Int, inputs: Int, outputStride: Int, inputStride: Int,
-                         tapOffsets: [Int], into packed: UnsafeMutablePointer<Float>) {
-        let groups = (outputs + tileRows - 1) / tileRows, taps = tapOffsets.count
+                         tapOffsets: [Int], group: Int, into packed: UnsafeMutablePointer<Float>) {
+        let groups = (outputs + group - 1) / group, taps = tapOffsets.count
+        let depth = inputs * taps
+        if group % 16 == 0 && outputs % group == 0 && depth % 16 == 0 && inputStride == taps
+            && tapOffsets == Array(0..<taps) {
+            // Each output's steps are one contiguous row: the group is a transposition, 16 × 16 blocks at a time.
+            let blocks = depth / 16
+            parallelFor(groups * blocks, grain: Swift.max(1, 256 / (group / 16))) { range in
+                for unit in range {
+                    let (g, s0) = (unit / blocks, unit % blocks * 16)
+                    for i0 in Swift.stride(from: 0, to: group, by: 16) {
+                        transpose16(w + (g * group + i0) * outputStride + s0, outputStride,
+                                    packed + (g * depth + s0) * group + i0, group)
+                    }
+                }
+            }
+            return
+        }
         tapOffsets.withUnsafeBufferPointer { tapOffsets in
-            parallelFor(groups, grain: 1) { range in
-                for g in range {
-                    var p = packed + g * inputs * taps * tileRows
-                    let valid = Swift.min(tileRows, outputs - g * tileRows)
-                    for c in 0..<inputs {
-                        for t in 0..<taps {
-                            let src = w + g * tileRows * outputStride + c * inputStride + tapOffsets[t]
-                            for i in 0..<valid { p[i] = src[i * outputStride] }
-                            for i in valid..<tileRows { p[i] = 0 }
-                            p += tileRows
-                        }
+            parallelFor(groups * inputs, grain: Swift.max(1, inputs / 4)) { range in
+                for unit in range {
+                    let (g, c) = (unit / inputs, unit % inputs)
+                    var p = packed + (g * inputs + c) * taps * group
+                    let valid = Swift.min(group, outputs - g * group)
+                    for t in 0..<taps {
+                        let src = w + g * group * outputStride + c * inputStride + tapOffsets[t]
+                        for i in 0..<valid { p[i] = src[i * outputStride] }
+                        for i in valid..<group { p[i] = 0 }
+                        p += group
                     }
                 }
             }
         }
     }
 
+    /// The weights' group for `packTaps` when a correlation has `inputs` source and `outputs` output channels.
+    static func packGroup(outputs: Int, inputs: Int) -> Int {
+        Tiling.byChannels(outputs: outputs, inputs: inputs) ? channelTileOutputs : tileRows
+    }
+
     /// Runs correlations over a batch of `images`, a band of images at a time: `bands(k)` gives the wide layout
     /// of k images and the correlations to run over it, `fill(layout, buffer, images, parallel)` lays a band out.
-    /// Each band is sized to stay in L2 while its tiles run; bands go to different threads (or, with fewer
-    /// bands than threads, the tiles of one band do). Every output is the same sum whatever the banding.
+    /// Each band is sized to stay in L2 while its tiles run; bands go to different threads. With fewer images than
+    /// threads, or where the bands' partial tiles would waste more than one band of the whole batch does (small
+    /// planes), the tiles of one band are shared by the threads instead. Every output is the same sum whatever the
+    /// banding.
     static func correlate(images: Int, bands: (Int) -> (WideLayout, [(Correlation, CorrelationTarget)]),
                           fill: (WideLayout, UnsafeMutablePointer<Float>, Range<Int>, Bool) -> Void) {
         guard images > 0 else { return }
@@ -198,32 +288,51 @@ extension Kernels {
         let threads = Swift.max(1, Engine.threads)
         // As many bands per thread, each as large as fits.
         let wanted = threads * ((images + threads * fits - 1) / (threads * fits))
-        let size = (images + wanted - 1) / wanted, count = (images + size - 1) / size
+        var size = (images + wanted - 1) / wanted
+        func tilings(_ jobs: [(Correlation, CorrelationTarget)]) -> [Tiling] {
+            jobs.map { Tiling($0.0, outputs: $0.1.outputs) }
+        }
+        func cost(_ jobs: [(Correlation, CorrelationTarget)], _ tilings: [Tiling]) -> Double {
+            Swift.zip(jobs, tilings).reduce(0) { total, job in
+                total + job.1.cost(outputs: job.0.1.outputs, outputColumns: job.0.0.outputColumns)
+            }
+        }
+        if images >= threads && size < images && perImage * images <= 8 << 20 {
+            let banded = bands(size), whole = bands(images)
+            let (bandedTilings, wholeTilings) = (tilings(banded.1), tilings(whole.1))
+            let bandCount = (images + size - 1) / size
+            let bandedCost = Double((bandCount + threads - 1) / threads) * cost(banded.1, bandedTilings)
+            // Tiles shared out: the busiest thread's share, and 5% for the extra synchronisation.
+            let tiles = wholeTilings.map(\.count).reduce(0, +)
+            let share = Double((tiles + threads - 1) / threads) / Double(Swift.max(tiles, 1))
+            if 1.05 * cost(whole.1, wholeTilings) * share < bandedCost { size = images }
+        }
+        let count = (images + size - 1) / size
         let full = bands(size), last = images % size == 0 ? full : bands(images % size)
-        let scratch = full.1.map { runScratch($0.0, outputs: $0.1.outputs) }.max() ?? 0
-        if images >= threads {
+        let (fullTilings, lastTilings) = (tilings(full.1), tilings(last.1))
+        let scratch = Swift.zip(full.1, fullTilings).map { runScratch($0.0, tiling: $1) }.max() ?? 0
+        if count > 1 && images >= threads {
             parallelFor(count, grain: 1, scratch: full.0.count + scratch) { range, buffer in
                 for band in range {
-                    let (layout, jobs) = band == count - 1 ? last : full
+                    let ((layout, jobs), plans) = band == count - 1 ? (last, lastTilings) : (full, fullTilings)
                     let first = band * size
                     fill(layout, buffer, first..<Swift.min(images, first + size), false)
-                    for (plan, target) in jobs {
-                        let packed = packs(plan, outputs: target.outputs)
-                        run(plan, target, source: buffer, firstImage: first, tiles: 0..<plan.tiles(packed: packed),
-                            packed: packed, scratch: buffer + full.0.count)
+                    for ((plan, target), tiling) in Swift.zip(jobs, plans) {
+                        run(plan, target, source: buffer, firstImage: first, tiling: tiling, tiles: 0..<tiling.count,
+                            scratch: buffer + full.0.count)
                     }
                 }
             }
         } else {
             for band in 0..<count {
-                let (layout, jobs) = band == count - 1 ? last : full
+                let ((layout, jobs), plans) = band == count - 1 ? (last, lastTilings) : (full, fullTilings)
                 let first = band * size
                 withBuffer(layout.count) { buffer in
                     fill(layout, buffer, first..<Swift.min(images, first + size), true)
-                    for (plan, target) in jobs {
-                        let packed = packs(plan, outputs: target.outputs), tiles = plan.tiles(packed: packed)
-                        parallelFor(tiles, grain: Swift.max(packed ? 1 : 4, tiles / 16), scratch: scratch) { range, sp in
-                            run(plan, target, source: buffer, firstImage: first, tiles: range, packed: packed, scratch: sp)
+                    for ((plan, target), tiling) in Swift.zip(jobs, plans) {
+                        let tiles = tiling.count
+                        parallelFor(tiles, grain: Swift.max(tiling.packed ? 1 : 4, tiles / 16), scratch: scratch) { range, sp in
+                            run(plan, target, source: buffer, firstImage: first, tiling: tiling, tiles: range, scratch: sp)
                         }
                     }
                 }
@@ -232,32 +341,21 @@ extension Kernels {
     }
 
     /// Floats `run` needs for its tile and, when it packs, its panel.
-    private static func runScratch(_ plan: Correlation, outputs: Int) -> Int {
-        tileRows * tileColumns + (packs(plan, outputs: outputs) ? plan.layout.channels * plan.offsets.count * tileColumns + 16 : 0)
+    private static func runScratch(_ plan: Correlation, tiling: Tiling) -> Int {
+        if tiling.kind == .channels { return channelTileGroup * channelTilePositions * channelTileOutputs }
+        return tileRows * tileColumns + (tiling.packed ? plan.layout.channels * plan.offsets.count * tileColumns + 16 : 0)
     }
 
-    /// Whether tiles of valid outputs only, their inputs copied into a panel first, cost less than tiles of flat
-    /// positions read in place (junk positions computed and dropped): each of the C·T steps of a tile costs 12
-    /// cycles per group of 8 output channels, a panel ~2 cycles per 16-float piece it copies.
-    private static func packs(_ plan: Correlation, outputs: Int) -> Bool {
-        switch Engine.convolutionTiles {
-        case .flat: return false
-        case .packed: return true
-        case .automatic: break
-        }
-        let groups = (outputs + tileRows - 1) / tileRows
-        let valid = plan.outputRows * plan.layout.images * plan.outputColumns
-        let flatTiles = (plan.positions + tileColumns - 1) / tileColumns, packedTiles = (valid + tileColumns - 1) / tileColumns
-        let pieces = tileColumns / Swift.min(plan.outputColumns, tileColumns) + 2
-        return packedTiles * (12 * groups + 2 * pieces) < flatTiles * 12 * groups
-    }
-
-    /// Tiles `tiles` of one correlation, 8 output channels × 48 outputs at a time, the valid outputs (runs of
-    /// outputColumns positions) copied from the tile to the target. Read in place, a tile covers 48 consecutive
-    /// positions and 4 tiles share each group's packed weights; packed, it covers 48 consecutive valid outputs and
-    /// its inputs are gathered into a panel (C·T rows of 48) that all groups share.
+    /// Tiles `tiles` of one correlation, 8 output channels × up to 48 outputs at a time, the valid outputs (runs of
+    /// outputColumns positions) copied from the tile to the target. Read in place, a tile covers consecutive
+    /// positions; packed, it covers consecutive valid outputs and its inputs are gathered into a panel (C·T rows of
+    /// 48 floats) that all groups share.
     private static func run(_ plan: Correlation, _ target: CorrelationTarget, source: UnsafePointer<Float>,
-                            firstImage: Int, tiles: Range<Int>, packed: Bool, scratch sp: UnsafeMutablePointer<Float>) {
+                            firstImage: Int, tiling: Tiling, tiles: Range<Int>, scratch sp: UnsafeMutablePointer<Float>) {
+        if tiling.kind == .channels {
+            return runByChannels(plan, target, source: source, firstImage: firstImage, tiles: tiles, scratch: sp)
+        }
+        let packed = tiling.packed
         let outputs = target.outputs
         let groups = (outputs + tileRows - 1) / tileRows
         let channels = plan.layout.channels, channelStride = plan.layout.channelStride, taps = plan.offsets.count
@@ -274,18 +372,18 @@ extension Kernels {
             let (runQ, runTo) = (runInfo.baseAddress!, runInfo.baseAddress! + runList.count)
             for (r, run) in runList.enumerated() {
                 runQ[r] = run.q
-                runTo[r] = ((firstImage + run.image) * outputs * target.height + target.rowStep * run.row
-                            + target.rowOffset) * target.width + target.colOffset
+                runTo[r] = target.offset(image: firstImage + run.image, row: run.row)
             }
             for t in 0..<taps { panelTaps[t] = t * tileColumns }
             let panel = sp + tileRows * tileColumns
             var first = 0  // flat tiles: the first run that ends after the tile starts
             for t in tiles {
-                // The tile's pieces: flat, the runs crossing positions [48t, 48t + 48); packed, valid outputs
-                // [48t, 48t + 48) (run f / width, column f % width).
+                // The tile's pieces: flat, the runs crossing its positions; packed, its valid outputs (run f / width,
+                // column f % width).
+                let span = tiling.span(t), narrow = span.count <= 32
                 var count = 0
                 if packed {
-                    let f0 = t * tileColumns, f1 = Swift.min(runList.count * width, f0 + tileColumns)
+                    let (f0, f1) = (span.lowerBound, span.upperBound)
                     var f = f0
                     while f < f1 {
                         let (r, x) = (f / width, f % width)
@@ -295,7 +393,7 @@ extension Kernels {
                         f += n
                     }
                 } else {
-                    let q0 = t * tileColumns, q1 = q0 + tileColumns
+                    let (q0, q1) = (span.lowerBound, span.upperBound)
                     while first < runList.count && runQ[first] + width <= q0 { first += 1 }
                     var r = first
                     while r < runList.count && runQ[r] < q1 {
@@ -306,7 +404,7 @@ extension Kernels {
                     }
                 }
                 if packed {
-                    // Gather the tile's inputs: row (c, tap) of the panel holds its 48 outputs' source values.
+                    // Gather the tile's inputs: row (c, tap) of the panel holds its outputs' source values.
                     var row = panel
                     for c in 0..<channels {
                         for tap in 0..<taps {
@@ -319,14 +417,15 @@ extension Kernels {
                         }
                     }
                 }
+                let (b, bChannel, bTap) = packed ? (UnsafePointer(panel), taps * tileColumns, UnsafePointer(panelTaps.baseAddress!))
+                    : (source + span.lowerBound, channelStride, offsets.baseAddress!)
                 for g in 0..<groups {
-                    if packed {
-                        tile(channels: channels, taps: taps, a: target.packed + g * depth * tileRows, b: panel,
-                             bChannel: taps * tileColumns, bTap: panelTaps.baseAddress!, out: sp, ldo: tileColumns,
-                             accumulate: false)
+                    let a = target.packed + g * depth * tileRows
+                    if narrow {
+                        narrowTile(channels: channels, taps: taps, a: a, b: b, bChannel: bChannel, bTap: bTap, out: sp,
+                                   ldo: tileColumns)
                     } else {
-                        tile(channels: channels, taps: taps, a: target.packed + g * depth * tileRows,
-                             b: source + t * tileColumns, bChannel: channelStride, bTap: offsets.baseAddress!, out: sp,
+                        tile(channels: channels, taps: taps, a: a, b: b, bChannel: bChannel, bTap: bTap, out: sp,
                              ldo: tileColumns, accumulate: false)
                     }
                     for i in 0..<Swift.min(tileRows, outputs - g * tileRows) {
@@ -346,6 +445,61 @@ extension Kernels {
                 }
             }
         } } } }
+    }
+
+    /// Channel tiles run in groups of 8 that take the steps 128 at a time, so that those steps' weights (32 KiB)
+    /// serve all 8 from L1.
+    private static let channelTileGroup = 32, channelTileChunk = 128
+
+    /// Tiles `tiles` of a correlation on channel tiles: valid outputs 6t..<6t + 6 (run f / width, column f % width)
+    /// × 64 output channels, the blocks of 64 in the outer loop so that a block's packed weights stay in L2 across the
+    /// tiles. A last tile of fewer than 6 outputs repeats its last one and drops the copies.
+    private static func runByChannels(_ plan: Correlation, _ target: CorrelationTarget, source: UnsafePointer<Float>,
+                                      firstImage: Int, tiles: Range<Int>, scratch out: UnsafeMutablePointer<Float>) {
+        let (positions, block) = (channelTilePositions, channelTileOutputs)
+        let channels = plan.layout.channels, taps = plan.offsets.count, steps = channels * taps
+        let (width, plane, colStep) = (plan.outputColumns, target.height * target.width, target.colStep)
+        let runList = plan.runs
+        let valid = runList.count * width
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: steps) { index in
+        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: tiles.count * positions) { bases in
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: tiles.count * positions) { to in
+            for c in 0..<channels {
+                for t in 0..<taps { index[c * taps + t] = c * plan.layout.channelStride + plan.offsets[t] }
+            }
+            for (k, t) in tiles.enumerated() {
+                for i in 0..<positions {
+                    let f = Swift.min(t * positions + i, valid - 1)
+                    let (run, x) = (runList[f / width], f % width)
+                    bases[k * positions + i] = source + run.q + x
+                    to[k * positions + i] = target.offset(image: firstImage + run.image, row: run.row) + x * colStep
+                }
+            }
+            let (group, chunk) = (channelTileGroup, channelTileChunk)
+            for b in 0..<(target.outputs / block) {
+                let w = target.packed + b * steps * block
+                for g in Swift.stride(from: 0, to: tiles.count, by: group) {
+                    let members = g..<Swift.min(tiles.count, g + group)
+                    for first in Swift.stride(from: 0, to: steps, by: chunk) {
+                        for k in members {
+                            channelTile(steps: Swift.min(chunk, steps - first), positions: bases.baseAddress! + k * positions,
+                                        index: index.baseAddress! + first, w: w + first * block,
+                                        out: out + (k - g) * positions * block, accumulate: first > 0)
+                        }
+                    }
+                    for k in members {
+                        let count = Swift.min(positions, valid - tiles[tiles.startIndex + k] * positions)
+                        let tile = out + (k - g) * positions * block
+                        for j in 0..<block {
+                            let o = b * block + j
+                            let bias = target.bias?[o] ?? 0
+                            let dst = target.out + o * plane
+                            for i in 0..<count { dst[to[k * positions + i]] = tile[i * block + j] + bias }
+                        }
+                    }
+                }
+            }
+        } } }
     }
 
     /// g laid out at `plan`'s output positions: gw[o][q] = g[n, o, Y, X] at q = Y·rowLength + n·period + X, zero at

@@ -311,7 +311,8 @@ final class OpTests: XCTestCase {
     /// conv2d against plain loops (in Double) at sizes where the kernels cut the batch into bands of images and
     /// the tiles into pieces: one image and several, odd sizes, stride 2, 1×1, 3×3 and 4×4, rectangular kernels
     /// with their own row and column padding (Inception's 1×7, 7×1, 1×3, 3×1), output channels that are not a
-    /// multiple of the tile's 8, with 1 and 2 threads giving the same bits; tiles read in place and packed.
+    /// multiple of the tile's 8, channel tiles (64 output channels) with a partial last tile, with 1 and 2 threads
+    /// giving the same bits; tiles read in place and packed.
     func testLargeConv2dMatchesPlainLoopsForAnyThreadCount() {
         typealias Geometry = (n: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, kw: Int, stride: Int, py: Int, px: Int)
         let cases: [Geometry] = [
@@ -319,6 +320,7 @@ final class OpTests: XCTestCase {
             (3, 16, 12, 10, 16, 3, 3, 2, 1, 1), (4, 8, 9, 9, 5, 3, 3, 2, 0, 0), (3, 20, 6, 5, 24, 1, 1, 1, 0, 0),
             (6, 64, 4, 4, 64, 3, 3, 1, 1, 1), (2, 16, 17, 17, 24, 1, 7, 1, 0, 3), (2, 16, 17, 17, 20, 7, 1, 1, 3, 0),
             (2, 8, 8, 8, 12, 1, 3, 1, 0, 1), (2, 8, 8, 8, 12, 3, 1, 1, 1, 0), (2, 8, 9, 9, 8, 4, 4, 2, 1, 1),
+            (1, 64, 5, 5, 128, 3, 3, 1, 1, 1), (3, 64, 9, 7, 64, 3, 3, 2, 1, 1),
         ]
         defer { Engine.convolutionTiles = .automatic }
         for mode in [Engine.ConvolutionTiles.automatic, .flat, .packed] {
