@@ -76,12 +76,10 @@ struct WideLayout {
                             if stride == 1 {
                                 // Overruns into the zeros below and the blocks, rows and channel after, written later.
                                 Kernels.copyRounded(src, block + padLeft, valid)
+                            } else if stride == 2 {
+                                Kernels.copyEveryOther(src + b, block + padLeft, valid, readable: width - b + 16)
                             } else {
-                                if stride == 2 {
-                                    Kernels.copyEveryOther(src + b, block + padLeft, valid)
-                                } else {
-                                    for u in 0..<valid { block[padLeft + u] = src[u * stride + b] }
-                                }
+                                for u in 0..<valid { block[padLeft + u] = src[u * stride + b] }
                             }
                             Kernels.zero(block + padLeft + valid, period - padLeft - valid)
                         }
@@ -98,6 +96,7 @@ struct WideLayout {
             gap.update(repeating: 0, count: channelStride - phases * phasePlane)
         }
     }
+
 
 }
 

@@ -5,7 +5,17 @@ import Foundation
 /// How many threads the engine's own kernels use. Results never depend on it: work is cut into pieces whose
 /// boundaries depend only on the problem size, and partial results are combined in a fixed order.
 public enum Engine {
-    nonisolated(unsafe) public static var threads = ProcessInfo.processInfo.activeProcessorCount
+    nonisolated(unsafe) public static var threads = start()
+
+    /// The engine's threads, set up on first use. OpenBLAS starts a pool of worker threads when it is loaded, and an
+    /// idle worker spins (sched_yield) until a timeout that, on some virtual machines, never comes: it then takes a
+    /// core's time from the engine's own threads for the life of the process, and convolutions take up to twice as
+    /// long. The engine's kernels never call OpenBLAS; the metrics' few Float64 products run single-threaded.
+    private static func start() -> Int {
+        openblas_set_num_threads(1)
+        _ = blas_thread_shutdown_()
+        return ProcessInfo.processInfo.activeProcessorCount
+    }
 
     /// How convolutions cut their work into register tiles: `automatic` picks, per layer, the cheaper of reading the
     /// inputs in place (`flat`, junk positions between images computed and dropped) and copying each tile's inputs

@@ -25,11 +25,13 @@ extension Kernels {
         while i < n { store(load(src + i), dst + i); i += 16 }
     }
 
-    /// dst[i] = src[2i] for i < n: 16 at a time (the even lanes of 32 loaded), then one by one; like copyRounded it
-    /// may write up to 15 floats past dst[n − 1], which must be written afterwards.
-    @inline(__always) static func copyEveryOther(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+    /// dst[i] = src[2i] for i < n: 16 at a time (the even lanes of 32 loaded) while those loads stay within the
+    /// first `readable` floats of src, then one by one. Like copyRounded it may write up to 15 floats past
+    /// dst[n − 1], which must be written afterwards.
+    @inline(__always) static func copyEveryOther(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int,
+                                                 readable: Int) {
         var i = 0
-        while i + 16 <= n {
+        while i < n && 2 * i + 32 <= readable {
             store(UnsafeRawPointer(src + 2 * i).loadUnaligned(as: SIMD32<Float>.self).evenHalf, dst + i)
             i += 16
         }

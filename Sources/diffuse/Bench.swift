@@ -53,6 +53,7 @@ struct EngineBench: ParsableCommand {
         let build = "release"
         #endif
         if let threads { Engine.threads = threads }
+        if let m = ProcessInfo.processInfo.environment["TILES"] { Engine.convolutionTiles = m == "flat" ? .flat : .packed }
         // One small product first, so that whatever thread setting the engine gives OpenBLAS is in effect.
         consume(withoutGradients { matmul(Tensor(zeros: [64, 64]), Tensor(zeros: [64, 64])) })
         let timer = Timer(runs: runs, warmup: warmup, minRunTime: minRunTime)
@@ -138,9 +139,9 @@ struct RawBLAS {
         openblas_set_num_threads(Int32(threads))
         let timing = timer.measure(body)
         openblas_set_num_threads(engineSetting)
-        // OpenBLAS's idle threads spin (sched_yield) for a while before they sleep: let them settle, so that they
-        // take nothing from the engine's next measurement.
-        if threads > 1 && engineSetting != threads { Thread.sleep(forTimeInterval: 0.15) }
+        // OpenBLAS's idle workers spin (sched_yield), on some machines for good: stop them, so that they take nothing
+        // from the engine's next measurement.
+        if threads > 1 && engineSetting != threads { _ = blas_thread_shutdown_() }
         return timing
     }
 }
