@@ -18,10 +18,8 @@ public final class BufferPool: @unchecked Sendable {
     func take(_ count: Int) -> UnsafeMutablePointer<Float> {
         lock.lock()
         defer { lock.unlock() }
-        if var list = free[count], let p = list.popLast() {
-            free[count] = list
-            return p
-        }
+        // Popped in place: a copy of the list taken out of the dictionary would be copied again on write.
+        if let p = free[count]?.popLast() { return p }
         freshAllocations += 1
         bytesHeld += (count + BufferPool.slack) * MemoryLayout<Float>.stride
         // 64-byte aligned: a 16-lane load from the start of a row then touches one cache line, not two.

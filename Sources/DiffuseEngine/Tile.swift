@@ -25,6 +25,14 @@ extension Kernels {
         while i < n { store(load(src + i), dst + i); i += 16 }
     }
 
+    /// The even and odd lanes of low followed by high, through the integer view of each pair of lanes (one permute,
+    /// or shifts and narrowings; the standard library's evenHalf and oddHalf compile to one insert per lane).
+    @inline(__always) static func evenOdd(_ low: Lanes, _ high: Lanes) -> (even: Lanes, odd: Lanes) {
+        let pairs = unsafeBitCast(SIMD32(lowHalf: low, highHalf: high), to: SIMD16<UInt64>.self)
+        return (unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: pairs), to: Lanes.self),
+                unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: pairs &>> 32), to: Lanes.self))
+    }
+
     /// dst[i] = src[2i] for i < n: 16 at a time (the even lanes of 32 loaded) while those loads stay within the
     /// first `readable` floats of src, then one by one. Like copyRounded it may write up to 15 floats past
     /// dst[n − 1], which must be written afterwards.
@@ -32,7 +40,7 @@ extension Kernels {
                                                  readable: Int) {
         var i = 0
         while i < n && 2 * i + 32 <= readable {
-            store(UnsafeRawPointer(src + 2 * i).loadUnaligned(as: SIMD32<Float>.self).evenHalf, dst + i)
+            store(evenOdd(load(src + 2 * i), load(src + 2 * i + 16)).even, dst + i)
             i += 16
         }
         while i < n { dst[i] = src[2 * i]; i += 1 }
@@ -43,19 +51,17 @@ extension Kernels {
     /// and column.
     @inline(__always) static func transpose16(_ src: UnsafePointer<Float>, _ ls: Int, _ dst: UnsafeMutablePointer<Float>,
                                               _ ld: Int) {
-        withUnsafeTemporaryAllocation(of: Lanes.self, capacity: 32) { rows in
-            var (a, b) = (rows.baseAddress!, rows.baseAddress! + 16)
+        // Two buffers of 1 KiB, the most that stays on the stack (one of 2 KiB would be a malloc per call).
+        withUnsafeTemporaryAllocation(of: Lanes.self, capacity: 16) { first in
+        withUnsafeTemporaryAllocation(of: Lanes.self, capacity: 16) { second in
+            var (a, b) = (first.baseAddress!, second.baseAddress!)
             for r in 0..<16 { a[r] = load(src + r * ls) }
             for _ in 0..<4 {
-                for k in 0..<8 {
-                    let pair = SIMD32(lowHalf: a[2 * k], highHalf: a[2 * k + 1])
-                    b[k] = pair.evenHalf
-                    b[8 + k] = pair.oddHalf
-                }
+                for k in 0..<8 { (b[k], b[8 + k]) = evenOdd(a[2 * k], a[2 * k + 1]) }
                 swap(&a, &b)
             }
             for r in 0..<16 { store(a[r], dst + r * ld) }
-        }
+        } }
     }
 
     /// dst[0..<n] = 0.
