@@ -486,15 +486,14 @@ extension Kernels {
                                         out: out + (k - g) * positions * block, accumulate: first > 0)
                         }
                     }
-                    for k in members {
-                        let count = Swift.min(positions, valid - tiles[tiles.startIndex + k] * positions)
-                        let tile = out + (k - g) * positions * block
-                        for j in 0..<block {
-                            let o = b * block + j
-                            let bias = target.bias?[o] ?? 0
-                            let dst = target.out + o * plane
-                            for i in 0..<count { dst[to[k * positions + i]] = tile[i * block + j] + bias }
-                        }
+                    // Channel by channel, so that each output plane's stores run along its rows.
+                    let outputs = Swift.min(valid, (g + members.count) * positions + tiles.lowerBound * positions)
+                        - (g + tiles.lowerBound) * positions
+                    for j in 0..<block {
+                        let o = b * block + j
+                        let bias = target.bias?[o] ?? 0
+                        let (dst, src, at) = (target.out + o * plane, out + j, to.baseAddress! + g * positions)
+                        for p in 0..<outputs { dst[at[p]] = src[p * block] + bias }
                     }
                 }
             }
