@@ -102,6 +102,11 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
             withBuffer(plan.layout.count) { wide in
                 plan.layout.fill(wide, from: x.storage.pointer, images: 0..<geo.n, height: geo.h, width: geo.w,
                                  stride: stride)
+                if Tiling.byChannels(outputs: o, inputs: c) {
+                    Kernels.channelWeightGradient(plan, source: wide, g: g.storage.pointer, outputs: o,
+                                                  into: dw.storage.pointer)
+                    return
+                }
                 // Few positions per output channel: lane sums at the end of each tile would cost as much as the tile.
                 if plan.positions < 1024 && o >= 64 {
                     Kernels.weightGradientByChannels(plan, source: wide, g: g.storage.pointer, outputs: o,

@@ -579,6 +579,66 @@ extension Kernels {
         }
     }
 
+    /// ∂W on channel tiles, for output channels in whole blocks of 64: ∂W[o, (c, t)] = Σ_p g[p][o] · source[c][q_p +
+    /// offsets[t]] over the valid outputs p (at flat positions q_p), 64 output channels per vector and 6 (channel,
+    /// tap) pairs broadcast, the outputs as the steps. g is transposed to [block][p][64] first. The outputs run in
+    /// chunks of 256, whose rows of g (64 KiB) serve every pair from L2; each pair's sums accumulate over the chunks
+    /// in order, so that the result does not depend on the threads.
+    static func channelWeightGradient(_ plan: Correlation, source: UnsafePointer<Float>, g: UnsafePointer<Float>,
+                                      outputs: Int, into dw: UnsafeMutablePointer<Float>) {
+        let (positions, block, chunk) = (channelTilePositions, channelTileOutputs, 256)
+        let runs = plan.runs, width = plan.outputColumns, rows = plan.outputRows
+        let valid = runs.count * width, blocks = outputs / block
+        let taps = plan.offsets.count, pairs = plan.layout.channels * taps
+        let groups = (pairs + positions - 1) / positions
+        withBuffer(outputs * valid + blocks * groups * positions * block) { gt in
+            let dwt = gt + outputs * valid  // per block, the groups' tiles: [pair][64]
+            parallelFor(runs.count, grain: Swift.max(1, 4096 / Swift.max(width * outputs, 1))) { range in
+                for r in range {
+                    let (n, y) = (runs[r].image, runs[r].row)
+                    for o in 0..<outputs {
+                        let src = g + ((n * outputs + o) * rows + y) * width
+                        let dst = gt + ((o / block) * valid + r * width) * block + o % block
+                        for x in 0..<width { dst[x * block] = src[x] }
+                    }
+                }
+            }
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: valid) { index in
+            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: groups * positions) { bases in
+                for (r, run) in runs.enumerated() { for x in 0..<width { index[r * width + x] = run.q + x } }
+                for i in 0..<(groups * positions) {
+                    let pair = Swift.min(i, pairs - 1)
+                    bases[i] = source + pair / taps * plan.layout.channelStride + plan.offsets[pair % taps]
+                }
+                parallelFor(blocks * groups, grain: Swift.max(1, groups / 8)) { range in
+                    for b in 0..<blocks {
+                        let (lower, upper) = (Swift.max(range.lowerBound, b * groups), Swift.min(range.upperBound, (b + 1) * groups))
+                        guard lower < upper else { continue }
+                        let mine = lower..<upper
+                        for first in Swift.stride(from: 0, to: valid, by: chunk) {
+                            let w = gt + (b * valid + first) * block
+                            for unit in mine {
+                                let group = unit - b * groups
+                                channelTile(steps: Swift.min(chunk, valid - first),
+                                            positions: bases.baseAddress! + group * positions,
+                                            index: index.baseAddress! + first, w: w,
+                                            out: dwt + unit * positions * block, accumulate: first > 0)
+                            }
+                        }
+                    }
+                }
+            } }
+            // ∂W[o][pair] from the tiles' [pair][64] rows.
+            parallelFor(outputs, grain: 16) { range in
+                for o in range {
+                    let (b, j) = (o / block, o % block)
+                    let src = dwt + b * groups * positions * block + j
+                    for pair in 0..<pairs { dw[o * pairs + pair] = src[pair * block] }
+                }
+            }
+        }
+    }
+
     /// ∂W as weightGradient, for layers with few output positions, where summing lanes at the end of each tile would
     /// cost as much as the tile: vectors run over output channels instead, and each register tile (8 (channel, tap)
     /// pairs × 48 output channels) sums all valid outputs itself. g is ∂L/∂y in NCHW; it is transposed to
