@@ -53,7 +53,6 @@ struct EngineBench: ParsableCommand {
         let build = "release"
         #endif
         if let threads { Engine.threads = threads }
-        if let m = ProcessInfo.processInfo.environment["TILES"] { Engine.convolutionTiles = m == "flat" ? .flat : .packed }
         // One small product first, so that whatever thread setting the engine gives OpenBLAS is in effect.
         consume(withoutGradients { matmul(Tensor(zeros: [64, 64]), Tensor(zeros: [64, 64])) })
         let timer = Timer(runs: runs, warmup: warmup, minRunTime: minRunTime)
@@ -263,7 +262,6 @@ struct ConvCase {
         let forward = timer.measure {
             consume(withoutGradients { conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding) })
         }
-        if ProcessInfo.processInfo.environment["FWD"] != nil { for _ in 0..<400 { consume(withoutGradients { conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding) }) } }
         let train = timer.measure {
             // Fresh leaves each call, so gradients are set rather than summed into the last call's.
             let (xl, wl, bl) = (x.requiringGrad(), weight.requiringGrad(), bias.requiringGrad())
