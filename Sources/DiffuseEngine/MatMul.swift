@@ -9,8 +9,9 @@ extension Kernels {
     }()
 
     /// C[m×n] = α·op(A)·op(B) + β·C, row-major, on the engine's register tile. A is packed once, 8 rows at a time
-    /// with α folded in; C's columns are cut into panels of 48 that the threads share out (or, with a single
-    /// panel, C's row groups), and each panel of B is packed 256 rows deep and swept by the row groups. The pieces
+    /// with α folded in; C's columns are cut into panels of 48 (or of 32, on the narrow tile, where that wastes
+    /// less: n = 64) that the threads share out (or, with a single panel, C's row groups), and each panel of B is
+    /// packed 256 rows deep and swept by the row groups. The pieces
     /// depend on the shape alone and every element of C is one sum in one order, so the result does not depend on
     /// the thread count.
     static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
@@ -19,10 +20,16 @@ extension Kernels {
         guard m > 0 && n > 0 else { return }
         if beta != 1 { scaleInPlace(c, count: m * n, by: beta) }
         guard k > 0 else { return }
-        let groups = (m + tileRows - 1) / tileRows, panels = (n + tileColumns - 1) / tileColumns
+        // Cost in columns of the wide tile: a narrow tile's 32 cost ~35 (Tiling's 8.8 cycles a step against 12).
+        let narrowCost = 32 * 8.8 / 12
+        let wideCost = Double(n / tileColumns * tileColumns)
+            + (n % tileColumns == 0 ? 0 : n % tileColumns <= 32 ? narrowCost : Double(tileColumns))
+        let width = Double((n + 31) / 32) * narrowCost < wideCost ? 32 : tileColumns
+        let groups = (m + tileRows - 1) / tileRows, panels = (n + width - 1) / width
         withBuffer(groups * tileRows * k) { pa in
             packRows(a, rows: m, depth: k, rowStride: transA ? 1 : k, kStride: transA ? m : 1, scale: alpha, into: pa)
-            let product = PackedProduct(a: pa, b: b, c: c, m: m, n: n, k: k, transB: transB, accumulate: beta != 0)
+            let product = PackedProduct(a: pa, b: b, c: c, m: m, n: n, k: k, width: width, transB: transB,
+                                        accumulate: beta != 0)
             let scratch = depthBlock * tileColumns + tileRows * tileColumns
             if panels >= 2 {
                 parallelFor(panels, grain: 1, scratch: scratch) { product.sweep(panels: $0, groups: 0..<groups, scratch: $1) }
@@ -39,7 +46,7 @@ extension Kernels {
     private struct PackedProduct {
         let a, b: UnsafePointer<Float>
         let c: UnsafeMutablePointer<Float>
-        let m, n, k: Int
+        let m, n, k, width: Int
         let transB, accumulate: Bool
 
         func sweep(panels: Range<Int>, groups: Range<Int>, scratch bp: UnsafeMutablePointer<Float>) {
@@ -49,20 +56,30 @@ extension Kernels {
             for k0 in stride(from: 0, to: k, by: depthBlock) {
                 let depth = Swift.min(depthBlock, k - k0)
                 for p in panels {
-                    let j0 = p * tileColumns, width = Swift.min(tileColumns, n - j0)
+                    let j0 = p * self.width, width = Swift.min(self.width, n - j0)
                     packColumns(b, transposed: transB, n: n, k: k, rows: k0..<(k0 + depth),
                                 columns: j0..<(j0 + width), into: bp)
                     let add = k0 > 0 || accumulate
                     for g in groups {
                         let i0 = g * tileRows, height = Swift.min(tileRows, m - i0)
                         let ap = a + (g * k + k0) * tileRows
-                        if height == tileRows && width == tileColumns {
-                            tile(channels: depth, taps: 1, a: ap, b: bp, bChannel: tileColumns, bTap: noTaps,
-                                 out: c + i0 * n + j0, ldo: n, accumulate: add)
+                        if height == tileRows && (width == tileColumns || width == 32) {
+                            if width == 32 {
+                                narrowTile(channels: depth, taps: 1, a: ap, b: bp, bChannel: tileColumns, bTap: noTaps,
+                                           out: c + i0 * n + j0, ldo: n, accumulate: add)
+                            } else {
+                                tile(channels: depth, taps: 1, a: ap, b: bp, bChannel: tileColumns, bTap: noTaps,
+                                     out: c + i0 * n + j0, ldo: n, accumulate: add)
+                            }
                             continue
                         }
-                        tile(channels: depth, taps: 1, a: ap, b: bp, bChannel: tileColumns, bTap: noTaps,
-                             out: sp, ldo: tileColumns, accumulate: false)
+                        if width <= 32 {
+                            narrowTile(channels: depth, taps: 1, a: ap, b: bp, bChannel: tileColumns, bTap: noTaps,
+                                       out: sp, ldo: tileColumns)
+                        } else {
+                            tile(channels: depth, taps: 1, a: ap, b: bp, bChannel: tileColumns, bTap: noTaps,
+                                 out: sp, ldo: tileColumns, accumulate: false)
+                        }
                         for i in 0..<height {
                             let d = c + (i0 + i) * n + j0, s = sp + i * tileColumns
                             if add { for j in 0..<width { d[j] += s[j] } } else { d.update(from: s, count: width) }

@@ -121,10 +121,10 @@ extension Kernels {
     }
 
     /// `tile` 32 columns wide (j < 32, 16 accumulators): per column ~10% slower than 48, it serves the last tile of a
-    /// correlation when no more than 32 columns remain, and layers whose output counts 32 divides and 48 does not.
+    /// correlation or product when no more than 32 columns remain, and outputs that 32 divides and 48 does not.
     @inline(never)
     static func narrowTile(channels: Int, taps: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bChannel: Int,
-                           bTap: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>, ldo: Int) {
+                           bTap: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>, ldo: Int, accumulate: Bool = false) {
         var c00 = Lanes(), c01 = Lanes(), c10 = Lanes(), c11 = Lanes(), c20 = Lanes(), c21 = Lanes()
         var c30 = Lanes(), c31 = Lanes(), c40 = Lanes(), c41 = Lanes(), c50 = Lanes(), c51 = Lanes()
         var c60 = Lanes(), c61 = Lanes(), c70 = Lanes(), c71 = Lanes()
@@ -154,7 +154,12 @@ extension Kernels {
             }
         }
         @inline(__always) func row(_ r: Int, _ v0: Lanes, _ v1: Lanes) {
-            store(v0, out + r * ldo); store(v1, out + r * ldo + 16)
+            let p = out + r * ldo
+            if accumulate {
+                store(load(p) + v0, p); store(load(p + 16) + v1, p + 16)
+            } else {
+                store(v0, p); store(v1, p + 16)
+            }
         }
         row(0, c00, c01); row(1, c10, c11); row(2, c20, c21); row(3, c30, c31)
         row(4, c40, c41); row(5, c50, c51); row(6, c60, c61); row(7, c70, c71)
