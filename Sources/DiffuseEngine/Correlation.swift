@@ -1,4 +1,3 @@
-import Foundation
 // Convolutions on the register tile, without im2col. A batch is laid out "wide": for each channel, the images side
 // by side in one zero-padded plane (one plane per phase of the stride), so that a kernel tap for 48 consecutive
 // output positions reads 48 consecutive floats. Forward convolution, its input gradient (a transposed
@@ -96,8 +95,6 @@ struct WideLayout {
             gap.update(repeating: 0, count: channelStride - phases * phasePlane)
         }
     }
-
-
 }
 
 /// Packed weights of a correlation (from packTaps) and where its outputs go:
@@ -166,11 +163,11 @@ struct Correlation {
 }
 
 /// How a correlation's outputs are cut into register tiles. Where the output channels come in whole blocks of 64,
-/// `channels`: 6 valid outputs × 64 output channels per tile (`channelTile`, the faster kernel). Otherwise 8 output
-/// channels × up to 48 positions (`tile`), read in place over the flat positions (`flat`: the junk ones between
-/// images computed and dropped), or over the valid outputs, each tile's inputs first copied into a panel
-/// (`packed`); such tiles are `width` columns (48, or 32 where that wastes less), and a last tile of no more than 32
-/// columns runs the narrow kernel.
+/// `channels`: 6 valid outputs × 64 output channels per tile (`channelTile`: no junk position, no panel).
+/// Otherwise 8 output channels × up to 48 positions (`tile`), read in place over the flat positions (`flat`: the
+/// junk ones between images computed and dropped), or over the valid outputs, each tile's inputs first copied into
+/// a panel (`packed`); such tiles are `width` columns (48, or 32 where that wastes less), and a last tile of no
+/// more than 32 columns runs the narrow kernel.
 struct Tiling {
     enum Kind { case flat, packed, channels }
     let kind: Kind
