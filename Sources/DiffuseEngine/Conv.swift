@@ -76,11 +76,11 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     precondition(bias.map { $0.count == geo.o } ?? true, "conv2d bias of shape \(bias!.shape) for \(geo.o) output channels")
     let (c, o, taps) = (geo.c, geo.o, geo.taps)
     let out = Tensor(uninitialized: [geo.n, o, geo.oh, geo.ow])
-    let pw = UnsafePointer(weight.storage.pointer)
     let group = Kernels.packGroup(outputs: o, inputs: c)
-    withBuffer((o + group - 1) / group * group * c * taps) { packed in
-        Kernels.packTaps(pw, outputs: o, inputs: c, outputStride: c * taps, inputStride: taps, tapOffsets: Array(0..<taps),
-                         group: group, into: packed)
+    withPackedWeights(weight, group: group, count: (o + group - 1) / group * group * c * taps, pack: { packed in
+        Kernels.packTaps(weight.storage.pointer, outputs: o, inputs: c, outputStride: c * taps, inputStride: taps,
+                         tapOffsets: Array(0..<taps), group: group, into: packed)
+    }) { packed in
         let target = CorrelationTarget(packed: packed, outputs: o, bias: bias.map { UnsafePointer($0.storage.pointer) },
                                        out: out.storage.pointer, height: geo.oh, width: geo.ow)
         Kernels.correlate(images: geo.n, bands: { k in
@@ -127,7 +127,47 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     }
 }
 
-/// ∂L/∂x of conv2d: for each phase (a, b) of the input, a correlation of ∂L/∂y with the kernel taps that reach it.
+/// Packed forward weights of convolutions while weights are frozen (withFrozenWeights), by weight storage and
+/// shape; each entry keeps its weights' storage alive, so that no other tensor can take its identity meanwhile.
+nonisolated(unsafe) private var frozenPacks: [FrozenWeights: (weights: TensorStorage, packed: TensorStorage)]?
+
+private struct FrozenWeights: Hashable {
+    let storage: ObjectIdentifier
+    let shape: [Int]
+    let group: Int
+}
+
+/// Runs `body` with convolution weights frozen: a convolution packs each weight tensor for its register tiles on
+/// first use and keeps the packing until `body` returns, so that a sampler's later steps skip it (at the cost of a
+/// packed copy of every convolution's weights meanwhile). Nothing may change a weight's values inside `body`.
+/// Nested scopes share the outermost one's packings.
+public func withFrozenWeights<R>(_ body: () throws -> R) rethrows -> R {
+    if frozenPacks != nil { return try body() }
+    frozenPacks = [:]
+    defer { frozenPacks = nil }
+    return try body()
+}
+
+/// `body` with `weight` packed by `pack` into `count` floats in groups of `group` output channels: kept from an
+/// earlier call while weights are frozen, else packed into a pooled buffer for this call.
+private func withPackedWeights(_ weight: Tensor, group: Int, count: Int, pack: (UnsafeMutablePointer<Float>) -> Void,
+                               _ body: (UnsafeMutablePointer<Float>) -> Void) {
+    guard frozenPacks != nil else {
+        withBuffer(count) { packed in
+            pack(packed)
+            body(packed)
+        }
+        return
+    }
+    let key = FrozenWeights(storage: ObjectIdentifier(weight.storage), shape: weight.shape, group: group)
+    if let kept = frozenPacks![key] { return body(kept.packed.pointer) }
+    let packed = TensorStorage(uninitializedCount: count)
+    pack(packed.pointer)
+    frozenPacks![key] = (weight.storage, packed)
+    body(packed.pointer)
+}
+
+/// ∂L/∂x of conv2d:/// ∂L/∂x of conv2d: for each phase (a, b) of the input, a correlation of ∂L/∂y with the kernel taps that reach it.
 private func convInputGradient(_ g: Tensor, weight: Tensor, _ geo: ConvGeometry) -> Tensor {
     let gx = Tensor(uninitialized: [geo.n, geo.c, geo.h, geo.w])
     let phases = geo.inputGradient(images: 1).1

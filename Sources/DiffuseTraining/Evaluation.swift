@@ -275,9 +275,11 @@ public func evaluate(run path: String, network: FeatureNetwork, reference: Refer
         for start in stride(from: 0, to: n, by: settings.batchSize) {
             let batch = images.slice(axis: 0, start..<min(n, start + settings.batchSize))
             let labels = diffusion.classes.map { k in [Int](repeating: k, count: batch.shape[0]) }  // the null label: p(x)
-            values += diffusion.diffusion.negativeLogLikelihood(batch, model: { x, t in
-                diffusion.network.predict(x, timesteps: t, labels: labels)
-            }, generator: &generator) { t in progress?("likelihood", start * T + batch.shape[0] * t, n * T) }
+            values += withFrozenWeights {
+                diffusion.diffusion.negativeLogLikelihood(batch, model: { x, t in
+                    diffusion.network.predict(x, timesteps: t, labels: labels)
+                }, generator: &generator) { t in progress?("likelihood", start * T + batch.shape[0] * t, n * T) }
+            }
         }
         bits = values.reduce(0, +) / Double(values.count)
         nllImages = n

@@ -163,9 +163,12 @@ public final class DiffusionObjective: GenerativeObjective {
     public func generate(from noise: Tensor, sampler: Sampler?, labels: [Int]?, guidance: Double?, generator: inout RandomGenerator,
                          observe: ((Int, Tensor) -> Void)?) -> Tensor {
         precondition(sampler != nil, "diffusion needs a sampler")
-        let x0 = sampler!.sample(from: noise, model: denoiser(labels: labels, guidance: guidance), generator: &generator,
-                                 observe: observe)
-        return images(fromState: x0)
+        // The network's convolutions pack their weights once for all the sampler's steps.
+        return withFrozenWeights {
+            let x0 = sampler!.sample(from: noise, model: denoiser(labels: labels, guidance: guidance), generator: &generator,
+                                     observe: observe)
+            return images(fromState: x0)
+        }
     }
 
     /// Images from a state of the reverse process: itself, or for latent diffusion the decoding of the unscaled

@@ -65,7 +65,10 @@ struct UNetBench: ParsableCommand {
                 optimizer.step()
             }
             model.eval()
-            let sample = phase == .train ? nil : medianSeconds { _ = withoutGradients { model(x, timesteps: t) } }
+            // As in a sampler, whose steps after the first find the convolutions' weights packed.
+            let sample = phase == .train ? nil : withFrozenWeights {
+                medianSeconds { _ = withoutGradients { model(x, timesteps: t) } }
+            }
             results.append(Result(model: name, batch: batch, train_s: train, sample_s: sample))
             func seconds(_ s: Double?) -> String { s.map { String(format: "%7.3f s", $0) } ?? "      —  " }
             print("\(name.padding(toLength: 12, withPad: " ", startingAt: 0)) batch \(String(format: "%3d", batch))  "

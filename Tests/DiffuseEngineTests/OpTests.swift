@@ -309,6 +309,28 @@ final class OpTests: XCTestCase {
         }
     }
 
+    /// Weights frozen for a sampler: the same bits as packing on every call, for channel tiles (64 outputs) and
+    /// register tiles (12), a second call served from the kept packing; another tensor of the same shape gets its
+    /// own; and once the scope ends, changed weights are packed anew.
+    func testFrozenWeightsGiveTheSameConvolutions() {
+        var g = RandomGenerator(seed: 31)
+        for (c, o) in [(32, 64), (16, 12)] {
+            let x = g.normal([2, c, 9, 7]), weight = g.normal([o, c, 3, 3], std: 0.1), other = g.normal([o, c, 3, 3])
+            let bias = g.normal([o])
+            func run(_ w: Tensor) -> [Float] { withoutGradients { conv2d(x, weight: w, bias: bias, padding: 1) }.scalars }
+            let (plain, plainOther) = (run(weight), run(other))
+            withFrozenWeights {
+                XCTAssertEqual(run(weight), plain, "\(o) outputs, first call")
+                XCTAssertEqual(run(weight), plain, "\(o) outputs, kept packing")
+                XCTAssertEqual(run(other), plainOther, "\(o) outputs, another weight tensor")
+            }
+            weight.storage.pointer.update(repeating: 0.5, count: weight.count)
+            let changed = run(weight)
+            XCTAssertNotEqual(changed, plain)
+            XCTAssertEqual(withFrozenWeights { run(weight) }, changed, "\(o) outputs, weights changed between scopes")
+        }
+    }
+
     /// conv2d against plain loops (in Double) at sizes where the kernels cut the batch into bands of images and
     /// the tiles into pieces: one image and several, odd sizes, stride 2, 1×1, 3×3 and 4×4, rectangular kernels
     /// with their own row and column padding (Inception's 1×7, 7×1, 1×3, 3×1), output channels that are not a
