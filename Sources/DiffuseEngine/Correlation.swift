@@ -194,7 +194,6 @@ struct Tiling {
             self.init(kind: .channels, width: Kernels.channelTilePositions, columns: plan.valid)
             return
         }
-        let groups = Double((outputs + Kernels.tileRows - 1) / Kernels.tileRows)
         var best: (cost: Double, tiling: Tiling)?
         let kinds: [Kind] = Engine.convolutionTiles == .flat ? [.flat] : Engine.convolutionTiles == .packed ? [.packed]
             : [.flat, .packed]
