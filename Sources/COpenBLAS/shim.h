@@ -8,9 +8,6 @@ extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a,
                     double *work, const int *lwork, int *iwork, const int *liwork, int *info,
                     size_t jobz_length, size_t uplo_length);
 
-/// Stops OpenBLAS's worker threads (a later multi-threaded call would start them again).
-extern int blas_thread_shutdown_(void);
-
 #if defined(__x86_64__)
 #include <xmmintrin.h>
 /// Flush denormal floats to zero (FTZ) and read them as zero (DAZ) on the calling thread: arithmetic on denormals

@@ -13,8 +13,15 @@ public enum Engine {
     /// long. The engine's kernels never call OpenBLAS; the metrics' few Float64 products run single-threaded.
     private static func start() -> Int {
         openblas_set_num_threads(1)
-        _ = blas_thread_shutdown_()
+        stopBLASThreads()
         return ProcessInfo.processInfo.activeProcessorCount
+    }
+
+    /// Stops OpenBLAS's worker threads (a later multi-threaded call starts them again), through the symbol that its
+    /// pthread build exports; other builds have no such pool to stop.
+    public static func stopBLASThreads() {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "blas_thread_shutdown_") else { return }
+        _ = unsafeBitCast(symbol, to: (@convention(c) () -> Int32).self)()
     }
 
     /// How convolutions cut their work into register tiles: `automatic` picks, per layer, the cheaper of reading the

@@ -140,7 +140,7 @@ struct RawBLAS {
         openblas_set_num_threads(engineSetting)
         // OpenBLAS's idle workers spin (sched_yield), on some machines for good: stop them, so that they take nothing
         // from the engine's next measurement.
-        if threads > 1 && engineSetting != threads { _ = blas_thread_shutdown_() }
+        if threads > 1 && engineSetting != threads { Engine.stopBLASThreads() }
         return timing
     }
 }
