@@ -39,11 +39,32 @@ public struct ComparisonResults: Codable, Equatable, Sendable {
     }
 }
 
+extension ComparisonResults {
+    /// A run folder as results.json records it: relative to the folder that holds the results file, so that the two
+    /// can move together and a report finds the runs from anywhere.
+    public static func recorded(run: String, resultsFolder: String) -> String {
+        let target = URL(fileURLWithPath: run).standardizedFileURL.pathComponents
+        let base = URL(fileURLWithPath: resultsFolder).standardizedFileURL.pathComponents
+        let common = zip(target, base).prefix { $0 == $1 }.count
+        let path = Array(repeating: "..", count: base.count - common) + target[common...]
+        return path.isEmpty ? "." : path.joined(separator: "/")
+    }
+
+    /// The run folder of a model whose results file lies in `resultsFolder`: its recorded path taken from there, or,
+    /// for results written before runs were recorded so (relative to where `diffuse compare` ran), as given.
+    public static func located(run: String, resultsFolder: String) -> String {
+        if run.hasPrefix("/") { return run }
+        let fromResults = URL(fileURLWithPath: resultsFolder).appendingPathComponent(run).standardizedFileURL.path
+        return FileManager.default.fileExists(atPath: fromResults + "/config.json") ? fromResults : run
+    }
+}
+
 /// One trained model's measurements.
 public struct ModelResult: Codable, Equatable, Sendable {
     /// The name shown (DDPM, Latent diffusion, VAE, GAN) and the kind of run.
     public var name: String
     public var kind: String
+    /// The run folder, relative to the folder of the results file (see `ComparisonResults.recorded`).
     public var run: String
     public var parameters: Int
     public var trainingSeconds: Double

@@ -127,7 +127,8 @@ struct Compare: ParsableCommand {
             let e = try evaluate(run: folder, network: network, reference: reference, settings: settings, heldOut: heldOut?.images,
                                  progress: progressBars())
             print(summary(e))
-            rows.append(ModelResult(name: name, kind: kind.rawValue, run: folder, parameters: e.parameters,
+            rows.append(ModelResult(name: name, kind: kind.rawValue,
+                                    run: ComparisonResults.recorded(run: folder, resultsFolder: out), parameters: e.parameters,
                                     trainingSeconds: e.trainingSeconds, trainingSteps: e.trainingSteps, sampler: e.sampler,
                                     steps: e.steps, evaluationsPerSample: e.evaluationsPerSample, secondsPerSample: e.secondsPerSample,
                                     samples: e.quality.samples, fid: e.quality.fid, precision: e.quality.precision,

@@ -50,7 +50,9 @@ struct ReportCommand: ParsableCommand {
                 guard comparison == nil else { throw ValidationError("one comparison per report: \(input) is the second") }
                 let c = try ComparisonResults.read(results)
                 comparison = c
-                runs += try c.models.map { try RunSummary(RunFolder($0.run), name: $0.name) }
+                runs += try c.models.map {
+                    try RunSummary(RunFolder(ComparisonResults.located(run: $0.run, resultsFolder: input)), name: $0.name)
+                }
             } else if FileManager.default.fileExists(atPath: input + "/config.json") {
                 runs.append(try RunSummary(RunFolder(input), name: URL(fileURLWithPath: input).lastPathComponent))
             } else {
