@@ -8,10 +8,11 @@ extension Kernels {
         return p
     }()
 
-    /// C[m×n] = α·op(A)·op(B) + β·C, row-major, on the engine's register tile. A is packed once, 8 rows at a time
-    /// with α folded in; C's columns are cut into panels of 48 (or of 32, on the narrow tile, where that wastes
-    /// less: n = 64) that the threads share out (or, with a single panel, C's row groups), and each panel of B is
-    /// packed 256 rows deep and swept by the row groups. The pieces
+    /// C[m×n] = α·op(A)·op(B) + β·C, row-major, on the engine's register tile (or, for tall products whose n is a
+    /// multiple of 64, on channel tiles: rowsTimesBlocks). A is packed once, 8 rows at a time with α folded in; C's
+    /// columns are cut into panels of 48 (or of 32, on the narrow tile, where that wastes less) that the threads
+    /// share out (or, with a single panel, C's row groups), and each panel of B is packed 256 rows deep and swept
+    /// by the row groups. The pieces
     /// depend on the shape alone and every element of C is one sum in one order, so the result does not depend on
     /// the thread count.
     static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
@@ -20,6 +21,10 @@ extension Kernels {
         guard m > 0 && n > 0 else { return }
         if beta != 1 { scaleInPlace(c, count: m * n, by: beta) }
         guard k > 0 else { return }
+        // Taller than wide, B's packing (k·n) costs less than A's (m·k) that it saves.
+        if n % channelTileOutputs == 0 && !transA && alpha == 1 && m >= n {
+            return rowsTimesBlocks(m: m, n: n, k: k, a, b, transB: transB, accumulate: beta != 0, c)
+        }
         // Cost in columns of the wide tile: a narrow tile's 32 cost ~35 (Tiling's 8.8 cycles a step against 12).
         let narrowCost = 32 * 8.8 / 12
         let wideCost = Double(n / tileColumns * tileColumns)
@@ -36,6 +41,57 @@ extension Kernels {
             } else {
                 parallelFor(groups, grain: Swift.max(1, (groups + 1) / 2), scratch: scratch) {
                     product.sweep(panels: 0..<1, groups: $0, scratch: $1)
+                }
+            }
+        }
+    }
+
+    /// C (+)= A·op(B) for n a multiple of 64 on channel tiles: 6 rows × 64 columns of C at a time, each step
+    /// broadcasting one value of each of 6 rows of A, read in place (no packing of A: for the short inner dimensions
+    /// of linear layers over channels, packing A cost as much as the product), against a row of B's 64 columns
+    /// (packed [block][k][64] unless B is one such block already).
+    private static func rowsTimesBlocks(m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                        transB: Bool, accumulate: Bool, _ c: UnsafeMutablePointer<Float>) {
+        let (rows, width) = (channelTilePositions, channelTileOutputs)
+        let (tiles, blocks) = ((m + rows - 1) / rows, n / width)
+        let packs = transB || blocks > 1
+        withBuffer(packs ? k * n : 0) { packed in
+            if packs {
+                parallelFor(blocks, grain: 1) { range in
+                    for block in range {
+                        let dst = packed + block * k * width
+                        for s in 0..<k {
+                            for j in 0..<width {
+                                let col = block * width + j
+                                dst[s * width + j] = transB ? b[col * k + s] : b[s * n + col]
+                            }
+                        }
+                    }
+                }
+            }
+            let w = packs ? UnsafePointer(packed) : b
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: k) { index in
+                for s in 0..<k { index[s] = s }
+                parallelFor(tiles, grain: Swift.max(1, 4096 / Swift.max(k * blocks, 1)), scratch: rows * width) { range, scratch in
+                    withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: rows) { bases in
+                        for t in range {
+                            let count = Swift.min(rows, m - t * rows)
+                            for i in 0..<rows { bases[i] = a + (t * rows + Swift.min(i, count - 1)) * k }
+                            for block in 0..<blocks {
+                                let (out, wb) = (c + t * rows * n + block * width, w + block * k * width)
+                                if count == rows {
+                                    channelTile(steps: k, positions: bases.baseAddress!, index: index.baseAddress!, w: wb,
+                                                out: out, ldo: n, accumulate: accumulate)
+                                    continue
+                                }
+                                channelTile(steps: k, positions: bases.baseAddress!, index: index.baseAddress!, w: wb,
+                                            out: scratch, accumulate: false)
+                                for i in 0..<count {
+                                    for j in 0..<width { out[i * n + j] = (accumulate ? out[i * n + j] : 0) + scratch[i * width + j] }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -168,14 +168,14 @@ extension Kernels {
     /// Positions and output channels of `channelTile`.
     static let channelTilePositions = 6, channelTileOutputs = 64
 
-    /// out[i][j] = (accumulate ? out[i][j] : 0) + Σ_{s < steps} x_i[index[s]] · w[64s + j] for i < 6, j < 64, where
+    /// out[i·ldo + j] = (accumulate ? that : 0) + Σ_{s < steps} x_i[index[s]] · w[64s + j] for i < 6, j < 64, where
     /// x_i = positions[i]: a convolution's 64 output channels (j) at 6 output positions (i), each step one input value
     /// per position, broadcast, against 64 packed weights. The transpose of `tile`'s arrangement, at the same rate
     /// (~265 GFLOP/s a core here): since each position has its own address, no position is computed for the padding
     /// between images and rows, and no panel is copied.
     @inline(never)
     static func channelTile(steps: Int, positions: UnsafePointer<UnsafePointer<Float>>, index: UnsafePointer<Int>,
-                            w: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+                            w: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, ldo: Int = 64, accumulate: Bool) {
         var c00 = Lanes(), c01 = Lanes(), c02 = Lanes(), c03 = Lanes(), c10 = Lanes(), c11 = Lanes(), c12 = Lanes()
         var c13 = Lanes(), c20 = Lanes(), c21 = Lanes(), c22 = Lanes(), c23 = Lanes(), c30 = Lanes(), c31 = Lanes()
         var c32 = Lanes(), c33 = Lanes(), c40 = Lanes(), c41 = Lanes(), c42 = Lanes(), c43 = Lanes(), c50 = Lanes()
@@ -201,7 +201,7 @@ extension Kernels {
             w += 64
         }
         @inline(__always) func row(_ r: Int, _ v0: Lanes, _ v1: Lanes, _ v2: Lanes, _ v3: Lanes) {
-            let p = out + r * 64
+            let p = out + r * ldo
             if accumulate {
                 store(load(p) + v0, p); store(load(p + 16) + v1, p + 16)
                 store(load(p + 32) + v2, p + 32); store(load(p + 48) + v3, p + 48)
