@@ -12,9 +12,8 @@ extension Kernels {
     /// multiple of 64, on channel tiles: rowsTimesBlocks). A is packed once, 8 rows at a time with α folded in; C's
     /// columns are cut into panels of 48 (or of 32, on the narrow tile, where that wastes less) that the threads
     /// share out (or, with a single panel, C's row groups), and each panel of B is packed 256 rows deep and swept
-    /// by the row groups. The pieces
-    /// depend on the shape alone and every element of C is one sum in one order, so the result does not depend on
-    /// the thread count.
+    /// by the row groups. The pieces depend on the shape alone and every element of C is one sum in one order, so
+    /// the result does not depend on the thread count.
     static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                       _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, beta: Float = 0,
                       _ c: UnsafeMutablePointer<Float>) {
@@ -97,8 +96,8 @@ extension Kernels {
         }
     }
 
-    /// C (+)= A·op(B) with A packed by packRows: the register tile over panels of 48 columns of C, each panel of B
-    /// packed 256 rows deep at a time, C accumulated over the depth blocks.
+    /// C (+)= A·op(B) with A packed by packRows: the register tile over panels of `width` (48 or 32) columns of C,
+    /// each panel of B packed 256 rows deep at a time, C accumulated over the depth blocks.
     private struct PackedProduct {
         let a, b: UnsafePointer<Float>
         let c: UnsafeMutablePointer<Float>
