@@ -1,6 +1,7 @@
-// Convolutions on the register tile, without im2col. A batch is laid out "wide": for each channel, the images side
+// Convolutions on the register tiles, without im2col. A batch is laid out "wide": for each channel, the images side
 // by side in one zero-padded plane (one plane per phase of the stride), so that a kernel tap for 48 consecutive
-// output positions reads 48 consecutive floats. Forward convolution, its input gradient (a transposed
+// output positions reads 48 consecutive floats (`tile`), and a tap of any output position is one address plus the
+// tap's offset (`channelTile`, which broadcasts it). Forward convolution, its input gradient (a transposed
 // convolution) and its weight gradient are all correlations over such planes.
 
 /// One tap of a correlation: output (Y, X) reads phase plane `phase` of the source at (Y + dy, X + dx).

@@ -1,6 +1,7 @@
-// The register tile that every matrix product and convolution of the engine runs on: 8 rows × 48 columns of
+// The register tiles that the engine's matrix products and convolutions run on. `tile`: 8 rows × 48 columns of
 // Float32 in 24 SIMD16 accumulators (24 of the 32 AVX-512 registers), each step one broadcast of 8 values of A and
-// three 16-lane loads of B for 24 fused multiply-adds. Everything else (packing, layouts, threads) feeds it.
+// three 16-lane loads of B for 24 fused multiply-adds; `narrowTile`, its 32-column variant; `channelTile`, 6 rows
+// broadcast from 6 addresses × 64 columns loaded. Everything else (packing, layouts, threads) feeds them.
 
 /// Sixteen Float32 lanes: one AVX-512 register on the machines this is built for.
 typealias Lanes = SIMD16<Float>
