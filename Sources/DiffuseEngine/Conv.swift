@@ -167,7 +167,7 @@ private func withPackedWeights(_ weight: Tensor, group: Int, count: Int, pack: (
     body(packed.pointer)
 }
 
-/// ∂L/∂x of conv2d:/// ∂L/∂x of conv2d: for each phase (a, b) of the input, a correlation of ∂L/∂y with the kernel taps that reach it.
+/// ∂L/∂x of conv2d: for each phase (a, b) of the input, a correlation of ∂L/∂y with the kernel taps that reach it.
 private func convInputGradient(_ g: Tensor, weight: Tensor, _ geo: ConvGeometry) -> Tensor {
     let gx = Tensor(uninitialized: [geo.n, geo.c, geo.h, geo.w])
     let phases = geo.inputGradient(images: 1).1

@@ -285,47 +285,49 @@ extension Kernels {
         // As many bands per thread, each as large as fits.
         let wanted = threads * ((images + threads * fits - 1) / (threads * fits))
         var size = (images + wanted - 1) / wanted
-        func tilings(_ jobs: [(Correlation, CorrelationTarget)]) -> [Tiling] {
-            jobs.map { Tiling($0.0, outputs: $0.1.outputs) }
+        // A band of k images: its layout, its correlations and their tilings.
+        typealias Band = (layout: WideLayout, jobs: [(Correlation, CorrelationTarget)], tilings: [Tiling])
+        func band(_ k: Int) -> Band {
+            let (layout, jobs) = bands(k)
+            return (layout, jobs, jobs.map { Tiling($0.0, outputs: $0.1.outputs) })
         }
-        func cost(_ jobs: [(Correlation, CorrelationTarget)], _ tilings: [Tiling]) -> Double {
-            Swift.zip(jobs, tilings).reduce(0) { total, job in
+        func cost(_ b: Band) -> Double {
+            Swift.zip(b.jobs, b.tilings).reduce(0) { total, job in
                 total + job.1.cost(outputs: job.0.1.outputs, outputColumns: job.0.0.outputColumns)
             }
         }
+        var full = band(size)
         if images >= threads && size < images && perImage * images <= 8 << 20 {
-            let banded = bands(size), whole = bands(images)
-            let (bandedTilings, wholeTilings) = (tilings(banded.1), tilings(whole.1))
+            let whole = band(images)
             let bandCount = (images + size - 1) / size
-            let bandedCost = Double((bandCount + threads - 1) / threads) * cost(banded.1, bandedTilings)
+            let bandedCost = Double((bandCount + threads - 1) / threads) * cost(full)
             // Tiles shared out: the busiest thread's share, and 5% for the extra synchronisation.
-            let tiles = wholeTilings.map(\.count).reduce(0, +)
+            let tiles = whole.tilings.map(\.count).reduce(0, +)
             let share = Double((tiles + threads - 1) / threads) / Double(Swift.max(tiles, 1))
-            if 1.05 * cost(whole.1, wholeTilings) * share < bandedCost { size = images }
+            if 1.05 * cost(whole) * share < bandedCost { (size, full) = (images, whole) }
         }
         let count = (images + size - 1) / size
-        let full = bands(size), last = images % size == 0 ? full : bands(images % size)
-        let (fullTilings, lastTilings) = (tilings(full.1), tilings(last.1))
-        let scratch = Swift.zip(full.1, fullTilings).map { runScratch($0.0, tiling: $1) }.max() ?? 0
+        let last = images % size == 0 ? full : band(images % size)
+        let scratch = Swift.zip(full.jobs, full.tilings).map { runScratch($0.0, tiling: $1) }.max() ?? 0
         if count > 1 && images >= threads {
-            parallelFor(count, grain: 1, scratch: full.0.count + scratch) { range, buffer in
-                for band in range {
-                    let ((layout, jobs), plans) = band == count - 1 ? (last, lastTilings) : (full, fullTilings)
-                    let first = band * size
-                    fill(layout, buffer, first..<Swift.min(images, first + size), false)
-                    for ((plan, target), tiling) in Swift.zip(jobs, plans) {
+            parallelFor(count, grain: 1, scratch: full.layout.count + scratch) { range, buffer in
+                for index in range {
+                    let b = index == count - 1 ? last : full
+                    let first = index * size
+                    fill(b.layout, buffer, first..<Swift.min(images, first + size), false)
+                    for ((plan, target), tiling) in Swift.zip(b.jobs, b.tilings) {
                         run(plan, target, source: buffer, firstImage: first, tiling: tiling, tiles: 0..<tiling.count,
-                            scratch: buffer + full.0.count)
+                            scratch: buffer + full.layout.count)
                     }
                 }
             }
         } else {
-            for band in 0..<count {
-                let ((layout, jobs), plans) = band == count - 1 ? (last, lastTilings) : (full, fullTilings)
-                let first = band * size
-                withBuffer(layout.count) { buffer in
-                    fill(layout, buffer, first..<Swift.min(images, first + size), true)
-                    for ((plan, target), tiling) in Swift.zip(jobs, plans) {
+            for index in 0..<count {
+                let b = index == count - 1 ? last : full
+                let first = index * size
+                withBuffer(b.layout.count) { buffer in
+                    fill(b.layout, buffer, first..<Swift.min(images, first + size), true)
+                    for ((plan, target), tiling) in Swift.zip(b.jobs, b.tilings) {
                         let tiles = tiling.count
                         parallelFor(tiles, grain: Swift.max(tiling.packed ? 1 : 4, tiles / 16), scratch: scratch) { range, sp in
                             run(plan, target, source: buffer, firstImage: first, tiling: tiling, tiles: range, scratch: sp)
@@ -445,8 +447,8 @@ extension Kernels {
         } } } }
     }
 
-    /// Channel tiles run in groups of 8 that take the steps 128 at a time, so that those steps' weights (32 KiB)
-    /// serve all 8 from L1.
+    /// Channel tiles run in groups of 32 that take the steps 128 at a time, so that those steps' weights (32 KiB)
+    /// serve the whole group from L1.
     private static let channelTileGroup = 32, channelTileChunk = 128
 
     /// Tiles `tiles` of a correlation on channel tiles: valid outputs 6t..<6t + 6 (run f / width, column f % width)
@@ -486,8 +488,8 @@ extension Kernels {
                         }
                     }
                     // Channel by channel, so that each output plane's stores run along its rows.
-                    let outputs = Swift.min(valid, (g + members.count) * positions + tiles.lowerBound * positions)
-                        - (g + tiles.lowerBound) * positions
+                    let start = (tiles.lowerBound + g) * positions
+                    let outputs = Swift.min(valid, start + members.count * positions) - start
                     for j in 0..<block {
                         let o = b * block + j
                         let bias = target.bias?[o] ?? 0

@@ -24,9 +24,10 @@ public enum Engine {
         _ = unsafeBitCast(symbol, to: (@convention(c) () -> Int32).self)()
     }
 
-    /// How convolutions cut their work into register tiles: `automatic` picks, per layer, the cheaper of reading the
-    /// inputs in place (`flat`, junk positions between images computed and dropped) and copying each tile's inputs
-    /// into a panel (`packed`). The others force one, for tests and benchmarks; results agree to rounding.
+    /// How convolutions cut their work into register tiles: `automatic` takes channel tiles where the output
+    /// channels come in blocks of 64, else picks, per layer, the cheaper of reading the inputs in place (`flat`, junk
+    /// positions between images computed and dropped) and copying each tile's inputs into a panel (`packed`). The
+    /// others force one of those two (never channel tiles), for tests and benchmarks; results agree to rounding.
     public enum ConvolutionTiles: Sendable { case automatic, flat, packed }
     nonisolated(unsafe) public static var convolutionTiles = ConvolutionTiles.automatic
 }
