@@ -76,12 +76,10 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     precondition(bias.map { $0.count == geo.o } ?? true, "conv2d bias of shape \(bias!.shape) for \(geo.o) output channels")
     let (c, o, taps) = (geo.c, geo.o, geo.taps)
     let out = Tensor(uninitialized: [geo.n, o, geo.oh, geo.ow])
-    let group = Kernels.packGroup(outputs: o, inputs: c)
-    withPackedWeights(weight, group: group, count: (o + group - 1) / group * group * c * taps, pack: { packed in
-        Kernels.packTaps(weight.storage.pointer, outputs: o, inputs: c, outputStride: c * taps, inputStride: taps,
-                         tapOffsets: Array(0..<taps), group: group, into: packed)
-    }) { packed in
-        let target = CorrelationTarget(packed: packed, outputs: o, bias: bias.map { UnsafePointer($0.storage.pointer) },
+    let tapWeights = TapWeights(w: weight.storage.pointer, count: weight.count, outputs: o, inputs: c,
+                                outputStride: c * taps, inputStride: taps, tapOffsets: Array(0..<taps))
+    withWeights(weight, tapWeights, valid: geo.n * geo.oh * geo.ow) { weights in
+        let target = CorrelationTarget(weights: weights, outputs: o, bias: bias.map { UnsafePointer($0.storage.pointer) },
                                        out: out.storage.pointer, height: geo.oh, width: geo.ow)
         Kernels.correlate(images: geo.n, bands: { k in
             let plan = geo.forward(images: k)
@@ -148,23 +146,29 @@ public func withFrozenWeights<R>(_ body: () throws -> R) rethrows -> R {
     return try body()
 }
 
-/// `body` with `weight` packed by `pack` into `count` floats in groups of `group` output channels: kept from an
-/// earlier call while weights are frozen, else packed into a pooled buffer for this call.
-private func withPackedWeights(_ weight: Tensor, group: Int, count: Int, pack: (UnsafeMutablePointer<Float>) -> Void,
-                               _ body: (UnsafeMutablePointer<Float>) -> Void) {
+/// `body` with a convolution's weights as its tiles take them: streamed where `valid` outputs are too few to pay for
+/// packing, else packed (kept from an earlier call while weights are frozen, packed into a pooled buffer otherwise).
+private func withWeights(_ weight: Tensor, _ tapWeights: TapWeights, valid: Int,
+                         _ body: (CorrelationTarget.Weights) -> Void) {
+    let (o, c) = (tapWeights.outputs, tapWeights.inputs)
+    guard frozenPacks != nil || !Kernels.streamsWeights(outputs: o, inputs: c, valid: valid) else {
+        return body(.streamed(tapWeights))
+    }
+    let group = Kernels.packGroup(outputs: o, inputs: c)
+    let count = (o + group - 1) / group * group * tapWeights.depth
     guard frozenPacks != nil else {
         withBuffer(count) { packed in
-            pack(packed)
-            body(packed)
+            Kernels.packTaps(tapWeights, group: group, into: packed)
+            body(.packed(packed))
         }
         return
     }
     let key = FrozenWeights(storage: ObjectIdentifier(weight.storage), shape: weight.shape, group: group)
-    if let kept = frozenPacks![key] { return body(kept.packed.pointer) }
+    if let kept = frozenPacks![key] { return body(.packed(kept.packed.pointer)) }
     let packed = TensorStorage(uninitializedCount: count)
-    pack(packed.pointer)
+    Kernels.packTaps(tapWeights, group: group, into: packed.pointer)
     frozenPacks![key] = (weight.storage, packed)
-    body(packed.pointer)
+    body(.packed(packed.pointer))
 }
 
 /// ∂L/∂x of conv2d: for each phase (a, b) of the input, a correlation of ∂L/∂y with the kernel taps that reach it.
@@ -176,16 +180,21 @@ private func convInputGradient(_ g: Tensor, weight: Tensor, _ geo: ConvGeometry)
     let (c, o, kh, kw) = (geo.c, geo.o, geo.kh, geo.kw)
     // One set of packed weights per phase, shared by every band.
     let group = Kernels.packGroup(outputs: c, inputs: o)
-    let packs = phases.map { phase -> TensorStorage in
-        let kernel = phase.taps
-        let packed = TensorStorage(uninitializedCount: (c + group - 1) / group * group * o * Swift.max(kernel.count, 1))
-        Kernels.packTaps(pw, outputs: c, inputs: o, outputStride: kh * kw, inputStride: c * kh * kw,
-                         tapOffsets: kernel.map { $0.0 * kw + $0.1 }, group: group, into: packed.pointer)
+    let streams = Kernels.streamsWeights(outputs: c, inputs: o, valid: geo.n * geo.h * geo.w)
+    let tapWeights = phases.map {
+        TapWeights(w: pw, count: weight.count, outputs: c, inputs: o, outputStride: kh * kw, inputStride: c * kh * kw,
+                   tapOffsets: $0.taps.map { $0.0 * kw + $0.1 })
+    }
+    let packs = tapWeights.map { weights -> TensorStorage? in
+        guard !streams else { return nil }
+        let packed = TensorStorage(uninitializedCount: (c + group - 1) / group * group * Swift.max(weights.depth, 1))
+        Kernels.packTaps(weights, group: group, into: packed.pointer)
         return packed
     }
-    let targets = zip(phases, packs).map { phase, packed in
-        CorrelationTarget(packed: packed.pointer, outputs: c, bias: nil, out: gx.storage.pointer, height: geo.h,
-                          width: geo.w, rowStep: geo.stride, rowOffset: phase.a, colStep: geo.stride, colOffset: phase.b)
+    let targets = zip(phases, zip(tapWeights, packs)).map { phase, weights in
+        CorrelationTarget(weights: weights.1.map { .packed($0.pointer) } ?? .streamed(weights.0), outputs: c, bias: nil,
+                          out: gx.storage.pointer, height: geo.h, width: geo.w, rowStep: geo.stride, rowOffset: phase.a,
+                          colStep: geo.stride, colOffset: phase.b)
     }
     withExtendedLifetime(packs) {
         Kernels.correlate(images: geo.n, bands: { k in

@@ -98,11 +98,34 @@ struct WideLayout {
     }
 }
 
-/// Packed weights of a correlation (from packTaps) and where its outputs go:
-/// out[n, o, rowStep·Y + rowOffset, colStep·X + colOffset], plus bias[o] when given.
+/// The weights of a correlation where they lie: output channel o's step (c, t) (source channel c, tap t) is
+/// w[o·outputStride + c·inputStride + tapOffsets[t]]; `count` floats are readable from w.
+struct TapWeights {
+    let w: UnsafePointer<Float>
+    let count, outputs, inputs, outputStride, inputStride: Int
+    let tapOffsets: [Int]
+    var taps: Int { tapOffsets.count }
+    var depth: Int { inputs * taps }
+    /// Each output channel's steps are one contiguous row (a forward convolution's [O, C, KH, KW] kernel).
+    var rowsContiguous: Bool { inputStride == taps && tapOffsets == Array(0..<taps) }
+    /// Each (output, source) channel pair's taps are contiguous (the kernel of an input gradient at stride 1).
+    var tapsContiguous: Bool { outputStride == taps && tapOffsets == Array(0..<taps) && taps <= 16 }
+    /// Steps that channel tiles streaming these weights pack at a time: 128 (32 KiB of packed weights), whole
+    /// source channels where each pair's taps are packed together.
+    var chunk: Int { tapsContiguous && !rowsContiguous ? 128 / taps * taps : 128 }
+}
+
+/// The weights of a correlation and where its outputs go: out[n, o, rowStep·Y + rowOffset, colStep·X + colOffset],
+/// plus bias[o] when given. The weights are packed beforehand (packTaps) or, on channel tiles only, streamed: packed
+/// a chunk of steps at a time as the tiles use them.
 struct CorrelationTarget {
-    let packed: UnsafePointer<Float>
+    enum Weights {
+        case packed(UnsafePointer<Float>)
+        case streamed(TapWeights)
+    }
+    let weights: Weights
     let outputs: Int
+    var streamed: Bool { if case .streamed = weights { true } else { false } }
     let bias: UnsafePointer<Float>?
     let out: UnsafeMutablePointer<Float>
     let height, width: Int
@@ -227,14 +250,12 @@ struct Tiling {
 
 extension Kernels {
     /// Packs the weights of a correlation for its tiles: for each group of `group` output channels o (8 for `tile`,
-    /// 64 for `channelTile`), step (c, t) holds w[o·outputStride + c·inputStride + tapOffsets[t]], zero past the
-    /// last output channel.
-    static func packTaps(_ w: UnsafePointer<Float>, outputs: Int, inputs: Int, outputStride: Int, inputStride: Int,
-                         tapOffsets: [Int], group: Int, into packed: UnsafeMutablePointer<Float>) {
-        let groups = (outputs + group - 1) / group, taps = tapOffsets.count
-        let depth = inputs * taps
-        if group % 16 == 0 && outputs % group == 0 && depth % 16 == 0 && inputStride == taps
-            && tapOffsets == Array(0..<taps) {
+    /// 64 for `channelTile`), step (c, t) holds weight (o, c, t), zero past the last output channel.
+    static func packTaps(_ weights: TapWeights, group: Int, into packed: UnsafeMutablePointer<Float>) {
+        let (outputs, inputs, taps, depth) = (weights.outputs, weights.inputs, weights.taps, weights.depth)
+        let (w, outputStride, inputStride) = (weights.w, weights.outputStride, weights.inputStride)
+        let groups = (outputs + group - 1) / group
+        if group % 16 == 0 && outputs % group == 0 && depth % 16 == 0 && weights.rowsContiguous {
             // Each output's steps are one contiguous row: the group is a transposition, 16 × 16 blocks at a time.
             let blocks = depth / 16
             parallelFor(groups * blocks, grain: Swift.max(1, 256 / (group / 16))) { range in
@@ -248,7 +269,7 @@ extension Kernels {
             }
             return
         }
-        tapOffsets.withUnsafeBufferPointer { tapOffsets in
+        weights.tapOffsets.withUnsafeBufferPointer { tapOffsets in
             parallelFor(groups * inputs, grain: Swift.max(1, inputs / 4)) { range in
                 for unit in range {
                     let (g, c) = (unit / inputs, unit % inputs)
@@ -263,6 +284,46 @@ extension Kernels {
                 }
             }
         }
+    }
+
+    /// Packs steps `steps` of output channels 64b..<64b + 64 as packTaps(group: 64) does, into chunk[s − first][64]:
+    /// 16 × 16 transpositions where each output's steps form a row, or where each pair's taps do (then `steps`
+    /// holds whole source channels, and the 16 rows of a transposition overlap: row i starts at pair i's taps).
+    static func packChunk(_ weights: TapWeights, block b: Int, steps: Range<Int>, into chunk: UnsafeMutablePointer<Float>) {
+        let (group, first, taps) = (channelTileOutputs, steps.lowerBound, weights.taps)
+        let (w, outputStride, inputStride) = (weights.w, weights.outputStride, weights.inputStride)
+        let o0 = b * group
+        if weights.rowsContiguous && steps.count % 16 == 0 {
+            for s0 in Swift.stride(from: 0, to: steps.count, by: 16) {
+                for i0 in Swift.stride(from: 0, to: group, by: 16) {
+                    transpose16(w + (o0 + i0) * outputStride + first + s0, outputStride, chunk + s0 * group + i0, group)
+                }
+            }
+            return
+        }
+        let (c0, c1) = (first / taps, (steps.upperBound + taps - 1) / taps)
+        if weights.tapsContiguous && first % taps == 0 && steps.count % taps == 0
+            && (c1 - 1) * inputStride + (o0 + group - 1) * outputStride + 16 <= weights.count {
+            for c in c0..<c1 {
+                for i0 in Swift.stride(from: 0, to: group, by: 16) {
+                    transpose16(w + c * inputStride + (o0 + i0) * outputStride, outputStride,
+                                chunk + (c * taps - first) * group + i0, group, rows: taps)
+                }
+            }
+            return
+        }
+        for s in steps {
+            let src = w + o0 * outputStride + s / taps * inputStride + weights.tapOffsets[s % taps]
+            let dst = chunk + (s - first) * group
+            for i in 0..<group { dst[i] = src[i * outputStride] }
+        }
+    }
+
+    /// Whether channel tiles stream a correlation's weights (packChunk) rather than pack them all first: where its
+    /// `valid` outputs make a single group of channel tiles, packing would write out and read back every weight for
+    /// one use.
+    static func streamsWeights(outputs: Int, inputs: Int, valid: Int) -> Bool {
+        Tiling.byChannels(outputs: outputs, inputs: inputs) && valid <= channelTileGroup * channelTilePositions
     }
 
     /// The weights' group for `packTaps` when a correlation has `inputs` source and `outputs` output channels.
@@ -295,6 +356,22 @@ extension Kernels {
             Swift.zip(b.jobs, b.tilings).reduce(0) { total, job in
                 total + job.1.cost(outputs: job.0.1.outputs, outputColumns: job.0.0.outputColumns)
             }
+        }
+        if bands(1).1.contains(where: { $0.1.streamed }) {
+            // Streamed weights: one band, whose blocks of 64 output channels go to different threads, so that each
+            // chunk of weights is packed once.
+            let whole = band(images)
+            let scratch = Swift.zip(whole.jobs, whole.tilings).map { runScratch($0.0, tiling: $1) }.max() ?? 0
+            withBuffer(whole.layout.count) { buffer in
+                fill(whole.layout, buffer, 0..<images, true)
+                for ((plan, target), tiling) in Swift.zip(whole.jobs, whole.tilings) {
+                    parallelFor(target.outputs / channelTileOutputs, grain: 1, scratch: scratch) { range, sp in
+                        runByChannels(plan, target, source: buffer, firstImage: 0, tiles: 0..<tiling.count,
+                                      blocks: range, scratch: sp)
+                    }
+                }
+            }
+            return
         }
         var full = band(size)
         if images >= threads && size < images && perImage * images <= 8 << 20 {
@@ -340,7 +417,9 @@ extension Kernels {
 
     /// Floats `run` needs for its tile and, when it packs, its panel.
     private static func runScratch(_ plan: Correlation, tiling: Tiling) -> Int {
-        if tiling.kind == .channels { return channelTileGroup * channelTilePositions * channelTileOutputs }
+        if tiling.kind == .channels {
+            return (channelTileGroup * channelTilePositions + channelTileChunk) * channelTileOutputs
+        }
         return tileRows * tileColumns + (tiling.packed ? plan.layout.channels * plan.offsets.count * tileColumns + 16 : 0)
     }
 
@@ -351,8 +430,10 @@ extension Kernels {
     private static func run(_ plan: Correlation, _ target: CorrelationTarget, source: UnsafePointer<Float>,
                             firstImage: Int, tiling: Tiling, tiles: Range<Int>, scratch sp: UnsafeMutablePointer<Float>) {
         if tiling.kind == .channels {
-            return runByChannels(plan, target, source: source, firstImage: firstImage, tiles: tiles, scratch: sp)
+            return runByChannels(plan, target, source: source, firstImage: firstImage, tiles: tiles,
+                                 blocks: 0..<target.outputs / channelTileOutputs, scratch: sp)
         }
+        guard case .packed(let weights) = target.weights else { preconditionFailure("streamed weights on 8 × 48 tiles") }
         let packed = tiling.packed
         let outputs = target.outputs
         let groups = (outputs + tileRows - 1) / tileRows
@@ -418,7 +499,7 @@ extension Kernels {
                 let (b, bChannel, bTap) = packed ? (UnsafePointer(panel), taps * tileColumns, UnsafePointer(panelTaps.baseAddress!))
                     : (source + span.lowerBound, channelStride, offsets.baseAddress!)
                 for g in 0..<groups {
-                    let a = target.packed + g * depth * tileRows
+                    let a = weights + g * depth * tileRows
                     if narrow {
                         narrowTile(channels: channels, taps: taps, a: a, b: b, bChannel: bChannel, bTap: bTap, out: sp,
                                    ldo: tileColumns)
@@ -449,13 +530,14 @@ extension Kernels {
 
     /// Channel tiles run in groups of 32 that take the steps 128 at a time, so that those steps' weights (32 KiB)
     /// serve the whole group from L1.
-    private static let channelTileGroup = 32, channelTileChunk = 128
+    static let channelTileGroup = 32, channelTileChunk = 128
 
     /// Tiles `tiles` of a correlation on channel tiles: valid outputs 6t..<6t + 6 (run f / width, column f % width)
     /// × 64 output channels, the blocks of 64 in the outer loop so that a block's packed weights stay in L2 across the
     /// tiles. A last tile of fewer than 6 outputs repeats its last one and drops the copies.
     private static func runByChannels(_ plan: Correlation, _ target: CorrelationTarget, source: UnsafePointer<Float>,
-                                      firstImage: Int, tiles: Range<Int>, scratch out: UnsafeMutablePointer<Float>) {
+                                      firstImage: Int, tiles: Range<Int>, blocks: Range<Int>,
+                                      scratch out: UnsafeMutablePointer<Float>) {
         let (positions, block) = (channelTilePositions, channelTileOutputs)
         let channels = plan.layout.channels, taps = plan.offsets.count, steps = channels * taps
         let (width, plane, colStep) = (plan.outputColumns, target.height * target.width, target.colStep)
@@ -475,15 +557,28 @@ extension Kernels {
                     to[k * positions + i] = target.offset(image: firstImage + run.image, row: run.row) + x * colStep
                 }
             }
-            let (group, chunk) = (channelTileGroup, channelTileChunk)
-            for b in 0..<(target.outputs / block) {
-                let w = target.packed + b * steps * block
+            let group = channelTileGroup
+            let streamed = out + group * positions * block  // a chunk of streamed weights
+            for b in blocks {
                 for g in Swift.stride(from: 0, to: tiles.count, by: group) {
                     let members = g..<Swift.min(tiles.count, g + group)
+                    let chunk: Int
+                    switch target.weights {
+                    case .packed: chunk = channelTileChunk
+                    case .streamed(let weights): chunk = weights.chunk
+                    }
                     for first in Swift.stride(from: 0, to: steps, by: chunk) {
+                        let count = Swift.min(chunk, steps - first)
+                        let w: UnsafePointer<Float>
+                        switch target.weights {
+                        case .packed(let packed): w = packed + (b * steps + first) * block
+                        case .streamed(let weights):
+                            packChunk(weights, block: b, steps: first..<first + count, into: streamed)
+                            w = UnsafePointer(streamed)
+                        }
                         for k in members {
-                            channelTile(steps: Swift.min(chunk, steps - first), positions: bases.baseAddress! + k * positions,
-                                        index: index.baseAddress! + first, w: w + first * block,
+                            channelTile(steps: count, positions: bases.baseAddress! + k * positions,
+                                        index: index.baseAddress! + first, w: w,
                                         out: out + (k - g) * positions * block, accumulate: first > 0)
                         }
                     }
