@@ -37,7 +37,7 @@ struct WideLayout {
         rowLength = images * period + (shared ? overhang : 0)
         rows = padTop + Swift.max(sourceRows, outputRows + maxY)
         phasePlane = rows * rowLength
-        // 16 floats between channels take a fill's overrun (Kernels.copyRounded); a channel stride that is a
+        // 16 floats between channels take a fill's overrun (Kernels.copyZeroPadded); a channel stride that is a
         // multiple of 4 KiB would put every channel's rows in the same L1 sets.
         let planes = phases * phasePlane
         channelStride = planes + ((planes + 16) % 1024 == 0 ? 32 : 16)
@@ -51,50 +51,37 @@ struct WideLayout {
 
     /// Fills the wide buffer from images `batch` of NCHW `source` (in blocks 0, 1, …): phase
     /// (a, b) of channel c holds source[n, c, stride·r + a, stride·u + b] at row padTop + r, block column
-    /// padLeft + u; zero elsewhere. Over the channels in parallel when `parallel`.
+    /// padLeft + u; zero elsewhere. Each channel is zeroed, then its rows copied in whole vectors (their lanes past
+    /// a row zeroed, so that what they write past it is zeros too). Over the channels in parallel when `parallel`.
     func fill(_ dst: UnsafeMutablePointer<Float>, from source: UnsafePointer<Float>, images batch: Range<Int>,
               height: Int, width: Int, stride: Int, parallel: Bool = true) {
         let body = { (range: Range<Int>) in
             for c in range {
                 let plane = dst + c * channelStride
+                Kernels.zero(plane, Swift.min(channelStride, count - c * channelStride))
                 for phase in 0..<phases {
                     let (a, b) = (phase / stride, phase % stride)
-                    let base = plane + phase * phasePlane
-                    for r in 0..<rows {
-                        let row = base + r * rowLength
-                        let sy = (r - padTop) * stride + a
-                        guard r >= padTop, r - padTop < sourceRows, sy < height else {
-                            Kernels.zero(row, rowLength)
-                            continue
-                        }
-                        for n in 0..<images {
-                            let block = row + n * period
-                            guard n < batch.count else { Kernels.zero(block, period); continue }
-                            let src = source + (((batch.lowerBound + n) * channels + c) * height + sy) * width
-                            Kernels.zero(block, padLeft)
-                            let valid = Swift.min(sourceColumns, (width - b + stride - 1) / stride)
+                    let valid = Swift.min(sourceColumns, (width - b + stride - 1) / stride)
+                    for r in 0..<Swift.min(sourceRows, (height - a + stride - 1) / stride) {
+                        let row = plane + phase * phasePlane + (padTop + r) * rowLength + padLeft
+                        let first = source + ((batch.lowerBound * channels + c) * height + r * stride + a) * width + b
+                        for n in 0..<batch.count {
+                            let (src, to) = (first + n * channels * height * width, row + n * period)
                             if stride == 1 {
-                                // Overruns into the zeros below and the blocks, rows and channel after, written later.
-                                Kernels.copyRounded(src, block + padLeft, valid)
+                                Kernels.copyZeroPadded(src, to, valid)
                             } else if stride == 2 {
-                                Kernels.copyEveryOther(src + b, block + padLeft, valid, readable: width - b + 16)
+                                Kernels.copyEveryOther(src, to, valid, readable: width - b + 16)
                             } else {
-                                for u in 0..<valid { block[padLeft + u] = src[u * stride + b] }
+                                for u in 0..<valid { to[u] = src[u * stride] }
                             }
-                            Kernels.zero(block + padLeft + valid, period - padLeft - valid)
                         }
-                        Kernels.zero(row + images * period, rowLength - images * period)
                     }
                 }
             }
         }
         if parallel { parallelFor(channels, grain: 1, body) } else { body(0..<channels) }
-        let used = (channels - 1) * channelStride + phases * phasePlane
-        (dst + used).update(repeating: 0, count: count - used)
-        for c in 0..<(channels - 1) {
-            let gap = dst + c * channelStride + phases * phasePlane
-            gap.update(repeating: 0, count: channelStride - phases * phasePlane)
-        }
+        let used = channels * channelStride  // the last channel's tiles may read past its planes
+        if count > used { Kernels.zero(dst + used, count - used) }
     }
 }
 

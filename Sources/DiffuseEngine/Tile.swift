@@ -26,24 +26,42 @@ extension Kernels {
         while i < n { store(load(src + i), dst + i); i += 16 }
     }
 
-    /// The even lanes of low followed by high, through the integer view of each pair of lanes (narrowings; the
-    /// standard library's evenHalf compiles to one insert per lane).
+    /// The even lanes of low followed by high: each vector's lanes seen as 8 pairs, narrowed to their low halves
+    /// (one narrowing each; a narrowing of all 16 pairs at once, or the standard library's evenHalf, compiles to
+    /// element-wise permutes 2× slower).
     @inline(__always) static func evenLanes(_ low: Lanes, _ high: Lanes) -> Lanes {
-        let pairs = unsafeBitCast(SIMD32(lowHalf: low, highHalf: high), to: SIMD16<UInt64>.self)
-        return unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: pairs), to: Lanes.self)
+        let evens = { (v: Lanes) in SIMD8<UInt32>(truncatingIfNeeded: unsafeBitCast(v, to: SIMD8<UInt64>.self)) }
+        return unsafeBitCast(SIMD16(lowHalf: evens(low), highHalf: evens(high)), to: Lanes.self)
+    }
+
+    /// dst[0..<n] = src[0..<n] in whole 16-lane moves, the lanes of the last one past n zeroed: up to 15 zeros
+    /// past dst[n − 1]. It reads up to 15 floats past src[n − 1], which src must have (every pooled buffer does).
+    @inline(__always) static func copyZeroPadded(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+        var i = 0
+        while i + 16 <= n { store(load(src + i), dst + i); i += 16 }
+        if i < n { store(firstLanes(load(src + i), n - i), dst + i) }
     }
 
     /// dst[i] = src[2i] for i < n: 16 at a time (the even lanes of 32 loaded) while those loads stay within the
-    /// first `readable` floats of src, then one by one. Like copyRounded it may write up to 15 floats past
-    /// dst[n − 1], which must be written afterwards.
+    /// first `readable` floats of src, then one by one. Like copyZeroPadded it may write up to 15 zeros past
+    /// dst[n − 1].
     @inline(__always) static func copyEveryOther(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int,
                                                  readable: Int) {
         var i = 0
         while i < n && 2 * i + 32 <= readable {
-            store(evenLanes(load(src + 2 * i), load(src + 2 * i + 16)), dst + i)
+            let v = evenLanes(load(src + 2 * i), load(src + 2 * i + 16))
+            store(i + 16 <= n ? v : firstLanes(v, n - i), dst + i)
             i += 16
         }
         while i < n { dst[i] = src[2 * i]; i += 1 }
+    }
+
+    /// v with its lanes from n (< 16) on zeroed, by integer ops (Lanes.replacing(with:where:) compiles to a loop
+    /// over the lanes).
+    @inline(__always) static func firstLanes(_ v: Lanes, _ n: Int) -> Lanes {
+        let indices = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+        let keep = (indices &- Int32(truncatingIfNeeded: n)) &>> 31  // all ones below n
+        return unsafeBitCast(unsafeBitCast(v, to: SIMD16<Int32>.self) & keep, to: Lanes.self)
     }
 
     /// dst[j·ld + i] = src[i·ls + j] for i < 16, j < rows (≤ 16), in blocks of 4 × 4, whose columns built from
