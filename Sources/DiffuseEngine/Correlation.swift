@@ -502,9 +502,7 @@ extension Kernels {
                             let piece = pieces[k]
                             let src = row + piece.column, dst = out + piece.to
                             if colStep == 1 {
-                                var j = 0
-                                while j + 16 <= piece.count { store(load(src + j) + Lanes(repeating: b), dst + j); j += 16 }
-                                while j < piece.count { dst[j] = src[j] + b; j += 1 }
+                                addCopy(src, dst, piece.count, b)
                             } else {
                                 for j in 0..<piece.count { dst[j * colStep] = src[j] + b }
                             }

@@ -82,6 +82,24 @@ extension Kernels {
         }
     }
 
+    /// dst[i] = src[i] + b for i < n, in vectors of 16, 8, 4 and 2 floats (none past dst[n − 1]; the compiler's
+    /// own loop leaves up to 15 scalar stores).
+    @inline(__always) static func addCopy(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int,
+                                          _ b: Float) {
+        var i = 0
+        while i + 16 <= n { store(load(src + i) + Lanes(repeating: b), dst + i); i += 16 }
+        @inline(__always) func part<V: SIMD>(_: V.Type) where V.Scalar == Float {
+            guard i + V.scalarCount <= n else { return }
+            let v = UnsafeRawPointer(src + i).loadUnaligned(as: V.self) + V(repeating: b)
+            UnsafeMutableRawPointer(dst + i).storeBytes(of: v, as: V.self)
+            i += V.scalarCount
+        }
+        part(SIMD8<Float>.self)
+        part(SIMD4<Float>.self)
+        part(SIMD2<Float>.self)
+        if i < n { dst[i] = src[i] + b }
+    }
+
     /// dst[0..<n] = 0.
     @inline(__always) static func zero(_ dst: UnsafeMutablePointer<Float>, _ n: Int) {
         var i = 0
