@@ -332,7 +332,6 @@ extension Kernels {
         let threads = Swift.max(1, Engine.threads)
         // As many bands per thread, each as large as fits.
         let wanted = threads * ((images + threads * fits - 1) / (threads * fits))
-        var size = (images + wanted - 1) / wanted
         // A band of k images: its layout, its correlations and their tilings.
         typealias Band = (layout: WideLayout, jobs: [(Correlation, CorrelationTarget)], tilings: [Tiling])
         func band(_ k: Int) -> Band {
@@ -360,41 +359,45 @@ extension Kernels {
             }
             return
         }
-        var full = band(size)
-        if images >= threads && size < images && perImage * images <= 8 << 20 {
+        // Band i holds images i·images/count ..< (i + 1)·images/count, ⌊images/count⌋ or ⌈images/count⌉ of them,
+        // so that the threads get as many images each.
+        var count = Swift.min(images, wanted)
+        func span(_ i: Int) -> Range<Int> { (i * images / count)..<((i + 1) * images / count) }
+        var large = band((images + count - 1) / count)
+        if images >= threads && count > 1 && perImage * images <= 8 << 20 {
             let whole = band(images)
-            let bandCount = (images + size - 1) / size
-            let bandedCost = Double((bandCount + threads - 1) / threads) * cost(full)
+            // The busiest thread's bands, as many images as any other's.
+            let bandedCost = Double((images + threads - 1) / threads) / Double(large.layout.images) * cost(large)
             // Tiles shared out: the busiest thread's share, and 5% for the extra synchronisation.
             let tiles = whole.tilings.map(\.count).reduce(0, +)
             let share = Double((tiles + threads - 1) / threads) / Double(Swift.max(tiles, 1))
-            if 1.05 * cost(whole) * share < bandedCost { (size, full) = (images, whole) }
+            if 1.05 * cost(whole) * share < bandedCost { (count, large) = (1, whole) }
         }
-        let count = (images + size - 1) / size
-        let last = images % size == 0 ? full : band(images % size)
-        let scratch = Swift.zip(full.jobs, full.tilings).map { runScratch($0.0, tiling: $1) }.max() ?? 0
+        let small = images % count == 0 ? large : band(images / count)
+        let scratch = Swift.zip(large.jobs, large.tilings).map { runScratch($0.0, tiling: $1) }.max() ?? 0
         if count > 1 && images >= threads {
-            parallelFor(count, grain: 1, scratch: full.layout.count + scratch) { range, buffer in
+            parallelFor(count, grain: 1, scratch: large.layout.count + scratch) { range, buffer in
                 for index in range {
-                    let b = index == count - 1 ? last : full
-                    let first = index * size
-                    fill(b.layout, buffer, first..<Swift.min(images, first + size), false)
+                    let span = span(index)
+                    let b = span.count == large.layout.images ? large : small
+                    fill(b.layout, buffer, span, false)
                     for ((plan, target), tiling) in Swift.zip(b.jobs, b.tilings) {
-                        run(plan, target, source: buffer, firstImage: first, tiling: tiling, tiles: 0..<tiling.count,
-                            scratch: buffer + full.layout.count)
+                        run(plan, target, source: buffer, firstImage: span.lowerBound, tiling: tiling,
+                            tiles: 0..<tiling.count, scratch: buffer + large.layout.count)
                     }
                 }
             }
         } else {
             for index in 0..<count {
-                let b = index == count - 1 ? last : full
-                let first = index * size
+                let span = span(index)
+                let b = span.count == large.layout.images ? large : small
                 withBuffer(b.layout.count) { buffer in
-                    fill(b.layout, buffer, first..<Swift.min(images, first + size), true)
+                    fill(b.layout, buffer, span, true)
                     for ((plan, target), tiling) in Swift.zip(b.jobs, b.tilings) {
                         let tiles = tiling.count
                         parallelFor(tiles, grain: Swift.max(tiling.packed ? 1 : 4, tiles / 16), scratch: scratch) { range, sp in
-                            run(plan, target, source: buffer, firstImage: first, tiling: tiling, tiles: range, scratch: sp)
+                            run(plan, target, source: buffer, firstImage: span.lowerBound, tiling: tiling, tiles: range,
+                                scratch: sp)
                         }
                     }
                 }
