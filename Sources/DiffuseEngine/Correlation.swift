@@ -573,11 +573,15 @@ extension Kernels {
                     // Channel by channel, so that each output plane's stores run along its rows.
                     let start = (tiles.lowerBound + g) * positions
                     let outputs = Swift.min(valid, start + members.count * positions) - start
+                    let at = to.baseAddress! + g * positions
                     for j in 0..<block {
                         let o = b * block + j
-                        let bias = target.bias?[o] ?? 0
-                        let (dst, src, at) = (target.out + o * plane, out + j, to.baseAddress! + g * positions)
-                        for p in 0..<outputs { dst[at[p]] = src[p * block] + bias }
+                        let (bias, dst) = (target.bias?[o] ?? 0, target.out + o * plane)
+                        var src = UnsafePointer(out + j)  // stepped, not indexed: p·block compiled to a checked multiply
+                        for p in 0..<outputs {
+                            dst[at[p]] = src.pointee + bias
+                            src += block
+                        }
                     }
                 }
             }
