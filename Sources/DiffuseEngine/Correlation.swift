@@ -684,10 +684,14 @@ extension Kernels {
             parallelFor(runs.count, grain: Swift.max(1, 4096 / Swift.max(width * outputs, 1))) { range in
                 for r in range {
                     let (n, y) = (runs[r].image, runs[r].row)
-                    for o in 0..<outputs {
-                        let src = g + ((n * outputs + o) * rows + y) * width
-                        let dst = gt + ((o / block) * valid + r * width) * block + o % block
-                        for x in 0..<width { dst[x * block] = src[x] }
+                    // 16 channels × 16 columns at a time (reading past the row's end into the next one, or into the
+                    // pool's slack after the last).
+                    for o0 in Swift.stride(from: 0, to: outputs, by: 16) {
+                        for x0 in Swift.stride(from: 0, to: width, by: 16) {
+                            transpose16(g + ((n * outputs + o0) * rows + y) * width + x0, rows * width,
+                                        gt + ((o0 / block) * valid + r * width + x0) * block + o0 % block, block,
+                                        rows: Swift.min(16, width - x0))
+                        }
                     }
                 }
             }
@@ -716,12 +720,19 @@ extension Kernels {
                     }
                 }
             } }
-            // ∂W[o][pair] from the tiles' [pair][64] rows.
-            parallelFor(outputs, grain: 16) { range in
-                for o in range {
-                    let (b, j) = (o / block, o % block)
-                    let src = dwt + b * groups * positions * block + j
-                    for pair in 0..<pairs { dw[o * pairs + pair] = src[pair * block] }
+            // ∂W[o][pair] from the tiles' [pair][64] rows, 16 × 16 at a time.
+            parallelFor(outputs / 16, grain: 1) { range in
+                for unit in range {
+                    let (b, j0) = (unit * 16 / block, unit * 16 % block)
+                    let src = dwt + b * groups * positions * block + j0, dst = dw + unit * 16 * pairs
+                    var pair = 0
+                    while pair + 16 <= pairs {
+                        transpose16(src + pair * block, block, dst + pair, pairs)
+                        pair += 16
+                    }
+                    for j in 0..<16 {
+                        for p in pair..<pairs { dst[j * pairs + p] = src[p * block + j] }
+                    }
                 }
             }
         }
