@@ -36,9 +36,10 @@ struct WideLayout {
         period = Swift.max(padLeft + sourceColumns + (shared ? 0 : overhang), outputColumns)
         rowLength = images * period + (shared ? overhang : 0)
         rows = padTop + Swift.max(sourceRows, outputRows + maxY)
-        phasePlane = rows * rowLength
-        // 16 floats between channels take a fill's overrun (Kernels.copyZeroPadded); a channel stride that is a
+        // 16 floats between phase planes and between channels take the zeros that a fill writes past a row
+        // (Kernels.copyZeroPadded, splitEvenOdd, which fills two phase planes row by row); a channel stride that is a
         // multiple of 4 KiB would put every channel's rows in the same L1 sets.
+        phasePlane = rows * rowLength + (phases > 1 ? 16 : 0)
         let planes = phases * phasePlane
         channelStride = planes + ((planes + 16) % 1024 == 0 ? 32 : 16)
         let maxOffset = taps.map { [phasePlane, padTop, rowLength, padLeft] in
@@ -59,6 +60,22 @@ struct WideLayout {
             for c in range {
                 let plane = dst + c * channelStride
                 Kernels.zero(plane, Swift.min(channelStride, count - c * channelStride))
+                if stride == 2 {
+                    // Each source row split once into its even and odd columns, phases (a, 0) and (a, 1).
+                    let (evens, odds) = (Swift.min(sourceColumns, (width + 1) / 2), Swift.min(sourceColumns, width / 2))
+                    for a in 0..<2 {
+                        for r in 0..<Swift.min(sourceRows, (height - a + 1) / 2) {
+                            let row = plane + 2 * a * phasePlane + (padTop + r) * rowLength + padLeft
+                            let first = source + ((batch.lowerBound * channels + c) * height + 2 * r + a) * width
+                            for n in 0..<batch.count {
+                                let to = row + n * period
+                                Kernels.splitEvenOdd(first + n * channels * height * width, to, evens, to + phasePlane,
+                                                     odds, readable: width + 16)
+                            }
+                        }
+                    }
+                    continue
+                }
                 for phase in 0..<phases {
                     let (a, b) = (phase / stride, phase % stride)
                     let valid = Swift.min(sourceColumns, (width - b + stride - 1) / stride)
@@ -69,8 +86,6 @@ struct WideLayout {
                             let (src, to) = (first + n * channels * height * width, row + n * period)
                             if stride == 1 {
                                 Kernels.copyZeroPadded(src, to, valid)
-                            } else if stride == 2 {
-                                Kernels.copyEveryOther(src, to, valid, readable: width - b + 16)
                             } else {
                                 for u in 0..<valid { to[u] = src[u * stride] }
                             }

@@ -26,12 +26,30 @@ extension Kernels {
         while i < n { store(load(src + i), dst + i); i += 16 }
     }
 
-    /// The even lanes of low followed by high: each vector's lanes seen as 8 pairs, narrowed to their low halves
-    /// (one narrowing each; a narrowing of all 16 pairs at once, or the standard library's evenHalf, compiles to
-    /// element-wise permutes 2× slower).
-    @inline(__always) static func evenLanes(_ low: Lanes, _ high: Lanes) -> Lanes {
-        let evens = { (v: Lanes) in SIMD8<UInt32>(truncatingIfNeeded: unsafeBitCast(v, to: SIMD8<UInt64>.self)) }
-        return unsafeBitCast(SIMD16(lowHalf: evens(low), highHalf: evens(high)), to: Lanes.self)
+    /// The even and the odd lanes of low followed by high: each vector's lanes seen as 8 pairs, narrowed to their
+    /// low or high halves (one permute each; a narrowing of all 16 pairs at once, or the standard library's
+    /// evenHalf, compiles to element-wise permutes 2× slower).
+    @inline(__always) static func evenOddLanes(_ low: Lanes, _ high: Lanes) -> (even: Lanes, odd: Lanes) {
+        let (l, h) = (unsafeBitCast(low, to: SIMD8<UInt64>.self), unsafeBitCast(high, to: SIMD8<UInt64>.self))
+        let half = { (v: SIMD8<UInt64>) in SIMD8<UInt32>(truncatingIfNeeded: v) }
+        return (unsafeBitCast(SIMD16(lowHalf: half(l), highHalf: half(h)), to: Lanes.self),
+                unsafeBitCast(SIMD16(lowHalf: half(l &>> 32), highHalf: half(h &>> 32)), to: Lanes.self))
+    }
+
+    /// even[i] = src[2i] for i < evens and odd[i] = src[2i + 1] for i < odds (odds ≤ evens): 16 of each at a time
+    /// (the even and odd lanes of 32 loaded) while those loads stay within the first `readable` floats of src, then
+    /// one by one. Like copyZeroPadded, each may get up to 15 zeros past its last value.
+    @inline(__always) static func splitEvenOdd(_ src: UnsafePointer<Float>, _ even: UnsafeMutablePointer<Float>, _ evens: Int,
+                                               _ odd: UnsafeMutablePointer<Float>, _ odds: Int, readable: Int) {
+        var i = 0
+        while i < evens && 2 * i + 32 <= readable {
+            let (e, o) = evenOddLanes(load(src + 2 * i), load(src + 2 * i + 16))
+            store(i + 16 <= evens ? e : firstLanes(e, evens - i), even + i)
+            if i < odds { store(i + 16 <= odds ? o : firstLanes(o, odds - i), odd + i) }
+            i += 16
+        }
+        for j in Swift.min(i, evens)..<evens { even[j] = src[2 * j] }
+        for j in Swift.min(i, odds)..<odds { odd[j] = src[2 * j + 1] }
     }
 
     /// dst[0..<n] = src[0..<n] in whole 16-lane moves, the lanes of the last one past n zeroed: up to 15 zeros
@@ -40,20 +58,6 @@ extension Kernels {
         var i = 0
         while i + 16 <= n { store(load(src + i), dst + i); i += 16 }
         if i < n { store(firstLanes(load(src + i), n - i), dst + i) }
-    }
-
-    /// dst[i] = src[2i] for i < n: 16 at a time (the even lanes of 32 loaded) while those loads stay within the
-    /// first `readable` floats of src, then one by one. Like copyZeroPadded it may write up to 15 zeros past
-    /// dst[n − 1].
-    @inline(__always) static func copyEveryOther(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int,
-                                                 readable: Int) {
-        var i = 0
-        while i < n && 2 * i + 32 <= readable {
-            let v = evenLanes(load(src + 2 * i), load(src + 2 * i + 16))
-            store(i + 16 <= n ? v : firstLanes(v, n - i), dst + i)
-            i += 16
-        }
-        while i < n { dst[i] = src[2 * i]; i += 1 }
     }
 
     /// v with its lanes from n (< 16) on zeroed, by integer ops (Lanes.replacing(with:where:) compiles to a loop

@@ -346,6 +346,7 @@ final class OpTests: XCTestCase {
             (2, 8, 8, 8, 12, 1, 3, 1, 0, 1), (2, 8, 8, 8, 12, 3, 1, 1, 1, 0), (2, 8, 9, 9, 8, 4, 4, 2, 1, 1),
             (1, 64, 5, 5, 128, 3, 3, 1, 1, 1), (3, 64, 9, 7, 64, 3, 3, 2, 1, 1), (2, 8, 20, 19, 8, 3, 3, 2, 1, 1),
             (2, 4, 6, 40, 8, 3, 3, 2, 1, 1), (2, 17, 10, 21, 64, 3, 3, 1, 1, 1),
+            (2, 8, 21, 21, 8, 3, 3, 2, 0, 0),
         ]
         defer { Engine.convolutionTiles = .automatic }
         for mode in [Engine.ConvolutionTiles.automatic, .flat, .packed] {
