@@ -1,5 +1,7 @@
-// OpenBLAS from Debian's libopenblas-dev: CBLAS for matrix products, LAPACK for eigensolvers.
+// OpenBLAS from Debian's libopenblas-dev: CBLAS for matrix products, LAPACK for eigensolvers; and the engine's few
+// inline helpers that Swift has no portable spelling for (denormal flushing, atomics, a spin-wait hint).
 #include <cblas.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /// LAPACK's symmetric eigensolver (divide and conquer), as OpenBLAS exports it (Fortran calling convention, with the
@@ -13,6 +15,18 @@ extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a,
 /// Flush denormal floats to zero (FTZ) and read them as zero (DAZ) on the calling thread: arithmetic on denormals
 /// (the tails of decaying optimizer moments and gradients) is ~100× slower on x86.
 static inline void diffuse_flush_denormals(void) { _mm_setcsr(_mm_getcsr() | 0x8040); }
+/// A hint that the calling thread is spinning on a value another thread will change.
+static inline void diffuse_spin_pause(void) { _mm_pause(); }
 #else
 static inline void diffuse_flush_denormals(void) {}
+static inline void diffuse_spin_pause(void) {}
 #endif
+
+/// Sequentially consistent atomics on a long, for the engine's worker threads.
+static inline long diffuse_atomic_load(const long *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void diffuse_atomic_store(long *p, long value) { __atomic_store_n(p, value, __ATOMIC_SEQ_CST); }
+static inline long diffuse_atomic_add(long *p, long value) { return __atomic_add_fetch(p, value, __ATOMIC_SEQ_CST); }
+/// Replaces *p by desired if it holds *expected; otherwise loads it into *expected.
+static inline bool diffuse_atomic_compare_exchange(long *p, long *expected, long desired) {
+    return __atomic_compare_exchange_n(p, expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
