@@ -552,10 +552,14 @@ extension Kernels {
             for c in 0..<channels {
                 for t in 0..<taps { index[c * taps + t] = c * plan.layout.channelStride + plan.offsets[t] }
             }
+            // Valid outputs image by image (runList is row by row), so that consecutive ones are consecutive in
+            // their output planes.
+            let (rows, images) = (plan.outputRows, plan.layout.images)
             for (k, t) in tiles.enumerated() {
                 for i in 0..<positions {
                     let f = Swift.min(t * positions + i, valid - 1)
-                    let (run, x) = (runList[f / width], f % width)
+                    let (n, y) = ((f / width) / rows, (f / width) % rows)
+                    let (run, x) = (runList[y * images + n], f % width)
                     bases[k * positions + i] = source + run.q + x
                     to[k * positions + i] = target.offset(image: firstImage + run.image, row: run.row) + x * colStep
                 }
@@ -585,17 +589,30 @@ extension Kernels {
                                         out: out + (k - g) * positions * block, accumulate: first > 0)
                         }
                     }
-                    // Channel by channel, so that each output plane's stores run along its rows.
+                    // 16 outputs at a time: transposed 16 channels at a time straight into the output planes where the
+                    // 16 lie side by side in them (one image), else channel by channel. (Not into planes a multiple of
+                    // 4 KiB apart: a transposition's 16 rows would all fall in one L1 set.)
                     let start = (tiles.lowerBound + g) * positions
                     let outputs = Swift.min(valid, start + members.count * positions) - start
                     let at = to.baseAddress! + g * positions
-                    for j in 0..<block {
-                        let o = b * block + j
-                        let (bias, dst) = (target.bias?[o] ?? 0, target.out + o * plane)
-                        var src = UnsafePointer(out + j)  // stepped, not indexed: p·block compiled to a checked multiply
-                        for p in 0..<outputs {
-                            dst[at[p]] = src.pointee + bias
-                            src += block
+                    for p0 in Swift.stride(from: 0, to: outputs, by: 16) {
+                        let count = Swift.min(16, outputs - p0)
+                        if count == 16 && colStep == 1 && plane % 1024 != 0 && at[p0 + 15] == at[p0] + 15 {
+                            for j0 in Swift.stride(from: 0, to: block, by: 16) {
+                                let o0 = b * block + j0
+                                transpose16(out + p0 * block + j0, block, target.out + o0 * plane + at[p0], plane,
+                                            adding: target.bias.map { $0 + o0 })
+                            }
+                            continue
+                        }
+                        for j in 0..<block {
+                            let o = b * block + j
+                            let (bias, dst) = (target.bias?[o] ?? 0, target.out + o * plane)
+                            var src = UnsafePointer(out + p0 * block + j)  // stepped: p·block compiled to a checked multiply
+                            for p in p0..<(p0 + count) {
+                                dst[at[p]] = src.pointee + bias
+                                src += block
+                            }
                         }
                     }
                 }

@@ -70,8 +70,9 @@ extension Kernels {
 
     /// dst[j·ld + i] = src[i·ls + j] for i < 16, j < rows (≤ 16), in blocks of 4 × 4, whose columns built from
     /// the rows' lanes compile to unpack shuffles (2–3× faster than rounds of even/odd splits of whole vectors).
+    /// With `bias`, row j of dst gets bias[j] added.
     @inline(__always) static func transpose16(_ src: UnsafePointer<Float>, _ ls: Int, _ dst: UnsafeMutablePointer<Float>,
-                                              _ ld: Int, rows: Int = 16) {
+                                              _ ld: Int, rows: Int = 16, adding bias: UnsafePointer<Float>? = nil) {
         @inline(__always) func load4(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
             UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
         }
@@ -80,7 +81,9 @@ extension Kernels {
                 let s = src + i0 * ls + j0, d = dst + j0 * ld + i0
                 let r0 = load4(s), r1 = load4(s + ls), r2 = load4(s + 2 * ls), r3 = load4(s + 3 * ls)
                 for j in 0..<Swift.min(4, rows - j0) {
-                    UnsafeMutableRawPointer(d + j * ld).storeBytes(of: SIMD4(r0[j], r1[j], r2[j], r3[j]), as: SIMD4<Float>.self)
+                    var column = SIMD4(r0[j], r1[j], r2[j], r3[j])
+                    if let bias { column += SIMD4(repeating: bias[j0 + j]) }
+                    UnsafeMutableRawPointer(d + j * ld).storeBytes(of: column, as: SIMD4<Float>.self)
                 }
             }
         }
