@@ -178,7 +178,7 @@ private func convInputGradient(_ g: Tensor, weight: Tensor, _ geo: ConvGeometry)
     if phases.contains(where: { $0.taps.isEmpty }) { gx.storage.pointer.update(repeating: 0, count: gx.count) }
     let pw = UnsafePointer(weight.storage.pointer)
     let (c, o, kh, kw) = (geo.c, geo.o, geo.kh, geo.kw)
-    // One set of packed weights per phase, shared by every band.
+    // One set of packed weights per phase, shared by every band (none where the tiles stream them).
     let group = Kernels.packGroup(outputs: c, inputs: o)
     let streams = Kernels.streamsWeights(outputs: c, inputs: o, valid: geo.n * geo.h * geo.w)
     let tapWeights = phases.map {
