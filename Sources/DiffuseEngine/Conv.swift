@@ -100,8 +100,8 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
             withBuffer(plan.layout.count) { wide in
                 plan.layout.fill(wide, from: x.storage.pointer, images: 0..<geo.n, height: geo.h, width: geo.w,
                                  stride: stride)
-                if Tiling.byChannels(outputs: o, inputs: c) {
-                    Kernels.channelWeightGradient(plan, source: wide, g: g.storage.pointer, outputs: o,
+                if let block = Kernels.weightGradientBlock(outputs: o, inputs: c) {
+                    Kernels.channelWeightGradient(plan, source: wide, g: g.storage.pointer, outputs: o, block: block,
                                                   into: dw.storage.pointer)
                     return
                 }

@@ -699,20 +699,30 @@ extension Kernels {
         }
     }
 
-    /// ∂W on channel tiles, for output channels in whole blocks of 64: ∂W[o, (c, t)] = Σ_p g[p][o] · source[c][q_p +
-    /// offsets[t]] over the valid outputs p (at flat positions q_p), 64 output channels per vector and 6 (channel,
-    /// tap) pairs broadcast, the outputs as the steps. g is transposed to [block][p][64] first. The outputs run in
-    /// chunks of 256, whose rows of g (64 KiB) serve every pair from L2; each pair's sums accumulate over the chunks
-    /// in order, so that the result does not depend on the threads.
+    /// The output channels per vector block of channelWeightGradient for a correlation of `inputs` source and
+    /// `outputs` output channels: 64 where its forward runs on channel tiles, 32 for other layers of 32·k output
+    /// channels (pairedChannelTile); nil where ∂W runs on gradientTile (and always under a forced tiling, for tests).
+    static func weightGradientBlock(outputs: Int, inputs: Int) -> Int? {
+        if Tiling.byChannels(outputs: outputs, inputs: inputs) { return channelTileOutputs }
+        return outputs % 32 == 0 && outputs % 64 != 0 && Engine.convolutionTiles == .automatic ? 32 : nil
+    }
+
+    /// ∂W on channel tiles, for output channels in whole blocks of `block` (64, or 32): ∂W[o, (c, t)] = Σ_p g[p][o] ·
+    /// source[c][q_p + offsets[t]] over the valid outputs p (at flat positions q_p), the block's output channels in
+    /// vectors and 6 (channel, tap) pairs broadcast, the outputs as the steps. g is transposed to [block][p][block]
+    /// first (blocks of 32 get a zero row past an odd count, as pairedChannelTile takes steps two by two). The
+    /// outputs run in chunks of 256, whose rows of g (64 KiB) serve every pair from L2; each pair's sums accumulate
+    /// over the chunks in order, so that the result does not depend on the threads.
     static func channelWeightGradient(_ plan: Correlation, source: UnsafePointer<Float>, g: UnsafePointer<Float>,
-                                      outputs: Int, into dw: UnsafeMutablePointer<Float>) {
-        let (positions, block, chunk) = (channelTilePositions, channelTileOutputs, 256)
+                                      outputs: Int, block: Int, into dw: UnsafeMutablePointer<Float>) {
+        let (positions, chunk) = (channelTilePositions, 256)
         let runs = plan.runs, width = plan.outputColumns, rows = plan.outputRows
         let valid = runs.count * width, blocks = outputs / block
+        let steps = block == channelTileOutputs ? valid : (valid + 1) / 2 * 2
         let taps = plan.offsets.count, pairs = plan.layout.channels * taps
         let groups = (pairs + positions - 1) / positions
-        withBuffer(outputs * valid + blocks * groups * positions * block) { gt in
-            let dwt = gt + outputs * valid  // per block, the groups' tiles: [pair][64]
+        withBuffer(outputs * steps + blocks * groups * positions * block) { gt in
+            let dwt = gt + outputs * steps  // per block, the groups' tiles: [pair][block]
             parallelFor(runs.count, grain: Swift.max(1, 4096 / Swift.max(width * outputs, 1))) { range in
                 for r in range {
                     let (n, y) = (runs[r].image, runs[r].row)
@@ -721,15 +731,17 @@ extension Kernels {
                     for o0 in Swift.stride(from: 0, to: outputs, by: 16) {
                         for x0 in Swift.stride(from: 0, to: width, by: 16) {
                             transpose16(g + ((n * outputs + o0) * rows + y) * width + x0, rows * width,
-                                        gt + ((o0 / block) * valid + r * width + x0) * block + o0 % block, block,
+                                        gt + ((o0 / block) * steps + r * width + x0) * block + o0 % block, block,
                                         rows: Swift.min(16, width - x0))
                         }
                     }
                 }
             }
-            withUnsafeTemporaryAllocation(of: Int.self, capacity: valid) { index in
+            for b in 0..<blocks { Kernels.zero(gt + (b * steps + valid) * block, (steps - valid) * block) }
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: steps) { index in
             withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: groups * positions) { bases in
                 for (r, run) in runs.enumerated() { for x in 0..<width { index[r * width + x] = run.q + x } }
+                for p in valid..<steps { index[p] = index[valid - 1] }
                 for i in 0..<(groups * positions) {
                     let pair = Swift.min(i, pairs - 1)
                     bases[i] = source + pair / taps * plan.layout.channelStride + plan.offsets[pair % taps]
@@ -739,20 +751,24 @@ extension Kernels {
                         let (lower, upper) = (Swift.max(range.lowerBound, b * groups), Swift.min(range.upperBound, (b + 1) * groups))
                         guard lower < upper else { continue }
                         let mine = lower..<upper
-                        for first in Swift.stride(from: 0, to: valid, by: chunk) {
-                            let w = gt + (b * valid + first) * block
+                        for first in Swift.stride(from: 0, to: steps, by: chunk) {
+                            let (w, count) = (gt + (b * steps + first) * block, Swift.min(chunk, steps - first))
                             for unit in mine {
-                                let group = unit - b * groups
-                                channelTile(steps: Swift.min(chunk, valid - first),
-                                            positions: bases.baseAddress! + group * positions,
-                                            index: index.baseAddress! + first, w: w,
-                                            out: dwt + unit * positions * block, accumulate: first > 0)
+                                let (group, out) = (unit - b * groups, dwt + unit * positions * block)
+                                if block == channelTileOutputs {
+                                    channelTile(steps: count, positions: bases.baseAddress! + group * positions,
+                                                index: index.baseAddress! + first, w: w, out: out, accumulate: first > 0)
+                                } else {
+                                    pairedChannelTile(steps: count, positions: bases.baseAddress! + group * positions,
+                                                      index: index.baseAddress! + first, w: w, out: out,
+                                                      accumulate: first > 0)
+                                }
                             }
                         }
                     }
                 }
             } }
-            // ∂W[o][pair] from the tiles' [pair][64] rows, 16 × 16 at a time.
+            // ∂W[o][pair] from the tiles' [pair][block] rows, 16 × 16 at a time.
             parallelFor(outputs / 16, grain: 1) { range in
                 for unit in range {
                     let (b, j0) = (unit * 16 / block, unit * 16 % block)

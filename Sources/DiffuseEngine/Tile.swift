@@ -256,6 +256,49 @@ extension Kernels {
         row(3, c30, c31, c32, c33); row(4, c40, c41, c42, c43); row(5, c50, c51, c52, c53)
     }
 
+    /// out[32i + j] = (accumulate ? that : 0) + Σ_{s < steps} x_i[index[s]] · w[32s + j] for i < 6, j < 32, steps
+    /// even: channelTile for 32 output channels (a weight gradient's, j, against 6 (channel, tap) pairs, i). Two steps
+    /// at a time, each with its own broadcasts, keep 24 accumulators (and both FMA units) busy; the two steps' sums
+    /// are added at the end.
+    @inline(never)
+    static func pairedChannelTile(steps: Int, positions: UnsafePointer<UnsafePointer<Float>>, index: UnsafePointer<Int>,
+                                  w: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        var c00 = Lanes(), c01 = Lanes(), c02 = Lanes(), c03 = Lanes(), c10 = Lanes(), c11 = Lanes(), c12 = Lanes()
+        var c13 = Lanes(), c20 = Lanes(), c21 = Lanes(), c22 = Lanes(), c23 = Lanes(), c30 = Lanes(), c31 = Lanes()
+        var c32 = Lanes(), c33 = Lanes(), c40 = Lanes(), c41 = Lanes(), c42 = Lanes(), c43 = Lanes(), c50 = Lanes()
+        var c51 = Lanes(), c52 = Lanes(), c53 = Lanes()
+        let x0 = positions[0], x1 = positions[1], x2 = positions[2]
+        let x3 = positions[3], x4 = positions[4], x5 = positions[5]
+        var w = w
+        for s in Swift.stride(from: 0, to: steps, by: 2) {
+            let (k, l) = (index[s], index[s + 1])
+            let b0 = load(w), b1 = load(w + 16), b2 = load(w + 32), b3 = load(w + 48)
+            var a = Lanes(repeating: x0[k]), e = Lanes(repeating: x0[l])
+            c00 = c00.addingProduct(a, b0); c01 = c01.addingProduct(a, b1); c02 = c02.addingProduct(e, b2); c03 = c03.addingProduct(e, b3)
+            a = Lanes(repeating: x1[k]); e = Lanes(repeating: x1[l])
+            c10 = c10.addingProduct(a, b0); c11 = c11.addingProduct(a, b1); c12 = c12.addingProduct(e, b2); c13 = c13.addingProduct(e, b3)
+            a = Lanes(repeating: x2[k]); e = Lanes(repeating: x2[l])
+            c20 = c20.addingProduct(a, b0); c21 = c21.addingProduct(a, b1); c22 = c22.addingProduct(e, b2); c23 = c23.addingProduct(e, b3)
+            a = Lanes(repeating: x3[k]); e = Lanes(repeating: x3[l])
+            c30 = c30.addingProduct(a, b0); c31 = c31.addingProduct(a, b1); c32 = c32.addingProduct(e, b2); c33 = c33.addingProduct(e, b3)
+            a = Lanes(repeating: x4[k]); e = Lanes(repeating: x4[l])
+            c40 = c40.addingProduct(a, b0); c41 = c41.addingProduct(a, b1); c42 = c42.addingProduct(e, b2); c43 = c43.addingProduct(e, b3)
+            a = Lanes(repeating: x5[k]); e = Lanes(repeating: x5[l])
+            c50 = c50.addingProduct(a, b0); c51 = c51.addingProduct(a, b1); c52 = c52.addingProduct(e, b2); c53 = c53.addingProduct(e, b3)
+            w += 64
+        }
+        @inline(__always) func row(_ r: Int, _ v0: Lanes, _ v1: Lanes) {
+            let p = out + r * 32
+            if accumulate {
+                store(load(p) + v0, p); store(load(p + 16) + v1, p + 16)
+            } else {
+                store(v0, p); store(v1, p + 16)
+            }
+        }
+        row(0, c00 + c02, c01 + c03); row(1, c10 + c12, c11 + c13); row(2, c20 + c22, c21 + c23)
+        row(3, c30 + c32, c31 + c33); row(4, c40 + c42, c41 + c43); row(5, c50 + c52, c51 + c53)
+    }
+
     /// Packs rows of A for `tile`: for each group of 8 rows, packed[g][k][i] = scale·A(8g + i, k), zero past the
     /// last row. A(r, k) = a[r·rowStride + k·kStride] (rowStride 1 and kStride m read a transposed matrix).
     static func packRows(_ a: UnsafePointer<Float>, rows m: Int, depth k: Int, rowStride: Int, kStride: Int,
