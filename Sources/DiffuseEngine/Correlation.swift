@@ -337,8 +337,8 @@ extension Kernels {
     /// of k images and the correlations to run over it, `fill(layout, buffer, images, parallel)` lays a band out.
     /// Each band is sized to stay in L2 while its tiles run; bands go to different threads. With fewer images than
     /// threads, or where the bands' partial tiles would waste more than one band of the whole batch does (small
-    /// planes), the tiles of one band are shared by the threads instead. Every output is the same sum whatever the
-    /// banding.
+    /// planes), the tiles of one band are shared by the threads instead; with streamed weights, one band's blocks of
+    /// output channels are. Every output is the same sum whatever the banding.
     static func correlate(images: Int, bands: (Int) -> (WideLayout, [(Correlation, CorrelationTarget)]),
                           fill: (WideLayout, UnsafeMutablePointer<Float>, Range<Int>, Bool) -> Void) {
         guard images > 0 else { return }
@@ -535,8 +535,8 @@ extension Kernels {
     /// serve the whole group from L1.
     static let channelTileGroup = 32, channelTileChunk = 128
 
-    /// Tiles `tiles` of a correlation on channel tiles: valid outputs 6t..<6t + 6 (run f / width, column f % width)
-    /// × 64 output channels, the blocks of 64 in the outer loop so that a block's packed weights stay in L2 across the
+    /// Tiles `tiles` of a correlation on channel tiles: valid outputs 6t..<6t + 6 (counted image by image, row by row)
+    /// × 64 output channels of `blocks`, the blocks of 64 in the outer loop so that a block's packed weights stay in L2 across the
     /// tiles. A last tile of fewer than 6 outputs repeats its last one and drops the copies.
     private static func runByChannels(_ plan: Correlation, _ target: CorrelationTarget, source: UnsafePointer<Float>,
                                       firstImage: Int, tiles: Range<Int>, blocks: Range<Int>,
