@@ -127,12 +127,18 @@ final class WorkerPool: @unchecked Sendable {
         var seen = diffuse_atomic_load(ticket)
         while WorkerPool.hasPieces(seen) {
             if diffuse_atomic_compare_exchange(ticket, &seen, seen + 1) {
-                body!.pointee(seen & WorkerPool.mask)
+                runPiece(seen & WorkerPool.mask)
                 _ = diffuse_atomic_add(finished, 1)
                 seen = diffuse_atomic_load(ticket)
             }
         }
     }
+
+    /// Runs piece i. Not inlined, so that whatever reference to the job's closure the call takes is dropped before
+    /// the piece counts as finished: the caller's withoutActuallyEscaping checks, once all pieces are, that none is
+    /// left.
+    @inline(never)
+    private func runPiece(_ i: Int) { body!.pointee(i) }
 
     /// Worker `index`: takes pieces of the jobs that run more than index + 1 threads; spins for 2 ms after each,
     /// then sleeps until the next.
