@@ -252,21 +252,20 @@ struct Tiling {
 
 extension Kernels {
     /// Packs the weights of a correlation for its tiles: for each group of `group` output channels o (8 for `tile`,
-    /// 64 for `channelTile`), step (c, t) holds weight (o, c, t), zero past the last output channel.
+    /// 64 for `channelTile`), step (c, t) holds weight (o, c, t), zero past the last output channel. Channel tiles'
+    /// blocks of 64 (whole, as channel tiles need) are packed chunk by chunk, as their tiles pack streamed weights.
     static func packTaps(_ weights: TapWeights, group: Int, into packed: UnsafeMutablePointer<Float>) {
         let (outputs, inputs, taps, depth) = (weights.outputs, weights.inputs, weights.taps, weights.depth)
         let (w, outputStride, inputStride) = (weights.w, weights.outputStride, weights.inputStride)
         let groups = (outputs + group - 1) / group
-        if group % 16 == 0 && outputs % group == 0 && depth % 16 == 0 && weights.rowsContiguous {
-            // Each output's steps are one contiguous row: the group is a transposition, 16 × 16 blocks at a time.
-            let blocks = depth / 16
-            parallelFor(groups * blocks, grain: Swift.max(1, 256 / (group / 16))) { range in
+        if group == channelTileOutputs {
+            let chunk = weights.chunk
+            let chunks = (depth + chunk - 1) / chunk
+            parallelFor(groups * chunks, grain: 8) { range in
                 for unit in range {
-                    let (g, s0) = (unit / blocks, unit % blocks * 16)
-                    for i0 in Swift.stride(from: 0, to: group, by: 16) {
-                        transpose16(w + (g * group + i0) * outputStride + s0, outputStride,
-                                    packed + (g * depth + s0) * group + i0, group)
-                    }
+                    let (b, first) = (unit / chunks, unit % chunks * chunk)
+                    packChunk(weights, block: b, steps: first..<Swift.min(depth, first + chunk),
+                              into: packed + (b * depth + first) * group)
                 }
             }
             return
@@ -288,9 +287,10 @@ extension Kernels {
         }
     }
 
-    /// Packs steps `steps` of output channels 64b..<64b + 64 as packTaps(group: 64) does, into chunk[s − first][64]:
-    /// 16 × 16 transpositions where each output's steps form a row, or where each pair's taps do (then `steps`
-    /// holds whole source channels, and the 16 rows of a transposition overlap: row i starts at pair i's taps).
+    /// Packs steps `steps` of output channels 64b..<64b + 64: chunk[(s − first)·64 + i] = weight (64b + i, c, t) for
+    /// step s = (c, t). By 16 × 16 transpositions where each output's steps form a row, or where each pair's taps do
+    /// (then `steps` holds whole source channels, and the 16 rows of a transposition overlap: row i starts at pair
+    /// i's taps); one by one otherwise.
     static func packChunk(_ weights: TapWeights, block b: Int, steps: Range<Int>, into chunk: UnsafeMutablePointer<Float>) {
         let (group, first, taps) = (channelTileOutputs, steps.lowerBound, weights.taps)
         let (w, outputStride, inputStride) = (weights.w, weights.outputStride, weights.inputStride)
@@ -536,8 +536,8 @@ extension Kernels {
     static let channelTileGroup = 32, channelTileChunk = 128
 
     /// Tiles `tiles` of a correlation on channel tiles: valid outputs 6t..<6t + 6 (counted image by image, row by row)
-    /// × 64 output channels of `blocks`, the blocks of 64 in the outer loop so that a block's packed weights stay in L2 across the
-    /// tiles. A last tile of fewer than 6 outputs repeats its last one and drops the copies.
+    /// × 64 output channels of `blocks`, the blocks of 64 in the outer loop so that a block's packed weights stay in
+    /// L2 across the tiles. A last tile of fewer than 6 outputs repeats its last one and drops the copies.
     private static func runByChannels(_ plan: Correlation, _ target: CorrelationTarget, source: UnsafePointer<Float>,
                                       firstImage: Int, tiles: Range<Int>, blocks: Range<Int>,
                                       scratch out: UnsafeMutablePointer<Float>) {
@@ -566,14 +566,14 @@ extension Kernels {
             }
             let group = channelTileGroup
             let streamed = out + group * positions * block  // a chunk of streamed weights
+            let chunk: Int
+            switch target.weights {
+            case .packed: chunk = channelTileChunk
+            case .streamed(let weights): chunk = weights.chunk
+            }
             for b in blocks {
                 for g in Swift.stride(from: 0, to: tiles.count, by: group) {
                     let members = g..<Swift.min(tiles.count, g + group)
-                    let chunk: Int
-                    switch target.weights {
-                    case .packed: chunk = channelTileChunk
-                    case .streamed(let weights): chunk = weights.chunk
-                    }
                     for first in Swift.stride(from: 0, to: steps, by: chunk) {
                         let count = Swift.min(chunk, steps - first)
                         let w: UnsafePointer<Float>
