@@ -295,6 +295,13 @@ extension Kernels {
         let (group, first, taps) = (channelTileOutputs, steps.lowerBound, weights.taps)
         let (w, outputStride, inputStride) = (weights.w, weights.outputStride, weights.inputStride)
         let o0 = b * group
+        if outputStride == 1 {  // each step's 64 weights lie side by side: copies
+            for s in steps {
+                let src = w + o0 + s / taps * inputStride + weights.tapOffsets[s % taps], dst = chunk + (s - first) * group
+                for j in Swift.stride(from: 0, to: group, by: 16) { store(load(src + j), dst + j) }
+            }
+            return
+        }
         if weights.rowsContiguous && steps.count % 16 == 0 {
             for s0 in Swift.stride(from: 0, to: steps.count, by: 16) {
                 for i0 in Swift.stride(from: 0, to: group, by: 16) {

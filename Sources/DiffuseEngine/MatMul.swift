@@ -56,17 +56,10 @@ extension Kernels {
         let packs = transB || blocks > 1
         withBuffer(packs ? k * n : 0) { packed in
             if packs {
-                parallelFor(blocks, grain: 1) { range in
-                    for block in range {
-                        let dst = packed + block * k * width
-                        for s in 0..<k {
-                            for j in 0..<width {
-                                let col = block * width + j
-                                dst[s * width + j] = transB ? b[col * k + s] : b[s * n + col]
-                            }
-                        }
-                    }
-                }
+                // B's column j, row s as a correlation's weight (output j, step s): packed as channel tiles' are.
+                let weights = TapWeights(w: b, count: k * n, outputs: n, inputs: k, outputStride: transB ? k : 1,
+                                         inputStride: transB ? 1 : n, tapOffsets: [0])
+                packTaps(weights, group: width, into: packed)
             }
             let w = packs ? UnsafePointer(packed) : b
             withUnsafeTemporaryAllocation(of: Int.self, capacity: k) { index in

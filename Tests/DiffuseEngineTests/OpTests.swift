@@ -288,8 +288,9 @@ final class OpTests: XCTestCase {
         var g = RandomGenerator(seed: 12)
         // Wide (split by columns) and tall (split by rows), every transposition; 32-column panels (n = 64 when A is
         // transposed) and a last one of 32 after panels of 48 (n = 80), over two depth blocks (k = 300) and a partial
-        // row group (m = 37); tall products with n a multiple of 64 (channel tiles) with a partial last tile.
-        for (m, k, n) in [(64, 256, 512), (512, 256, 64), (37, 300, 64), (64, 300, 80), (100, 70, 128)] {
+        // row group (m = 37); tall products with n a multiple of 64 (channel tiles) with a partial last tile, and with
+        // B packed in two blocks of 64 columns (n = 128).
+        for (m, k, n) in [(64, 256, 512), (512, 256, 64), (37, 300, 64), (64, 300, 80), (100, 70, 128), (130, 70, 128)] {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let a = g.normal(ta ? [k, m] : [m, k]), b = g.normal(tb ? [n, k] : [k, n])
                 let (pa, pb) = (a.scalars, b.scalars)
