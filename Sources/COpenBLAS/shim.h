@@ -1,5 +1,6 @@
 // OpenBLAS from Debian's libopenblas-dev: CBLAS for matrix products, LAPACK for eigensolvers; and the engine's few
-// inline helpers that Swift has no portable spelling for (denormal flushing, atomics, a spin-wait hint).
+// inline helpers that Swift has no portable spelling for (denormal flushing, prefetching, atomics, a spin-wait
+// hint).
 #include <cblas.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -21,6 +22,9 @@ static inline void diffuse_spin_pause(void) { _mm_pause(); }
 static inline void diffuse_flush_denormals(void) {}
 static inline void diffuse_spin_pause(void) {}
 #endif
+
+/// A hint to bring the cache line at p into the caches ahead of its use.
+static inline void diffuse_prefetch(const void *p) { __builtin_prefetch(p); }
 
 /// Sequentially consistent atomics on a long, for the engine's worker threads.
 static inline long diffuse_atomic_load(const long *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }

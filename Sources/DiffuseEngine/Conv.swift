@@ -1,4 +1,5 @@
-// Convolution as correlations over wide layouts (Correlation.swift); nearest upsampling; average pooling.
+// Convolution on Winograd's F(2×2, 3×3) (Winograd.swift) or as correlations over wide layouts (Correlation.swift);
+// nearest upsampling; average pooling.
 
 /// ⌊a/b⌋ and a mod b (in [0, b)) for b > 0, negative a included.
 private func floorDivMod(_ a: Int, _ b: Int) -> (Int, Int) {
@@ -76,18 +77,30 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     precondition(bias.map { $0.count == geo.o } ?? true, "conv2d bias of shape \(bias!.shape) for \(geo.o) output channels")
     let (c, o, taps) = (geo.c, geo.o, geo.taps)
     let out = Tensor(uninitialized: [geo.n, o, geo.oh, geo.ow])
-    let tapWeights = TapWeights(w: weight.storage.pointer, count: weight.count, outputs: o, inputs: c,
-                                outputStride: c * taps, inputStride: taps, tapOffsets: Array(0..<taps))
-    withWeights(weight, tapWeights, valid: geo.n * geo.oh * geo.ow) { weights in
-        let target = CorrelationTarget(weights: weights, outputs: o, bias: bias.map { UnsafePointer($0.storage.pointer) },
-                                       out: out.storage.pointer, height: geo.oh, width: geo.ow)
-        Kernels.correlate(images: geo.n, bands: { k in
-            let plan = geo.forward(images: k)
-            return (plan.layout, [(plan, target)])
-        }, fill: { layout, buffer, images, parallel in
-            layout.fill(buffer, from: x.storage.pointer, images: images, height: geo.h, width: geo.w, stride: stride,
-                        parallel: parallel)
-        })
+    let biasPointer = bias.map { UnsafePointer($0.storage.pointer) }
+    let plan = Winograd.Plan(images: geo.n, channels: c, outputs: o, height: geo.h, width: geo.w)
+    if Winograd.applies(kernel: (geo.kh, geo.kw), stride: stride, padding: (geo.py, geo.px), inputs: c, outputs: o,
+                        tiles: plan.tiles) {
+        withPacked(weight, kind: 0, count: Winograd.weightCount(outputs: o, inputs: c), pack: { u in
+            Winograd.transformWeights(weight.storage.pointer, outputs: o, inputs: c, outputStride: c * taps,
+                                      inputStride: taps, flipped: false, into: u)
+        }) { u in
+            Winograd.correlate(x.storage.pointer, plan, weights: u, bias: biasPointer, out: out.storage.pointer)
+        }
+    } else {
+        let tapWeights = TapWeights(w: weight.storage.pointer, count: weight.count, outputs: o, inputs: c,
+                                    outputStride: c * taps, inputStride: taps, tapOffsets: Array(0..<taps))
+        withWeights(weight, tapWeights, valid: geo.n * geo.oh * geo.ow) { weights in
+            let target = CorrelationTarget(weights: weights, outputs: o, bias: biasPointer, out: out.storage.pointer,
+                                           height: geo.oh, width: geo.ow)
+            Kernels.correlate(images: geo.n, bands: { k in
+                let plan = geo.forward(images: k)
+                return (plan.layout, [(plan, target)])
+            }, fill: { layout, buffer, images, parallel in
+                layout.fill(buffer, from: x.storage.pointer, images: images, height: geo.h, width: geo.w,
+                            stride: stride, parallel: parallel)
+            })
+        }
     }
     var inputs = [x, weight]
     if let bias { inputs.append(bias) }
@@ -125,14 +138,15 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     }
 }
 
-/// Packed forward weights of convolutions while weights are frozen (withFrozenWeights), by weight storage and
-/// shape; each entry keeps its weights' storage alive, so that no other tensor can take its identity meanwhile.
+/// Packed forward weights of convolutions while weights are frozen (withFrozenWeights), by weight storage, shape and
+/// packing; each entry keeps its weights' storage alive, so that no other tensor can take its identity meanwhile.
 nonisolated(unsafe) private var frozenPacks: [FrozenWeights: (weights: TensorStorage, packed: TensorStorage)]?
 
 private struct FrozenWeights: Hashable {
     let storage: ObjectIdentifier
     let shape: [Int]
-    let group: Int
+    /// The packing: packTaps' group of output channels, or 0 for Winograd's transformed weights.
+    let kind: Int
 }
 
 /// Runs `body` with convolution weights frozen: a convolution packs each weight tensor for its register tiles on
@@ -146,8 +160,27 @@ public func withFrozenWeights<R>(_ body: () throws -> R) rethrows -> R {
     return try body()
 }
 
+/// `body` with `weight` packed by `pack` into `count` floats: kept from an earlier call while weights are frozen
+/// (by storage, shape and `kind` of packing), else packed into a pooled buffer.
+private func withPacked(_ weight: Tensor, kind: Int, count: Int, pack: (UnsafeMutablePointer<Float>) -> Void,
+                        _ body: (UnsafePointer<Float>) -> Void) {
+    guard frozenPacks != nil else {
+        withBuffer(count) { packed in
+            pack(packed)
+            body(packed)
+        }
+        return
+    }
+    let key = FrozenWeights(storage: ObjectIdentifier(weight.storage), shape: weight.shape, kind: kind)
+    if let kept = frozenPacks![key] { return body(kept.packed.pointer) }
+    let packed = TensorStorage(uninitializedCount: count)
+    pack(packed.pointer)
+    frozenPacks![key] = (weight.storage, packed)
+    body(packed.pointer)
+}
+
 /// `body` with a convolution's weights as its tiles take them: streamed where `valid` outputs are too few to pay for
-/// packing, else packed (kept from an earlier call while weights are frozen, packed into a pooled buffer otherwise).
+/// packing (unless weights are frozen), else packed (withPacked).
 private func withWeights(_ weight: Tensor, _ tapWeights: TapWeights, valid: Int,
                          _ body: (CorrelationTarget.Weights) -> Void) {
     let (o, c) = (tapWeights.outputs, tapWeights.inputs)
@@ -155,29 +188,29 @@ private func withWeights(_ weight: Tensor, _ tapWeights: TapWeights, valid: Int,
         return body(.streamed(tapWeights))
     }
     let group = Kernels.packGroup(outputs: o, inputs: c)
-    let count = (o + group - 1) / group * group * tapWeights.depth
-    guard frozenPacks != nil else {
-        withBuffer(count) { packed in
-            Kernels.packTaps(tapWeights, group: group, into: packed)
-            body(.packed(packed))
-        }
-        return
-    }
-    let key = FrozenWeights(storage: ObjectIdentifier(weight.storage), shape: weight.shape, group: group)
-    if let kept = frozenPacks![key] { return body(.packed(kept.packed.pointer)) }
-    let packed = TensorStorage(uninitializedCount: count)
-    Kernels.packTaps(tapWeights, group: group, into: packed.pointer)
-    frozenPacks![key] = (weight.storage, packed)
-    body(.packed(packed.pointer))
+    withPacked(weight, kind: group, count: (o + group - 1) / group * group * tapWeights.depth, pack: { packed in
+        Kernels.packTaps(tapWeights, group: group, into: packed)
+    }) { body(.packed($0)) }
 }
 
 /// ∂L/∂x of conv2d: for each phase (a, b) of the input, a correlation of ∂L/∂y with the kernel taps that reach it.
 private func convInputGradient(_ g: Tensor, weight: Tensor, _ geo: ConvGeometry) -> Tensor {
     let gx = Tensor(uninitialized: [geo.n, geo.c, geo.h, geo.w])
-    let phases = geo.inputGradient(images: 1).1
-    if phases.contains(where: { $0.taps.isEmpty }) { gx.storage.pointer.update(repeating: 0, count: gx.count) }
     let pw = UnsafePointer(weight.storage.pointer)
     let (c, o, kh, kw) = (geo.c, geo.o, geo.kh, geo.kw)
+    let plan = Winograd.Plan(images: geo.n, channels: o, outputs: c, height: geo.h, width: geo.w)
+    if Winograd.applies(kernel: (kh, kw), stride: geo.stride, padding: (geo.py, geo.px), inputs: o, outputs: c,
+                        tiles: plan.tiles) {
+        // A correlation of ∂L/∂y, padded by 1, with the kernel rotated by 180° and its channels swapped.
+        withBuffer(Winograd.weightCount(outputs: c, inputs: o)) { u in
+            Winograd.transformWeights(pw, outputs: c, inputs: o, outputStride: kh * kw, inputStride: c * kh * kw,
+                                      flipped: true, into: u)
+            Winograd.correlate(g.storage.pointer, plan, weights: u, bias: nil, out: gx.storage.pointer)
+        }
+        return gx
+    }
+    let phases = geo.inputGradient(images: 1).1
+    if phases.contains(where: { $0.taps.isEmpty }) { gx.storage.pointer.update(repeating: 0, count: gx.count) }
     // One set of packed weights per phase, shared by every band (none where the tiles stream them).
     let group = Kernels.packGroup(outputs: c, inputs: o)
     let streams = Kernels.streamsWeights(outputs: c, inputs: o, valid: geo.n * geo.h * geo.w)

@@ -708,10 +708,12 @@ extension Kernels {
 
     /// The output channels per vector block of channelWeightGradient for a correlation of `inputs` source and
     /// `outputs` output channels: 64 where its forward runs on channel tiles, 32 for other layers of 32·k output
-    /// channels (pairedChannelTile); nil where ∂W runs on gradientTile (and always under a forced tiling, for tests).
+    /// channels (pairedChannelTile); nil where ∂W runs on gradientTile (and always under forced flat or packed tiles,
+    /// for tests).
     static func weightGradientBlock(outputs: Int, inputs: Int) -> Int? {
         if Tiling.byChannels(outputs: outputs, inputs: inputs) { return channelTileOutputs }
-        return outputs % 32 == 0 && outputs % 64 != 0 && Engine.convolutionTiles == .automatic ? 32 : nil
+        return outputs % 32 == 0 && outputs % 64 != 0 && Engine.convolutionTiles != .flat
+            && Engine.convolutionTiles != .packed ? 32 : nil
     }
 
     /// ∂W on channel tiles, for output channels in whole blocks of `block` (64, or 32): ∂W[o, (c, t)] = Σ_p g[p][o] ·

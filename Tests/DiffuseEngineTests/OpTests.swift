@@ -311,13 +311,14 @@ final class OpTests: XCTestCase {
         }
     }
 
-    /// Weights frozen for a sampler: the same bits as packing on every call, for channel tiles (64 outputs) and
-    /// register tiles (12), a second call served from the kept packing; another tensor of the same shape gets its
-    /// own; and once the scope ends, changed weights are packed anew.
+    /// Weights frozen for a sampler: the same bits as packing on every call, for channel tiles (64 outputs),
+    /// register tiles (12) and Winograd's transformed weights (32 × 32 at 16²), a second call served from the kept
+    /// packing; another tensor of the same shape gets its own; and once the scope ends, changed weights are packed
+    /// anew.
     func testFrozenWeightsGiveTheSameConvolutions() {
         var g = RandomGenerator(seed: 31)
-        for (c, o) in [(32, 64), (16, 12)] {
-            let x = g.normal([2, c, 9, 7]), weight = g.normal([o, c, 3, 3], std: 0.1), other = g.normal([o, c, 3, 3])
+        for (c, o, h, w) in [(32, 64, 9, 7), (16, 12, 9, 7), (32, 32, 16, 16)] {
+            let x = g.normal([2, c, h, w]), weight = g.normal([o, c, 3, 3], std: 0.1), other = g.normal([o, c, 3, 3])
             let bias = g.normal([o])
             func run(_ w: Tensor) -> [Float] { withoutGradients { conv2d(x, weight: w, bias: bias, padding: 1) }.scalars }
             let (plain, plainOther) = (run(weight), run(other))
@@ -337,7 +338,9 @@ final class OpTests: XCTestCase {
     /// the tiles into pieces: one image and several, odd sizes, stride 2, 1×1, 3×3 and 4×4, rectangular kernels
     /// with their own row and column padding (Inception's 1×7, 7×1, 1×3, 3×1), output channels that are not a
     /// multiple of the tile's 8, channel tiles (64 output channels) with a partial last tile, with 1 and 2 threads
-    /// giving the same bits; tiles read in place and packed.
+    /// giving the same bits; tiles read in place and packed, and Winograd's F(2×2, 3×3) wherever it runs (forced):
+    /// odd sizes, one band shared by the threads (1×16×4×4), rows wider than 16 tiles (34 columns), and several
+    /// bands with a partial last panel (4×16×30×33: 1020 tiles, rows whose last zero no copy writes).
     func testLargeConv2dMatchesPlainLoopsForAnyThreadCount() {
         typealias Geometry = (n: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, kw: Int, stride: Int, py: Int, px: Int)
         let cases: [Geometry] = [
@@ -349,9 +352,11 @@ final class OpTests: XCTestCase {
             (2, 4, 6, 40, 8, 3, 3, 2, 1, 1), (2, 17, 10, 21, 64, 3, 3, 1, 1, 1),
             (2, 8, 21, 21, 8, 3, 3, 2, 0, 0), (2, 17, 5, 5, 64, 3, 3, 1, 1, 1), (1, 8, 5, 7, 32, 3, 3, 1, 1, 1),
             (1, 16, 9, 9, 32, 3, 3, 2, 1, 1), (2, 3, 6, 6, 96, 3, 3, 1, 1, 1),
+            (1, 16, 4, 4, 16, 3, 3, 1, 1, 1), (3, 5, 7, 9, 11, 3, 3, 1, 1, 1), (2, 24, 30, 34, 24, 3, 3, 1, 1, 1),
+            (4, 16, 30, 33, 16, 3, 3, 1, 1, 1),
         ]
         defer { Engine.convolutionTiles = .automatic }
-        for mode in [Engine.ConvolutionTiles.automatic, .flat, .packed] {
+        for mode in [Engine.ConvolutionTiles.automatic, .flat, .packed, .winograd] {
             Engine.convolutionTiles = mode
             for (index, geometry) in cases.enumerated() {
                 checkConvAgainstLoops(geometry, seed: UInt64(13 + index))

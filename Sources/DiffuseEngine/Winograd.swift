@@ -1,0 +1,332 @@
+import COpenBLAS
+
+// Winograd's minimal filtering F(2×2, 3×3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016)
+// for the 3×3 convolutions at stride 1 and padding 1 that make up most of a U-Net, and for their input gradients.
+// Each 2×2 block of outputs (a tile) comes from the 4×4 patch d of input around it:
+//   Y = Aᵀ [Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B)] A,
+//   Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]],  G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]],
+//   Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]],
+// 16 multiplications per channel and tile where the direct sum takes 36. For each of the 16 positions ξ of a
+// transformed patch, the sum over channels is a matrix product, U_ξ (output channels × channels) times V_ξ (channels ×
+// tiles), which runs on the 8 × 48 register tiles. A batch is cut into bands of tile rows whose transformed inputs
+// stay in L2.
+
+enum Winograd {
+    /// Whether conv2d and its input gradient run on F(2×2, 3×3): 3×3 kernels at stride 1 with one row and column of
+    /// padding, under automatic tiling where both layers have at least 16 channels (a first layer's few channels leave
+    /// the transforms unpaid) and the batch's tiles are at least twice the channels: each band of tiles reads all
+    /// of the transformed weights (16 per input and output channel), which fewer tiles do not pay for (cifar's
+    /// 256 → 256 at 8² and batch 8 runs 1.4× slower on it). Always, when forced.
+    static func applies(kernel: (Int, Int), stride: Int, padding: (Int, Int), inputs: Int, outputs: Int,
+                        tiles: Int) -> Bool {
+        guard kernel == (3, 3) && stride == 1 && padding == (1, 1) else { return false }
+        switch Engine.convolutionTiles {
+        case .winograd: return true
+        case .automatic: return inputs >= 16 && outputs >= 16 && tiles >= 2 * Swift.max(inputs, outputs)
+        case .flat, .packed: return false
+        }
+    }
+
+    /// Floats of transformed weights (transformWeights) for `outputs` × `inputs` channels.
+    static func weightCount(outputs: Int, inputs: Int) -> Int { 16 * (outputs + 7) / 8 * 8 * inputs }
+
+    /// U_{o,c} = G g Gᵀ for each 3×3 kernel g of output channel o and input channel c, packed for `tile` (8 output
+    /// channels per step, the input channels as the steps): u[((ξ·groups + ⌊o/8⌋)·inputs + c)·8 + o mod 8] = U_{o,c}[ξ]
+    /// for ξ = 4·row + column, zero past the last output channel; 8 output channels at a time, in vectors. Kernel
+    /// element (i, j) lies at w[o·outputStride + c·inputStride + 3i + j], or at 8 − (3i + j) when `flipped` (rotated
+    /// by 180°, as an input gradient takes it).
+    static func transformWeights(_ w: UnsafePointer<Float>, outputs: Int, inputs: Int, outputStride: Int,
+                                 inputStride: Int, flipped: Bool, into u: UnsafeMutablePointer<Float>) {
+        typealias Eight = SIMD8<Float>
+        let groups = (outputs + 7) / 8, plane = groups * inputs * 8
+        // G times a column (a, b, d) of g, or Gᵀ a row of G g: (a, (a + b + d)/2, (a − b + d)/2, d).
+        @inline(__always) func times(_ a: Eight, _ b: Eight, _ d: Eight) -> (Eight, Eight, Eight, Eight) {
+            (a, 0.5 * (a + b + d), 0.5 * (a - b + d), d)
+        }
+        parallelFor(groups * inputs, grain: 256) { range in
+            for unit in range {
+                let (group, c) = (unit / inputs, unit % inputs)
+                let valid = Swift.min(8, outputs - group * 8), k = w + group * 8 * outputStride + c * inputStride
+                @inline(__always) func g(_ r: Int, _ s: Int) -> Eight {
+                    let e = flipped ? 8 - 3 * r - s : 3 * r + s
+                    var v = Eight()
+                    for i in 0..<valid { v[i] = k[i * outputStride + e] }
+                    return v
+                }
+                let (c0, c1, c2) = (times(g(0, 0), g(1, 0), g(2, 0)), times(g(0, 1), g(1, 1), g(2, 1)),
+                                    times(g(0, 2), g(1, 2), g(2, 2)))
+                let to = u + (group * inputs + c) * 8
+                @inline(__always) func put(_ r: Int, _ row: (Eight, Eight, Eight, Eight)) {
+                    for (s, v) in [row.0, row.1, row.2, row.3].enumerated() {
+                        UnsafeMutableRawPointer(to + (4 * r + s) * plane).storeBytes(of: v, as: Eight.self)
+                    }
+                }
+                put(0, times(c0.0, c1.0, c2.0))
+                put(1, times(c0.1, c1.1, c2.1))
+                put(2, times(c0.2, c1.2, c2.2))
+                put(3, times(c0.3, c1.3, c2.3))
+            }
+        }
+    }
+
+    /// A convolution's sizes, and its tiles: 2×2 blocks of outputs, ⌈height/2⌉ rows × ⌈width/2⌉ columns of them per
+    /// image.
+    struct Plan {
+        let images, channels, outputs, height, width: Int
+        var tileRows: Int { (height + 1) / 2 }
+        var tileColumns: Int { (width + 1) / 2 }
+        var tiles: Int { images * tileRows * tileColumns }
+        var groups: Int { (outputs + 7) / 8 }
+    }
+
+    /// A range of the batch's tiles, numbered image by image, row by row: tile (n, ty, tx) is
+    /// (n·tileRows + ty)·tileColumns + tx.
+    struct Band {
+        let tiles: Range<Int>
+        let tileRows, tileColumns: Int
+        var count: Int { tiles.count }
+
+        /// Floats between the rows (one per channel and position ξ) of a band's transformed inputs and products: its
+        /// tiles rounded up to 16, and 16 more for a last narrow tile; not a multiple of 4 KiB, whose rows would
+        /// share L1 sets.
+        var stride: Int {
+            let t = (count + 15) / 16 * 16 + 16
+            return t % 1024 == 0 ? t + 16 : t
+        }
+
+        /// Floats between the positions ξ of `rows` rows (channels or output channels) of transformed inputs or
+        /// products: the rows, and 16 more, so that the 16 positions of a tile fall in different L1 sets.
+        func plane(_ rows: Int) -> Int { rows * stride + 16 }
+
+        /// Floats between the runs of strips that transformInput lays out for one image: tileRows + 1 rows of
+        /// 2·tileColumns floats, and 16 for the zeros that a copy writes past the last.
+        var run: Int { 2 * (tileRows + 1) * tileColumns + 16 }
+        /// Floats of the strips: 4 runs, and 64 more for the loads of a last 16 tiles past an image's last.
+        var strips: Int { 4 * run + 64 }
+
+        /// The band's tiles in image n, as tile numbers within the image.
+        func within(_ n: Int) -> Range<Int> {
+            let perImage = tileRows * tileColumns
+            return (Swift.max(tiles.lowerBound, n * perImage) - n * perImage)..<(Swift.min(tiles.upperBound,
+                                                                                          (n + 1) * perImage) - n * perImage)
+        }
+
+        /// The images that the band's tiles lie in.
+        var images: Range<Int> {
+            let perImage = tileRows * tileColumns
+            return tiles.lowerBound / perImage..<((tiles.upperBound + perImage - 1) / perImage)
+        }
+
+        /// The pieces of the band's tiles first..<last (numbered from the band's first) that lie in one row of one
+        /// image: (image, tile row, first tile column, tiles, first tile).
+        func pieces(_ first: Int, _ last: Int, _ body: (Int, Int, Int, Int, Int) -> Void) {
+            var t = first
+            while t < last {
+                let (row, tx) = ((tiles.lowerBound + t) / tileColumns, (tiles.lowerBound + t) % tileColumns)
+                let count = Swift.min(tileColumns - tx, last - t)
+                body(row / tileRows, row % tileRows, tx, count, t)
+                t += count
+            }
+        }
+    }
+
+    /// V_ξ for channels `channels` of a band: v[ξ·plane(channels) + c·stride + t] = (Bᵀ d B)[ξ] for tile t's patch d
+    /// of x[n, c] (rows 2·ty − 1 ..< 2·ty + 3, columns 2·tx − 1 ..< 2·tx + 3, zero outside the image). Image by image,
+    /// its input rows are first laid out as strips: for even rows and odd rows, columns 2·tx − 1, 2·tx (S) and
+    /// 2·tx + 1, 2·tx + 2 (S′) of tile j at 2j, so that the 4 rows of every patch are 4 runs of strips and 16 tiles
+    /// at a time, whatever their rows, take their columns from the even and odd lanes of 32 floats.
+    static func transformInput(_ x: UnsafePointer<Float>, _ plan: Plan, _ band: Band, channels: Range<Int>,
+                               into v: UnsafeMutablePointer<Float>, strips: UnsafeMutablePointer<Float>) {
+        let (h, w, tw, stride, run) = (plan.height, plan.width, plan.tileColumns, band.stride, band.run)
+        let wide = 2 * tw
+        let plane = band.plane(plan.channels)
+        for c in channels {
+            // The next channel's rows, ahead of their copies below.
+            if c + 1 < channels.upperBound {
+                for n in band.images {
+                    let tiles = band.within(n)
+                    let first = Swift.max(0, 2 * (tiles.lowerBound / tw) - 1)
+                    let last = Swift.min(h, 2 * ((tiles.upperBound - 1) / tw) + 3)
+                    let rows = x + ((n * plan.channels + c + 1) * h + first) * w
+                    for offset in Swift.stride(from: 0, to: (last - first) * w, by: 16) { diffuse_prefetch(rows + offset) }
+                }
+            }
+            for n in band.images {
+                let tiles = band.within(n)
+                let (top, bottom) = (tiles.lowerBound / tw, (tiles.upperBound - 1) / tw + 1)
+                // Input row y = 2·ty − 1 + j (j < 2·(bottom − top) + 2) in row j/2 of the even or odd runs.
+                for j in 0..<(2 * (bottom - top) + 2) {
+                    let y = 2 * top - 1 + j
+                    let (to, to2) = (strips + (j % 2) * run + (j / 2) * wide, strips + (2 + j % 2) * run + (j / 2) * wide)
+                    guard y >= 0 && y < h else {
+                        Kernels.zero(to, wide)
+                        Kernels.zero(to2, wide)
+                        continue
+                    }
+                    let row = x + ((n * plan.channels + c) * h + y) * w
+                    // S: column −1 (zero), then columns 0 ..< 2·tw − 1; S′: columns 1 ..< w, zeros to 2·tw. (The
+                    // zeros a copy writes past its row fall in the next one, written after it.)
+                    to[0] = 0
+                    Kernels.copyZeroPadded(row, to + 1, wide - 1)
+                    Kernels.copyZeroPadded(row + 1, to2, w - 1)
+                    for i in (w - 1)..<wide { to2[i] = 0 }
+                }
+                let (even, odd, even2, odd2) = (strips, strips + run, strips + 2 * run, strips + 3 * run)
+                let first = n * plan.tileRows * tw - band.tiles.lowerBound  // the band's number of the image's tile 0
+                for j in Swift.stride(from: tiles.lowerBound, to: tiles.upperBound, by: 16) {
+                    // Patch row i of 16 tiles times B: columns (0, 1) from S, (2, 3) from S′.
+                    let at = 2 * (j - top * tw)
+                    @inline(__always) func row(_ s: UnsafePointer<Float>, _ s2: UnsafePointer<Float>) -> (Lanes, Lanes, Lanes, Lanes) {
+                        let (d0, d1) = Kernels.evenOddLanes(Kernels.load(s + at), Kernels.load(s + at + 16))
+                        let (d2, d3) = Kernels.evenOddLanes(Kernels.load(s2 + at), Kernels.load(s2 + at + 16))
+                        return (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+                    }
+                    let r0 = row(even, even2), r1 = row(odd, odd2), r2 = row(even + wide, even2 + wide)
+                    let r3 = row(odd + wide, odd2 + wide)
+                    // Bᵀ times the rows: position ξ = 4a + b at plane ξ. (Past the image's last tile, these write
+                    // the next image's first, written after.)
+                    let out = v + c * stride + first + j
+                    @inline(__always) func put(_ a: Int, _ q: (Lanes, Lanes, Lanes, Lanes)) {
+                        Kernels.store(q.0, out + (4 * a) * plane)
+                        Kernels.store(q.1, out + (4 * a + 1) * plane)
+                        Kernels.store(q.2, out + (4 * a + 2) * plane)
+                        Kernels.store(q.3, out + (4 * a + 3) * plane)
+                    }
+                    put(0, (r0.0 - r2.0, r0.1 - r2.1, r0.2 - r2.2, r0.3 - r2.3))
+                    put(1, (r1.0 + r2.0, r1.1 + r2.1, r1.2 + r2.2, r1.3 + r2.3))
+                    put(2, (r2.0 - r1.0, r2.1 - r1.1, r2.2 - r1.2, r2.3 - r1.3))
+                    put(3, (r1.0 - r3.0, r1.1 - r3.1, r1.2 - r3.2, r1.3 - r3.3))
+                }
+            }
+        }
+    }
+
+    /// Output channels of groups `groups` (8 each) for a band: for each group, M_ξ = U_ξ V_ξ on the register tiles
+    /// into `m` (16 planes of 8 rows), then out[n, o] (NCHW) at the tiles' 2×2 blocks = bias[o] + Aᵀ M A. `m` holds
+    /// 16·plane(8) + 32 floats.
+    static func multiply(_ u: UnsafePointer<Float>, _ v: UnsafePointer<Float>, _ plan: Plan, _ band: Band,
+                         groups: Range<Int>, bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>,
+                         scratch m: UnsafeMutablePointer<Float>) {
+        let (channels, tiles, stride) = (plan.channels, band.count, band.stride)
+        var zeroTap = 0
+        withUnsafePointer(to: &zeroTap) { tap in
+            for group in groups {
+                for xi in 0..<16 {
+                    let a = u + (xi * plan.groups + group) * channels * 8
+                    var t = 0
+                    while t < tiles {
+                        let (b, to) = (v + xi * band.plane(channels) + t, m + xi * band.plane(8) + t)
+                        if tiles - t <= 32 {
+                            Kernels.narrowTile(channels: channels, taps: 1, a: a, b: b, bChannel: stride, bTap: tap,
+                                               out: to, ldo: stride)
+                        } else {
+                            Kernels.tile(channels: channels, taps: 1, a: a, b: b, bChannel: stride, bTap: tap, out: to,
+                                         ldo: stride, accumulate: false)
+                        }
+                        t += Kernels.tileColumns
+                    }
+                }
+                transformOutput(m, plan, band, outputs: (group * 8)..<Swift.min(plan.outputs, group * 8 + 8),
+                                bias: bias, out: out, scratch: m + 16 * band.plane(8))
+            }
+        }
+    }
+
+    /// out[n, o] at a band's tiles = bias[o] + Aᵀ M A, M_ξ of output channel o at m[ξ·plane(8) + (o mod 8)·stride + t], 16
+    /// tiles at a time: each output row of the 16 is the interleaved lanes of its even and odd columns, stored
+    /// whole where the 16 tiles lie in one row of one image, else piece by piece. `scratch` holds 32 floats.
+    private static func transformOutput(_ m: UnsafePointer<Float>, _ plan: Plan, _ band: Band, outputs: Range<Int>,
+                                        bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>,
+                                        scratch: UnsafeMutablePointer<Float>) {
+        let (h, w, tiles, stride, plane8) = (plan.height, plan.width, band.count, band.stride, band.plane(8))
+        for o in outputs {
+            let b = bias?[o] ?? 0
+            let first = m + (o % 8) * stride
+            let plane = out + o * h * w
+            for t in Swift.stride(from: 0, to: tiles, by: 16) {
+                @inline(__always) func at(_ xi: Int) -> Lanes { Kernels.load(first + xi * plane8 + t) }
+                // M A, row by row: (m₀ + m₁ + m₂, m₁ − m₂ − m₃).
+                @inline(__always) func row(_ a: Int) -> (Lanes, Lanes) {
+                    let (m0, m1, m2, m3) = (at(4 * a), at(4 * a + 1), at(4 * a + 2), at(4 * a + 3))
+                    return (m0 + m1 + m2, m1 - m2 - m3)
+                }
+                let (s0, s1, s2, s3) = (row(0), row(1), row(2), row(3))
+                let y0 = interleave(s0.0 + s1.0 + s2.0, s0.1 + s1.1 + s2.1)
+                let y1 = interleave(s1.0 - s2.0 - s3.0, s1.1 - s2.1 - s3.1)
+                band.pieces(t, Swift.min(tiles, t + 16)) { n, ty, tx, count, from in
+                    let top = plane + (n * plan.outputs * h + 2 * ty) * w + 2 * tx
+                    let columns = Swift.min(2 * count, w - 2 * tx)
+                    if columns == 32 {
+                        Kernels.store(y0.0 + Lanes(repeating: b), top)
+                        Kernels.store(y0.1 + Lanes(repeating: b), top + 16)
+                        if 2 * ty + 1 < h {
+                            Kernels.store(y1.0 + Lanes(repeating: b), top + w)
+                            Kernels.store(y1.1 + Lanes(repeating: b), top + w + 16)
+                        }
+                        return
+                    }
+                    for dy in 0..<Swift.min(2, h - 2 * ty) {
+                        let y = dy == 0 ? y0 : y1
+                        Kernels.store(y.0, scratch)
+                        Kernels.store(y.1, scratch + 16)
+                        Kernels.addCopy(scratch + 2 * (from - t), top + dy * w, columns, b)
+                    }
+                }
+            }
+        }
+    }
+
+    /// (e₀, o₀, e₁, o₁, …, e₁₅, o₁₅) as two vectors: each pair of 32-bit lanes one 64-bit lane.
+    @inline(__always) static func interleave(_ even: Lanes, _ odd: Lanes) -> (Lanes, Lanes) {
+        let (e, o) = (unsafeBitCast(even, to: SIMD16<UInt32>.self), unsafeBitCast(odd, to: SIMD16<UInt32>.self))
+        let wide = { (a: SIMD8<UInt32>, b: SIMD8<UInt32>) in
+            unsafeBitCast(SIMD8<UInt64>(truncatingIfNeeded: a) | (SIMD8<UInt64>(truncatingIfNeeded: b) &<< 32),
+                          to: Lanes.self)
+        }
+        return (wide(e.lowHalf, o.lowHalf), wide(e.highHalf, o.highHalf))
+    }
+
+    /// y[n, o] = bias[o] + Σ_c w[o, c] ⋆ x[n, c] (3×3, stride 1, padding 1) for NCHW x, from weights u that
+    /// transformWeights gave. The batch's tiles are cut into bands of about 12288/channels tiles (transformed inputs
+    /// of ≤ 768 KiB, in L2), whole panels of 48; as many bands per thread. With fewer bands than threads, a band's
+    /// channels and then its groups of output channels are shared out instead. Each output is the same sum whatever
+    /// the banding.
+    static func correlate(_ x: UnsafePointer<Float>, _ plan: Plan, weights u: UnsafePointer<Float>,
+                          bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>) {
+        let (th, tw) = (plan.tileRows, plan.tileColumns)
+        let total = plan.tiles
+        guard total > 0 else { return }
+        // Panels of 48 tiles (the register tile's width), as many per band as fit the budget; as many bands per
+        // thread where there are panels enough.
+        let threads = Swift.max(1, Engine.threads), panels = (total + 47) / 48
+        var count = (panels + Swift.max(1, 12288 / plan.channels / 48) - 1) / Swift.max(1, 12288 / plan.channels / 48)
+        count = Swift.min(panels, (count + threads - 1) / threads * threads)
+        let bands = (0..<count).map { i in
+            Band(tiles: (i * panels / count * 48)..<Swift.min(total, (i + 1) * panels / count * 48), tileRows: th,
+                 tileColumns: tw)
+        }
+        let largest = bands.max { $0.count < $1.count }!
+        let inputs = 16 * largest.plane(plan.channels), products = 16 * largest.plane(8) + 32
+        if bands.count >= threads {
+            let grain = (bands.count + threads - 1) / threads
+            parallelFor(bands.count, grain: grain, scratch: inputs + products + largest.strips) { range, s in
+                for band in bands[range] {
+                    transformInput(x, plan, band, channels: 0..<plan.channels, into: s, strips: s + inputs + products)
+                    multiply(u, s, plan, band, groups: 0..<plan.groups, bias: bias, out: out, scratch: s + inputs)
+                }
+            }
+            return
+        }
+        withBuffer(inputs) { v in
+            for band in bands {
+                parallelFor(plan.channels, grain: Swift.max(1, plan.channels / (4 * threads)), scratch: band.strips) {
+                    range, s in
+                    transformInput(x, plan, band, channels: range, into: v, strips: s)
+                }
+                parallelFor(plan.groups, grain: 1, scratch: products) { range, s in
+                    multiply(u, v, plan, band, groups: range, bias: bias, out: out, scratch: s)
+                }
+            }
+        }
+    }
+}
