@@ -107,7 +107,13 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     return out.recording(inputs: inputs) { g in
         var grads: [Tensor?] = [nil, nil]
         if x.requiresGrad { grads[0] = convInputGradient(g, weight: weight, geo) }
-        if weight.requiresGrad {
+        if weight.requiresGrad, Winograd.applies(kernel: (geo.kh, geo.kw), stride: stride, padding: (geo.py, geo.px),
+                                                 inputs: c, outputs: o, tiles: plan.tiles),
+           let block = Winograd.gradientBlock(outputs: o) {
+            let dw = Tensor(uninitialized: weight.shape)
+            Winograd.weightGradient(x.storage.pointer, g.storage.pointer, plan, block: block, into: dw.storage.pointer)
+            grads[1] = dw
+        } else if weight.requiresGrad {
             let plan = geo.forward(images: geo.n)
             let dw = Tensor(uninitialized: weight.shape)
             withBuffer(plan.layout.count) { wide in

@@ -201,21 +201,21 @@ enum Winograd {
         }
     }
 
-    /// Output channels of groups `groups` (8 each) for a band: for each group, M_ξ = U_ξ V_ξ on the register tiles
-    /// into `m` (16 planes of 8 rows), then out[n, o] (NCHW) at the tiles' 2×2 blocks = bias[o] + Aᵀ M A. `m` holds
-    /// 16·plane(8) + 32 floats.
+    /// Output channels of groups `groups` (8 each) for a band: M_ξ = U_ξ V_ξ on the register tiles into `m` (16
+    /// planes of 8·groups.count rows), each ξ's panel of 48 tiles serving every group from L1, then out[n, o] (NCHW)
+    /// at the tiles' 2×2 blocks = bias[o] + Aᵀ M A. `m` holds 16·plane(8·groups.count) + 32 floats.
     static func multiply(_ u: UnsafePointer<Float>, _ v: UnsafePointer<Float>, _ plan: Plan, _ band: Band,
                          groups: Range<Int>, bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>,
                          scratch m: UnsafeMutablePointer<Float>) {
-        let (channels, tiles, stride) = (plan.channels, band.count, band.stride)
+        let (channels, tiles, stride, rows) = (plan.channels, band.count, band.stride, 8 * groups.count)
         var zeroTap = 0
         withUnsafePointer(to: &zeroTap) { tap in
-            for group in groups {
-                for xi in 0..<16 {
-                    let a = u + (xi * plan.groups + group) * channels * 8
-                    var t = 0
-                    while t < tiles {
-                        let (b, to) = (v + xi * band.plane(channels) + t, m + xi * band.plane(8) + t)
+            for xi in 0..<16 {
+                for t in Swift.stride(from: 0, to: tiles, by: Kernels.tileColumns) {
+                    let b = v + xi * band.plane(channels) + t
+                    for group in groups {
+                        let a = u + (xi * plan.groups + group) * channels * 8
+                        let to = m + xi * band.plane(rows) + (group - groups.lowerBound) * 8 * stride + t
                         if tiles - t <= 32 {
                             Kernels.narrowTile(channels: channels, taps: 1, a: a, b: b, bChannel: stride, bTap: tap,
                                                out: to, ldo: stride)
@@ -223,28 +223,28 @@ enum Winograd {
                             Kernels.tile(channels: channels, taps: 1, a: a, b: b, bChannel: stride, bTap: tap, out: to,
                                          ldo: stride, accumulate: false)
                         }
-                        t += Kernels.tileColumns
                     }
                 }
-                transformOutput(m, plan, band, outputs: (group * 8)..<Swift.min(plan.outputs, group * 8 + 8),
-                                bias: bias, out: out, scratch: m + 16 * band.plane(8))
             }
         }
+        transformOutput(m, plan, band, outputs: (groups.lowerBound * 8)..<Swift.min(plan.outputs, groups.upperBound * 8),
+                        rows: rows, bias: bias, out: out, scratch: m + 16 * band.plane(rows))
     }
 
-    /// out[n, o] at a band's tiles = bias[o] + Aᵀ M A, M_ξ of output channel o at m[ξ·plane(8) + (o mod 8)·stride + t], 16
+    /// out[n, o] at a band's tiles = bias[o] + Aᵀ M A, M_ξ of output channel o at m[ξ·plane(rows) + (o − first)·stride +
+    /// t] (first: the first of `outputs`), 16
     /// tiles at a time: each output row of the 16 is the interleaved lanes of its even and odd columns, stored
     /// whole where the 16 tiles lie in one row of one image, else piece by piece. `scratch` holds 32 floats.
     private static func transformOutput(_ m: UnsafePointer<Float>, _ plan: Plan, _ band: Band, outputs: Range<Int>,
-                                        bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>,
+                                        rows: Int, bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>,
                                         scratch: UnsafeMutablePointer<Float>) {
-        let (h, w, tiles, stride, plane8) = (plan.height, plan.width, band.count, band.stride, band.plane(8))
+        let (h, w, tiles, stride, planes) = (plan.height, plan.width, band.count, band.stride, band.plane(rows))
         for o in outputs {
             let b = bias?[o] ?? 0
-            let first = m + (o % 8) * stride
+            let first = m + (o - outputs.lowerBound) * stride
             let plane = out + o * h * w
             for t in Swift.stride(from: 0, to: tiles, by: 16) {
-                @inline(__always) func at(_ xi: Int) -> Lanes { Kernels.load(first + xi * plane8 + t) }
+                @inline(__always) func at(_ xi: Int) -> Lanes { Kernels.load(first + xi * planes + t) }
                 // M A, row by row: (m₀ + m₁ + m₂, m₁ − m₂ − m₃).
                 @inline(__always) func row(_ a: Int) -> (Lanes, Lanes) {
                     let (m0, m1, m2, m3) = (at(4 * a), at(4 * a + 1), at(4 * a + 2), at(4 * a + 3))
@@ -306,7 +306,7 @@ enum Winograd {
                  tileColumns: tw)
         }
         let largest = bands.max { $0.count < $1.count }!
-        let inputs = 16 * largest.plane(plan.channels), products = 16 * largest.plane(8) + 32
+        let inputs = 16 * largest.plane(plan.channels), products = 16 * largest.plane(8 * plan.groups) + 32
         if bands.count >= threads {
             let grain = (bands.count + threads - 1) / threads
             parallelFor(bands.count, grain: grain, scratch: inputs + products + largest.strips) { range, s in
@@ -325,6 +325,172 @@ enum Winograd {
                 }
                 parallelFor(plan.groups, grain: 1, scratch: products) { range, s in
                     multiply(u, v, plan, band, groups: range, bias: bias, out: out, scratch: s)
+                }
+            }
+        }
+    }
+}
+
+extension Winograd {
+    /// The output channels per block of weightGradient's products: 64 (channelTile) or 32 (pairedChannelTile); nil
+    /// for other counts of output channels, whose ∂W runs on the direct correlations.
+    static func gradientBlock(outputs: Int) -> Int? {
+        outputs % Kernels.channelTileOutputs == 0 ? Kernels.channelTileOutputs : outputs % 32 == 0 ? 32 : nil
+    }
+
+    /// The runs of tiles whose sums weightGradient keeps apart and then adds in order: one per thread on the
+    /// machines this is built for, and a fixed count, so that ∂W does not depend on the threads.
+    static let slices = 2
+
+    /// ∂W of conv2d (3×3, stride 1, padding 1) from its input x and ∂L/∂y g (NCHW) on F(2×2, 3×3). As y =
+    /// Aᵀ[(G w Gᵀ) ⊙ V]A on each tile,
+    ///   ∂U_ξ[o][c] = Σ_tiles ∂M_ξ[o] · V_ξ[c],  ∂M = A ∂Y Aᵀ,   ∂W[o, c] = Gᵀ ∂U[o, c] G,
+    /// each sum over tiles a product on channel tiles: 6 input channels (rows of V_ξ, broadcast) × a block of output
+    /// channels (∂M_ξ transposed to [tile][block]), the tiles as the steps. The tiles are cut into `slices` runs of
+    /// bands whose V and ∂M stay in L2, each run summed on its own thread; the runs' sums are added in order.
+    static func weightGradient(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ plan: Plan, block: Int,
+                               into dw: UnsafeMutablePointer<Float>) {
+        let (channels, outputs, total) = (plan.channels, plan.outputs, plan.tiles)
+        let (blocks, sextets) = (outputs / block, (channels + 5) / 6)
+        let perBand = Swift.max(64, 24576 / (channels + outputs) / 16 * 16)
+        let largest = Band(tiles: 0..<perBand, tileRows: plan.tileRows, tileColumns: plan.tileColumns)
+        let (inputs, products) = (16 * largest.plane(channels), 16 * outputs * perBand)
+        let sums = 16 * blocks * sextets * 6 * block  // ∂U: [ξ][block][sextet][6][block]
+        let scratch = inputs + products + 16 * 16 * 16 + 128 + largest.strips
+        withBuffer(slices * sums) { partial in
+            parallelFor(slices, grain: 1, scratch: scratch) { range, s in
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: perBand) { index in
+                let (v, mt, spare) = (s, s + inputs, s + inputs + products)
+                let strips = spare + 16 * 16 * 16 + 128
+                for t in 0..<perBand { index[t] = t }
+                Kernels.zero(strips, largest.strips)  // finite values for the tiles past a band's last
+                for slice in range {
+                    let dU = partial + slice * sums
+                    Kernels.zero(dU, sums)
+                    let first = slice * total / slices / 16 * 16
+                    let last = slice + 1 == slices ? total : (slice + 1) * total / slices / 16 * 16
+                    for start in Swift.stride(from: first, to: last, by: perBand) {
+                        let band = Band(tiles: start..<Swift.min(last, start + perBand), tileRows: plan.tileRows,
+                                        tileColumns: plan.tileColumns)
+                        transformInput(x, plan, band, channels: 0..<channels, into: v, strips: strips)
+                        transformGradient(g, plan, band, block: block, into: mt, scratch: spare)
+                        accumulate(v, mt, plan, band, block: block, index: index.baseAddress!, into: dU)
+                    }
+                }
+            } }
+            // ∂W[o, c] = Gᵀ (Σ_slices ∂U[o, c]) G, 16 output channels at a time in lanes.
+            parallelFor(channels, grain: Swift.max(1, 64 / Swift.max(1, outputs / 16))) { range in
+                for c in range {
+                    for o0 in Swift.stride(from: 0, to: outputs, by: 16) {
+                        let at = ((o0 / block) * sextets + c / 6) * 6 * block + (c % 6) * block + o0 % block
+                        @inline(__always) func u(_ xi: Int) -> Lanes {
+                            var total = Kernels.load(partial + xi * blocks * sextets * 6 * block + at)
+                            for slice in 1..<slices {
+                                total += Kernels.load(partial + slice * sums + xi * blocks * sextets * 6 * block + at)
+                            }
+                            return total
+                        }
+                        // Gᵀ times a column (u₀, u₁, u₂, u₃), or a row of Gᵀ ∂U times G: (u₀ + (u₁ + u₂)/2,
+                        // (u₁ − u₂)/2, (u₁ + u₂)/2 + u₃).
+                        @inline(__always) func times(_ u0: Lanes, _ u1: Lanes, _ u2: Lanes, _ u3: Lanes) -> (Lanes, Lanes, Lanes) {
+                            let (sum, difference) = (0.5 * (u1 + u2), 0.5 * (u1 - u2))
+                            return (u0 + sum, difference, sum + u3)
+                        }
+                        let (c0, c1) = (times(u(0), u(4), u(8), u(12)), times(u(1), u(5), u(9), u(13)))
+                        let (c2, c3) = (times(u(2), u(6), u(10), u(14)), times(u(3), u(7), u(11), u(15)))
+                        @inline(__always) func put(_ i: Int, _ row: (Lanes, Lanes, Lanes)) {
+                            let to = dw + (o0 * channels + c) * 9 + 3 * i
+                            for lane in 0..<16 {
+                                (to[lane * channels * 9], to[lane * channels * 9 + 1], to[lane * channels * 9 + 2])
+                                    = (row.0[lane], row.1[lane], row.2[lane])
+                            }
+                        }
+                        put(0, times(c0.0, c1.0, c2.0, c3.0))
+                        put(1, times(c0.1, c1.1, c2.1, c3.1))
+                        put(2, times(c0.2, c1.2, c2.2, c3.2))
+                    }
+                }
+            }
+        }
+    }
+
+    /// ∂M_ξ = (A ∂Y Aᵀ)[ξ] of a band's tiles, transposed for the channel tiles: mt[((ξ·blocks + b)·stride + t)·block
+    /// + o mod block] for output channel o in block b, ∂Y the tile's 2×2 block of g[n, o] (zero past the image);
+    /// a zero row past an odd count of tiles (pairedChannelTile takes the tiles two at a time). 16 output channels ×
+    /// 16 tiles at a time: the tiles in lanes, their two rows gathered piece by piece into `scratch` (16·16·16 + 128
+    /// floats; the rows 48 apart, for the zeros a copy writes past 32), then each ξ's 16 × 16 transposed.
+    private static func transformGradient(_ g: UnsafePointer<Float>, _ plan: Plan, _ band: Band, block: Int,
+                                          into mt: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        let (h, w, count, blocks) = (plan.height, plan.width, band.count, plan.outputs / block)
+        let stride = (count + 1) / 2 * 2
+        let rows = scratch + 16 * 16 * 16  // two rows of 32 floats, 48 apart
+        for o0 in Swift.stride(from: 0, to: plan.outputs, by: 16) {
+            for t0 in Swift.stride(from: 0, to: count, by: 16) {
+                for oi in 0..<16 {
+                    let plane = g + (o0 + oi) * h * w
+                    band.pieces(t0, Swift.min(count, t0 + 16)) { n, ty, tx, tiles, from in
+                        let top = plane + (n * plan.outputs * h + 2 * ty) * w + 2 * tx
+                        let (columns, at) = (Swift.min(2 * tiles, w - 2 * tx), 2 * (from - t0))
+                        Kernels.copyZeroPadded(top, rows + at, columns)
+                        if 2 * ty + 1 < h {
+                            Kernels.copyZeroPadded(top + w, rows + 48 + at, columns)
+                        } else {
+                            Kernels.zero(rows + 48 + at, 2 * tiles)
+                        }
+                    }
+                    let (a, b) = Kernels.evenOddLanes(Kernels.load(rows), Kernels.load(rows + 16))
+                    let (c, d) = Kernels.evenOddLanes(Kernels.load(rows + 48), Kernels.load(rows + 64))
+                    // A ∂Y: rows (a, b), (a + c, b + d), (a − c, b − d), (−c, −d); each row (p, q) times Aᵀ:
+                    // (p, p + q, p − q, −q).
+                    let out = scratch + oi * 16
+                    @inline(__always) func put(_ i: Int, _ p: Lanes, _ q: Lanes) {
+                        Kernels.store(p, out + (4 * i) * 256)
+                        Kernels.store(p + q, out + (4 * i + 1) * 256)
+                        Kernels.store(p - q, out + (4 * i + 2) * 256)
+                        Kernels.store(-q, out + (4 * i + 3) * 256)
+                    }
+                    put(0, a, b)
+                    put(1, a + c, b + d)
+                    put(2, a - c, b - d)
+                    put(3, -c, -d)
+                }
+                for xi in 0..<16 {
+                    Kernels.transpose16(scratch + xi * 256, 16,
+                                        mt + ((xi * blocks + o0 / block) * stride + t0) * block + o0 % block, block,
+                                        rows: Swift.min(16, count - t0))
+                }
+            }
+        }
+        if count % 2 == 1 {
+            for xi in 0..<16 {
+                for b in 0..<blocks { Kernels.zero(mt + ((xi * blocks + b) * stride + count) * block, block) }
+            }
+        }
+    }
+
+    /// dU[((ξ·blocks + b)·sextets + k)·6·block + i·block + j] += Σ_t V_ξ[6k + i][t] · ∂M_ξ[t][b·block + j] over a
+    /// band's tiles, on channelTile (blocks of 64) or pairedChannelTile (32, the tiles two at a time).
+    private static func accumulate(_ v: UnsafePointer<Float>, _ mt: UnsafePointer<Float>, _ plan: Plan, _ band: Band,
+                                   block: Int, index: UnsafePointer<Int>, into dU: UnsafeMutablePointer<Float>) {
+        let (channels, blocks, sextets) = (plan.channels, plan.outputs / block, (plan.channels + 5) / 6)
+        let steps = (band.count + 1) / 2 * 2
+        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: 6 * sextets) { bases in
+            for xi in 0..<16 {
+                for i in 0..<(6 * sextets) {
+                    bases[i] = v + xi * band.plane(channels) + Swift.min(i, channels - 1) * band.stride
+                }
+                for b in 0..<blocks {
+                    let w = mt + (xi * blocks + b) * steps * block
+                    for k in 0..<sextets {
+                        let out = dU + ((xi * blocks + b) * sextets + k) * 6 * block
+                        if block == Kernels.channelTileOutputs {
+                            Kernels.channelTile(steps: band.count, positions: bases.baseAddress! + 6 * k, index: index,
+                                                w: w, out: out, accumulate: true)
+                        } else {
+                            Kernels.pairedChannelTile(steps: steps, positions: bases.baseAddress! + 6 * k, index: index,
+                                                      w: w, out: out, accumulate: true)
+                        }
+                    }
                 }
             }
         }

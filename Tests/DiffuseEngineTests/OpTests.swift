@@ -340,7 +340,9 @@ final class OpTests: XCTestCase {
     /// multiple of the tile's 8, channel tiles (64 output channels) with a partial last tile, with 1 and 2 threads
     /// giving the same bits; tiles read in place and packed, and Winograd's F(2×2, 3×3) wherever it runs (forced):
     /// odd sizes, one band shared by the threads (1×16×4×4), rows wider than 16 tiles (34 columns), and several
-    /// bands with a partial last panel (4×16×30×33: 1020 tiles, rows whose last zero no copy writes).
+    /// bands with a partial last panel (4×16×30×33: 1020 tiles, rows whose last zero no copy writes); its weight
+    /// gradient for 32·k output channels, in blocks of 64 and of 32, over several bands per slice, one of an odd
+    /// count of tiles (3×32×30×33).
     func testLargeConv2dMatchesPlainLoopsForAnyThreadCount() {
         typealias Geometry = (n: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, kw: Int, stride: Int, py: Int, px: Int)
         let cases: [Geometry] = [
@@ -353,7 +355,7 @@ final class OpTests: XCTestCase {
             (2, 8, 21, 21, 8, 3, 3, 2, 0, 0), (2, 17, 5, 5, 64, 3, 3, 1, 1, 1), (1, 8, 5, 7, 32, 3, 3, 1, 1, 1),
             (1, 16, 9, 9, 32, 3, 3, 2, 1, 1), (2, 3, 6, 6, 96, 3, 3, 1, 1, 1),
             (1, 16, 4, 4, 16, 3, 3, 1, 1, 1), (3, 5, 7, 9, 11, 3, 3, 1, 1, 1), (2, 24, 30, 34, 24, 3, 3, 1, 1, 1),
-            (4, 16, 30, 33, 16, 3, 3, 1, 1, 1),
+            (4, 16, 30, 33, 16, 3, 3, 1, 1, 1), (3, 32, 30, 33, 32, 3, 3, 1, 1, 1),
         ]
         defer { Engine.convolutionTiles = .automatic }
         for mode in [Engine.ConvolutionTiles.automatic, .flat, .packed, .winograd] {
