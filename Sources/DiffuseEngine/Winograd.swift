@@ -22,7 +22,7 @@ enum Winograd {
         guard kernel == (3, 3) && stride == 1 && padding == (1, 1) else { return false }
         switch Engine.convolutionTiles {
         case .winograd: return true
-        case .automatic: return inputs >= 16 && outputs >= 16 && tiles >= 2 * Swift.max(inputs, outputs)
+        case .automatic: return inputs >= 16 && outputs >= 16 && tiles >= 64
         case .flat, .packed: return false
         }
     }
@@ -48,18 +48,24 @@ enum Winograd {
                 let (group, c) = (unit / inputs, unit % inputs)
                 let valid = Swift.min(8, outputs - group * 8), k = w + group * 8 * outputStride + c * inputStride
                 @inline(__always) func g(_ r: Int, _ s: Int) -> Eight {
-                    let e = flipped ? 8 - 3 * r - s : 3 * r + s
+                    let (e, os) = (flipped ? 8 - 3 * r - s : 3 * r + s, outputStride)
+                    if valid == 8 {
+                        return Eight(k[e], k[os + e], k[2 * os + e], k[3 * os + e], k[4 * os + e], k[5 * os + e],
+                                     k[6 * os + e], k[7 * os + e])
+                    }
                     var v = Eight()
-                    for i in 0..<valid { v[i] = k[i * outputStride + e] }
+                    for i in 0..<valid { v[i] = k[i * os + e] }
                     return v
                 }
                 let (c0, c1, c2) = (times(g(0, 0), g(1, 0), g(2, 0)), times(g(0, 1), g(1, 1), g(2, 1)),
                                     times(g(0, 2), g(1, 2), g(2, 2)))
                 let to = u + (group * inputs + c) * 8
                 @inline(__always) func put(_ r: Int, _ row: (Eight, Eight, Eight, Eight)) {
-                    for (s, v) in [row.0, row.1, row.2, row.3].enumerated() {
-                        UnsafeMutableRawPointer(to + (4 * r + s) * plane).storeBytes(of: v, as: Eight.self)
-                    }
+                    let p = UnsafeMutableRawPointer(to + 4 * r * plane)
+                    p.storeBytes(of: row.0, as: Eight.self)
+                    p.storeBytes(of: row.1, toByteOffset: plane * 4, as: Eight.self)
+                    p.storeBytes(of: row.2, toByteOffset: 2 * plane * 4, as: Eight.self)
+                    p.storeBytes(of: row.3, toByteOffset: 3 * plane * 4, as: Eight.self)
                 }
                 put(0, times(c0.0, c1.0, c2.0))
                 put(1, times(c0.1, c1.1, c2.1))
@@ -301,6 +307,7 @@ enum Winograd {
         let threads = Swift.max(1, Engine.threads), panels = (total + 47) / 48
         var count = (panels + Swift.max(1, 12288 / plan.channels / 48) - 1) / Swift.max(1, 12288 / plan.channels / 48)
         count = Swift.min(panels, (count + threads - 1) / threads * threads)
+        if panels <= 4 { count = 1 }
         let bands = (0..<count).map { i in
             Band(tiles: (i * panels / count * 48)..<Swift.min(total, (i + 1) * panels / count * 48), tileRows: th,
                  tileColumns: tw)
