@@ -14,9 +14,9 @@ import COpenBLAS
 enum Winograd {
     /// Whether conv2d and its input gradient run on F(2×2, 3×3): 3×3 kernels at stride 1 with one row and column of
     /// padding, under automatic tiling where both layers have at least 16 channels (a first layer's few channels leave
-    /// the transforms unpaid) and the batch's tiles are at least twice the channels: each band of tiles reads all
-    /// of the transformed weights (16 per input and output channel), which fewer tiles do not pay for (cifar's
-    /// 256 → 256 at 8² and batch 8 runs 1.4× slower on it). Always, when forced.
+    /// the transforms unpaid) and the batch has at least 64 tiles: the transformed weights (16 per input and output
+    /// channel) cost more to write and read than fewer tiles save (cifar's 256 → 256 at 4² and batch 8, 32 tiles, ran
+    /// 1.1× slower on them). Always, when forced.
     static func applies(kernel: (Int, Int), stride: Int, padding: (Int, Int), inputs: Int, outputs: Int,
                         tiles: Int) -> Bool {
         guard kernel == (3, 3) && stride == 1 && padding == (1, 1) else { return false }
