@@ -6,6 +6,13 @@
 /// Sixteen Float32 lanes: one AVX-512 register on the machines this is built for.
 typealias Lanes = SIMD16<Float>
 
+extension Lanes {
+    /// The lanes where `mask` (Kernels.laneMask) is all ones, zero elsewhere.
+    @inline(__always) func keeping(_ mask: SIMD16<Int32>) -> Lanes {
+        unsafeBitCast(unsafeBitCast(self, to: SIMD16<Int32>.self) & mask, to: Lanes.self)
+    }
+}
+
 extension Kernels {
     /// Rows and columns of the register tile.
     static let tileRows = 8, tileColumns = 48
@@ -52,6 +59,21 @@ extension Kernels {
         for j in Swift.min(i, odds)..<odds { odd[j] = src[2 * j + 1] }
     }
 
+    /// splitEvenOdd for `rows` rows of 16 to 32 floats (row k at src + k·stride, its even and odd floats to
+    /// even + k·period and even + oddOffset + k·period): one pair of loads each, the lanes past the evens and odds
+    /// zeroed by `masks` (laneMask). Not inlined: inlined into a fill, the shuffles compiled to stack round trips.
+    @inline(never)
+    static func splitEvenOdd(_ src: UnsafePointer<Float>, rows: Int, stride: Int, _ even: UnsafeMutablePointer<Float>,
+                             _ oddOffset: Int, _ period: Int, masks: (SIMD16<Int32>, SIMD16<Int32>)) {
+        var (from, to) = (src, even)
+        for _ in 0..<rows {
+            let (e, o) = evenOddLanes(load(from), load(from + 16))
+            store(e.keeping(masks.0), to)
+            store(o.keeping(masks.1), to + oddOffset)
+            (from, to) = (from + stride, to + period)
+        }
+    }
+
     /// dst[0..<n] = src[0..<n] in whole 16-lane moves, the lanes of the last one past n zeroed: up to 15 zeros
     /// past dst[n − 1]. It reads up to 15 floats past src[n − 1], which src must have (every pooled buffer does).
     @inline(__always) static func copyZeroPadded(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
@@ -62,10 +84,12 @@ extension Kernels {
 
     /// v with its lanes from n (< 16) on zeroed, by integer ops (Lanes.replacing(with:where:) compiles to a loop
     /// over the lanes).
-    @inline(__always) static func firstLanes(_ v: Lanes, _ n: Int) -> Lanes {
+    @inline(__always) static func firstLanes(_ v: Lanes, _ n: Int) -> Lanes { v.keeping(laneMask(n)) }
+
+    /// All ones in lanes below n, zero from n on.
+    @inline(__always) static func laneMask(_ n: Int) -> SIMD16<Int32> {
         let indices = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-        let keep = (indices &- Int32(truncatingIfNeeded: n)) &>> 31  // all ones below n
-        return unsafeBitCast(unsafeBitCast(v, to: SIMD16<Int32>.self) & keep, to: Lanes.self)
+        return (indices &- Int32(truncatingIfNeeded: n)) &>> 31
     }
 
     /// dst[j·ld + i] = src[i·ls + j] for i < 16, j < rows (≤ 16), in blocks of 4 × 4, whose columns built from
