@@ -1,15 +1,16 @@
 import COpenBLAS
 
 // Winograd's minimal filtering F(2×2, 3×3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016)
-// for the 3×3 convolutions at stride 1 and padding 1 that make up most of a U-Net, and for their input gradients.
+// for the 3×3 convolutions at stride 1 and padding 1 that make up most of a U-Net, and for their input and weight
+// gradients.
 // Each 2×2 block of outputs (a tile) comes from the 4×4 patch d of input around it:
 //   Y = Aᵀ [Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B)] A,
 //   Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]],  G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]],
 //   Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]],
 // 16 multiplications per channel and tile where the direct sum takes 36. For each of the 16 positions ξ of a
 // transformed patch, the sum over channels is a matrix product, U_ξ (output channels × channels) times V_ξ (channels ×
-// tiles), which runs on the 8 × 48 register tiles. A batch is cut into bands of tile rows whose transformed inputs
-// stay in L2.
+// tiles), which runs on the 8 × 48 register tiles. The batch's tiles are cut into bands whose transformed inputs stay
+// in L2. ∂W takes the same transformed inputs, and its own products on the channel tiles (weightGradient).
 
 enum Winograd {
     /// Whether conv2d and its input gradient run on F(2×2, 3×3): 3×3 kernels at stride 1 with one row and column of
@@ -294,9 +295,9 @@ enum Winograd {
 
     /// y[n, o] = bias[o] + Σ_c w[o, c] ⋆ x[n, c] (3×3, stride 1, padding 1) for NCHW x, from weights u that
     /// transformWeights gave. The batch's tiles are cut into bands of about 12288/channels tiles (transformed inputs
-    /// of ≤ 768 KiB, in L2), whole panels of 48; as many bands per thread. With fewer bands than threads, a band's
-    /// channels and then its groups of output channels are shared out instead. Each output is the same sum whatever
-    /// the banding.
+    /// of ≤ 768 KiB, in L2), whole panels of 48; as many bands per thread. With fewer bands than threads, or no more
+    /// than 4 panels in all (then one band, so that the transformed weights are read once), a band's channels and
+    /// then its groups of output channels are shared out instead. Each output is the same sum whatever the banding.
     static func correlate(_ x: UnsafePointer<Float>, _ plan: Plan, weights u: UnsafePointer<Float>,
                           bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>) {
         let (th, tw) = (plan.tileRows, plan.tileColumns)
@@ -313,9 +314,9 @@ enum Winograd {
                  tileColumns: tw)
         }
         let largest = bands.max { $0.count < $1.count }!
-        let inputs = 16 * largest.plane(plan.channels), products = 16 * largest.plane(8 * plan.groups) + 32
+        let inputs = 16 * largest.plane(plan.channels)
         if bands.count >= threads {
-            let grain = (bands.count + threads - 1) / threads
+            let (grain, products) = ((bands.count + threads - 1) / threads, 16 * largest.plane(8 * plan.groups) + 32)
             parallelFor(bands.count, grain: grain, scratch: inputs + products + largest.strips) { range, s in
                 for band in bands[range] {
                     transformInput(x, plan, band, channels: 0..<plan.channels, into: s, strips: s + inputs + products)
@@ -330,7 +331,9 @@ enum Winograd {
                     range, s in
                     transformInput(x, plan, band, channels: range, into: v, strips: s)
                 }
-                parallelFor(plan.groups, grain: 1, scratch: products) { range, s in
+                // As many pieces as threads, each with the products of its groups.
+                let grain = (plan.groups + threads - 1) / threads
+                parallelFor(plan.groups, grain: grain, scratch: 16 * band.plane(8 * grain) + 32) { range, s in
                     multiply(u, v, plan, band, groups: range, bias: bias, out: out, scratch: s)
                 }
             }
