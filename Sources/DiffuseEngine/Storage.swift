@@ -5,7 +5,8 @@ import Foundation
 public final class BufferPool: @unchecked Sendable {
     public static let shared = BufferPool()
     /// Floats allocated past the end of every buffer, so that a kernel may read a whole 16-lane vector where a row
-    /// ends (the values read there are never used).
+    /// ends (the values read there are never used); and as many before its start, so that a kernel may read a row
+    /// from its column −1 (Winograd's input transform).
     public static let slack = 16
 
     private var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
@@ -21,10 +22,11 @@ public final class BufferPool: @unchecked Sendable {
         // Popped in place: a copy of the list taken out of the dictionary would be copied again on write.
         if let p = free[count]?.popLast() { return p }
         freshAllocations += 1
-        bytesHeld += (count + BufferPool.slack) * MemoryLayout<Float>.stride
+        bytesHeld += (count + 2 * BufferPool.slack) * MemoryLayout<Float>.stride
         // 64-byte aligned: a 16-lane load from the start of a row then touches one cache line, not two.
-        return UnsafeMutableRawPointer.allocate(byteCount: (count + BufferPool.slack) * MemoryLayout<Float>.stride,
-                                                alignment: 64).bindMemory(to: Float.self, capacity: count + BufferPool.slack)
+        let base = UnsafeMutableRawPointer.allocate(byteCount: (count + 2 * BufferPool.slack) * MemoryLayout<Float>.stride,
+                                                    alignment: 64)
+        return base.bindMemory(to: Float.self, capacity: count + 2 * BufferPool.slack) + BufferPool.slack
     }
 
     func give(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
@@ -37,8 +39,8 @@ public final class BufferPool: @unchecked Sendable {
     public func trim() {
         lock.lock()
         for (count, list) in free {
-            for p in list { p.deallocate() }
-            bytesHeld -= list.count * (count + BufferPool.slack) * MemoryLayout<Float>.stride
+            for p in list { (p - BufferPool.slack).deallocate() }
+            bytesHeld -= list.count * (count + 2 * BufferPool.slack) * MemoryLayout<Float>.stride
         }
         free.removeAll()
         lock.unlock()

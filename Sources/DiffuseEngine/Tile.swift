@@ -131,6 +131,19 @@ extension Kernels {
         if i < n { dst[i] = src[i] + b }
     }
 
+    /// dst[i] = v[i] for i < n (≤ 16), in stores of 16, 8, 4, 2 and 1 floats (none past dst[n − 1]).
+    @inline(__always) static func storeFirst(_ v: Lanes, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+        if n >= 16 { return store(v, dst) }
+        let p = UnsafeMutableRawPointer(dst)
+        var (at, rest8) = (0, v.lowHalf)
+        if n & 8 != 0 { p.storeBytes(of: v.lowHalf, as: SIMD8<Float>.self); (at, rest8) = (8, v.highHalf) }
+        var rest4 = rest8.lowHalf
+        if n & 4 != 0 { p.storeBytes(of: rest4, toByteOffset: 4 * at, as: SIMD4<Float>.self); at += 4; rest4 = rest8.highHalf }
+        var rest2 = rest4.lowHalf
+        if n & 2 != 0 { p.storeBytes(of: rest2, toByteOffset: 4 * at, as: SIMD2<Float>.self); at += 2; rest2 = rest4.highHalf }
+        if n & 1 != 0 { dst[at] = rest2[0] }
+    }
+
     /// dst[0..<n] = 0.
     @inline(__always) static func zero(_ dst: UnsafeMutablePointer<Float>, _ n: Int) {
         var i = 0

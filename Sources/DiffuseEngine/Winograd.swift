@@ -138,17 +138,16 @@ enum Winograd {
     }
 
     /// V_ξ for channels `channels` of a band: v[ξ·plane(channels) + c·stride + t] = (Bᵀ d B)[ξ] for tile t's patch d
-    /// of x[n, c] (rows 2·ty − 1 ..< 2·ty + 3, columns 2·tx − 1 ..< 2·tx + 3, zero outside the image). Image by image,
-    /// its input rows are first laid out as strips: for even rows and odd rows, columns 2·tx − 1, 2·tx (S) and
-    /// 2·tx + 1, 2·tx + 2 (S′) of tile j at 2j, so that the 4 rows of every patch are 4 runs of strips and 16 tiles
-    /// at a time, whatever their rows, take their columns from the even and odd lanes of 32 floats.
+    /// of x[n, c] (rows 2·ty − 1 ..< 2·ty + 3, columns 2·tx − 1 ..< 2·tx + 3, zero outside the image), 16 tiles at a
+    /// time. Rows of 17 to 32 columns are read in place, a tile row at a time (rowTiles); others, and a band's first
+    /// tile row where the band starts inside it, through strips (stripTiles). Each group of 16 may write past its
+    /// last tile the next tiles' places, which are written after it.
     static func transformInput(_ x: UnsafePointer<Float>, _ plan: Plan, _ band: Band, channels: Range<Int>,
                                into v: UnsafeMutablePointer<Float>, strips: UnsafeMutablePointer<Float>) {
-        let (h, w, tw, stride, run) = (plan.height, plan.width, plan.tileColumns, band.stride, band.run)
-        let wide = 2 * tw
-        let plane = band.plane(plan.channels)
+        let (h, w, tw) = (plan.height, plan.width, plan.tileColumns)
+        let inPlace = w >= 17 && w <= 32
         for c in channels {
-            // The next channel's rows, ahead of their copies below.
+            // The next channel's rows, ahead of their reads below.
             if c + 1 < channels.upperBound {
                 for n in band.images {
                     let tiles = band.within(n)
@@ -160,51 +159,102 @@ enum Winograd {
             }
             for n in band.images {
                 let tiles = band.within(n)
-                let (top, bottom) = (tiles.lowerBound / tw, (tiles.upperBound - 1) / tw + 1)
-                // Input row y = 2·ty − 1 + j (j < 2·(bottom − top) + 2) in row j/2 of the even or odd runs.
-                for j in 0..<(2 * (bottom - top) + 2) {
-                    let y = 2 * top - 1 + j
-                    let (to, to2) = (strips + (j % 2) * run + (j / 2) * wide, strips + (2 + j % 2) * run + (j / 2) * wide)
-                    guard y >= 0 && y < h else {
-                        Kernels.zero(to, wide)
-                        Kernels.zero(to2, wide)
-                        continue
-                    }
-                    let row = x + ((n * plan.channels + c) * h + y) * w
-                    // S: column −1 (zero), then columns 0 ..< 2·tw − 1; S′: columns 1 ..< w, zeros to 2·tw. (The
-                    // zeros a copy writes past its row fall in the next one, written after it.)
-                    to[0] = 0
-                    Kernels.copyZeroPadded(row, to + 1, wide - 1)
-                    Kernels.copyZeroPadded(row + 1, to2, w - 1)
-                    for i in (w - 1)..<wide { to2[i] = 0 }
+                let image = x + (n * plan.channels + c) * h * w
+                let out = v + c * band.stride + n * plan.tileRows * tw - band.tiles.lowerBound  // the image's tile 0
+                guard inPlace else {
+                    stripTiles(image, plan, band, tiles, into: out, strips: strips)
+                    continue
                 }
-                let (even, odd, even2, odd2) = (strips, strips + run, strips + 2 * run, strips + 3 * run)
-                let first = n * plan.tileRows * tw - band.tiles.lowerBound  // the band's number of the image's tile 0
-                for j in Swift.stride(from: tiles.lowerBound, to: tiles.upperBound, by: 16) {
-                    // Patch row i of 16 tiles times B: columns (0, 1) from S, (2, 3) from S′.
-                    let at = 2 * (j - top * tw)
-                    @inline(__always) func row(_ s: UnsafePointer<Float>, _ s2: UnsafePointer<Float>) -> (Lanes, Lanes, Lanes, Lanes) {
-                        let (d0, d1) = Kernels.evenOddLanes(Kernels.load(s + at), Kernels.load(s + at + 16))
-                        let (d2, d3) = Kernels.evenOddLanes(Kernels.load(s2 + at), Kernels.load(s2 + at + 16))
-                        return (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
-                    }
-                    let r0 = row(even, even2), r1 = row(odd, odd2), r2 = row(even + wide, even2 + wide)
-                    let r3 = row(odd + wide, odd2 + wide)
-                    // Bᵀ times the rows: position ξ = 4a + b at plane ξ. (Past the image's last tile, these write
-                    // the next image's first, written after.)
-                    let out = v + c * stride + first + j
-                    @inline(__always) func put(_ a: Int, _ q: (Lanes, Lanes, Lanes, Lanes)) {
-                        Kernels.store(q.0, out + (4 * a) * plane)
-                        Kernels.store(q.1, out + (4 * a + 1) * plane)
-                        Kernels.store(q.2, out + (4 * a + 2) * plane)
-                        Kernels.store(q.3, out + (4 * a + 3) * plane)
-                    }
-                    put(0, (r0.0 - r2.0, r0.1 - r2.1, r0.2 - r2.2, r0.3 - r2.3))
-                    put(1, (r1.0 + r2.0, r1.1 + r2.1, r1.2 + r2.2, r1.3 + r2.3))
-                    put(2, (r2.0 - r1.0, r2.1 - r1.1, r2.2 - r1.2, r2.3 - r1.3))
-                    put(3, (r1.0 - r3.0, r1.1 - r3.1, r1.2 - r3.2, r1.3 - r3.3))
+                let full = Swift.min(tiles.upperBound, (tiles.lowerBound + tw - 1) / tw * tw)
+                if tiles.lowerBound < full { stripTiles(image, plan, band, tiles.lowerBound..<full, into: out, strips: strips) }
+                for ty in Swift.stride(from: full / tw, to: (tiles.upperBound + tw - 1) / tw, by: 1) {
+                    rowTiles(image, plan, row: ty, plane: band.plane(plan.channels), into: out + ty * tw)
                 }
             }
+        }
+    }
+
+    /// The transformed patches of tile row `row` of one image (17 to 32 columns; its tiles in lanes), read in place:
+    /// columns 2·tx − 1, 2·tx and 2·tx + 1, 2·tx + 2 from the even and odd lanes of 32 floats at columns −1 and 1,
+    /// the lanes past the image zeroed. Reads up to 15 floats before a row (the pool's slack, for row 0 of a buffer)
+    /// and 16 past it.
+    @inline(__always)
+    private static func rowTiles(_ image: UnsafePointer<Float>, _ plan: Plan, row ty: Int, plane: Int,
+                                 into out: UnsafeMutablePointer<Float>) {
+        let (h, w) = (plan.height, plan.width)
+        // Lanes that hold columns inside the image: 2k − 1 ≥ 0, 2k + 1 < w, 2k + 2 < w.
+        let (d0Mask, d2Mask, d3Mask) = (~Kernels.laneMask(1), Kernels.laneMask(w / 2), Kernels.laneMask((w - 1) / 2))
+        @inline(__always) func row(_ i: Int) -> (Lanes, Lanes, Lanes, Lanes) {
+            let y = 2 * ty - 1 + i
+            guard y >= 0 && y < h else { return (Lanes(), Lanes(), Lanes(), Lanes()) }
+            let p = image + y * w
+            let (d0, d1) = Kernels.evenOddLanes(Kernels.load(p - 1), Kernels.load(p + 15))
+            let (d2, d3) = Kernels.evenOddLanes(Kernels.load(p + 1), Kernels.load(p + 17))
+            return transformRow(d0.keeping(d0Mask), d1, d2.keeping(d2Mask), d3.keeping(d3Mask))
+        }
+        transformColumns(row(0), row(1), row(2), row(3), plane: plane, into: out)
+    }
+
+    /// A patch row times B: (d₀ − d₂, d₁ + d₂, d₂ − d₁, d₁ − d₃).
+    @inline(__always)
+    private static func transformRow(_ d0: Lanes, _ d1: Lanes, _ d2: Lanes, _ d3: Lanes) -> (Lanes, Lanes, Lanes, Lanes) {
+        (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+    }
+
+    /// Bᵀ times the 4 transformed rows: position ξ = 4a + b to out + ξ·plane.
+    @inline(__always)
+    private static func transformColumns(_ r0: (Lanes, Lanes, Lanes, Lanes), _ r1: (Lanes, Lanes, Lanes, Lanes),
+                                         _ r2: (Lanes, Lanes, Lanes, Lanes), _ r3: (Lanes, Lanes, Lanes, Lanes),
+                                         plane: Int, into out: UnsafeMutablePointer<Float>) {
+        @inline(__always) func put(_ a: Int, _ q: (Lanes, Lanes, Lanes, Lanes)) {
+            Kernels.store(q.0, out + (4 * a) * plane)
+            Kernels.store(q.1, out + (4 * a + 1) * plane)
+            Kernels.store(q.2, out + (4 * a + 2) * plane)
+            Kernels.store(q.3, out + (4 * a + 3) * plane)
+        }
+        put(0, (r0.0 - r2.0, r0.1 - r2.1, r0.2 - r2.2, r0.3 - r2.3))
+        put(1, (r1.0 + r2.0, r1.1 + r2.1, r1.2 + r2.2, r1.3 + r2.3))
+        put(2, (r2.0 - r1.0, r2.1 - r1.1, r2.2 - r1.2, r2.3 - r1.3))
+        put(3, (r1.0 - r3.0, r1.1 - r3.1, r1.2 - r3.2, r1.3 - r3.3))
+    }
+
+    /// The transformed patches of tiles `tiles` of one image (numbered within it), through strips: the input rows
+    /// they read are laid out, for even rows and odd rows, with columns 2·tx − 1, 2·tx (S) and 2·tx + 1, 2·tx + 2 (S′)
+    /// of tile j at 2j, so that the 4 rows of every patch are 4 runs of strips and 16 tiles at a time, whatever their
+    /// rows, take their columns from the even and odd lanes of 32 floats.
+    private static func stripTiles(_ image: UnsafePointer<Float>, _ plan: Plan, _ band: Band, _ tiles: Range<Int>,
+                                   into out: UnsafeMutablePointer<Float>, strips: UnsafeMutablePointer<Float>) {
+        let (h, w, tw, run) = (plan.height, plan.width, plan.tileColumns, band.run)
+        let wide = 2 * tw
+        let (top, bottom) = (tiles.lowerBound / tw, (tiles.upperBound - 1) / tw + 1)
+        // Input row y = 2·ty − 1 + j (j < 2·(bottom − top) + 2) in row j/2 of the even or odd runs.
+        for j in 0..<(2 * (bottom - top) + 2) {
+            let y = 2 * top - 1 + j
+            let (to, to2) = (strips + (j % 2) * run + (j / 2) * wide, strips + (2 + j % 2) * run + (j / 2) * wide)
+            guard y >= 0 && y < h else {
+                Kernels.zero(to, wide)
+                Kernels.zero(to2, wide)
+                continue
+            }
+            let row = image + y * w
+            // S: column −1 (zero), then columns 0 ..< 2·tw − 1; S′: columns 1 ..< w, zeros to 2·tw. (The zeros a copy
+            // writes past its row fall in the next one, written after it.)
+            to[0] = 0
+            Kernels.copyZeroPadded(row, to + 1, wide - 1)
+            Kernels.copyZeroPadded(row + 1, to2, w - 1)
+            for i in (w - 1)..<wide { to2[i] = 0 }
+        }
+        let (even, odd, even2, odd2) = (strips, strips + run, strips + 2 * run, strips + 3 * run)
+        for j in Swift.stride(from: tiles.lowerBound, to: tiles.upperBound, by: 16) {
+            // Patch row i of 16 tiles times B: columns (0, 1) from S, (2, 3) from S′.
+            let at = 2 * (j - top * tw)
+            @inline(__always) func row(_ s: UnsafePointer<Float>, _ s2: UnsafePointer<Float>) -> (Lanes, Lanes, Lanes, Lanes) {
+                let (d0, d1) = Kernels.evenOddLanes(Kernels.load(s + at), Kernels.load(s + at + 16))
+                let (d2, d3) = Kernels.evenOddLanes(Kernels.load(s2 + at), Kernels.load(s2 + at + 16))
+                return transformRow(d0, d1, d2, d3)
+            }
+            transformColumns(row(even, even2), row(odd, odd2), row(even + wide, even2 + wide), row(odd + wide, odd2 + wide),
+                             plane: band.plane(plan.channels), into: out + j)
         }
     }
 
@@ -239,18 +289,22 @@ enum Winograd {
     }
 
     /// out[n, o] at a band's tiles = bias[o] + Aᵀ M A, M_ξ of output channel o at m[ξ·plane(rows) + (o − first)·stride +
-    /// t] (first: the first of `outputs`), 16
-    /// tiles at a time: each output row of the 16 is the interleaved lanes of its even and odd columns, stored
-    /// whole where the 16 tiles lie in one row of one image, else piece by piece. `scratch` holds 32 floats.
+    /// t] (first: the first of `outputs`). 16 tiles at a time, or, in rows of 9 to 16 tiles, one row's: each output
+    /// row of them is the interleaved lanes of its even and odd columns, stored straight from the lanes where they
+    /// start a piece (tiles in one row of one image), else through `scratch` (32 floats).
     private static func transformOutput(_ m: UnsafePointer<Float>, _ plan: Plan, _ band: Band, outputs: Range<Int>,
                                         rows: Int, bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>,
                                         scratch: UnsafeMutablePointer<Float>) {
-        let (h, w, tiles, stride, planes) = (plan.height, plan.width, band.count, band.stride, band.plane(rows))
+        let (h, w, tw, tiles, stride, planes) = (plan.height, plan.width, plan.tileColumns, band.count, band.stride,
+                                                 band.plane(rows))
+        let byRows = tw >= 9 && tw <= 16
         for o in outputs {
             let b = bias?[o] ?? 0
             let first = m + (o - outputs.lowerBound) * stride
             let plane = out + o * h * w
-            for t in Swift.stride(from: 0, to: tiles, by: 16) {
+            var t = 0
+            while t < tiles {
+                let end = Swift.min(tiles, byRows ? t + tw - (band.tiles.lowerBound + t) % tw : t + 16)
                 @inline(__always) func at(_ xi: Int) -> Lanes { Kernels.load(first + xi * planes + t) }
                 // M A, row by row: (m₀ + m₁ + m₂, m₁ − m₂ − m₃).
                 @inline(__always) func row(_ a: Int) -> (Lanes, Lanes) {
@@ -260,25 +314,23 @@ enum Winograd {
                 let (s0, s1, s2, s3) = (row(0), row(1), row(2), row(3))
                 let y0 = interleave(s0.0 + s1.0 + s2.0, s0.1 + s1.1 + s2.1)
                 let y1 = interleave(s1.0 - s2.0 - s3.0, s1.1 - s2.1 - s3.1)
-                band.pieces(t, Swift.min(tiles, t + 16)) { n, ty, tx, count, from in
+                band.pieces(t, end) { n, ty, tx, count, from in
                     let top = plane + (n * plan.outputs * h + 2 * ty) * w + 2 * tx
                     let columns = Swift.min(2 * count, w - 2 * tx)
-                    if columns == 32 {
-                        Kernels.store(y0.0 + Lanes(repeating: b), top)
-                        Kernels.store(y0.1 + Lanes(repeating: b), top + 16)
-                        if 2 * ty + 1 < h {
-                            Kernels.store(y1.0 + Lanes(repeating: b), top + w)
-                            Kernels.store(y1.1 + Lanes(repeating: b), top + w + 16)
-                        }
-                        return
-                    }
                     for dy in 0..<Swift.min(2, h - 2 * ty) {
                         let y = dy == 0 ? y0 : y1
-                        Kernels.store(y.0, scratch)
-                        Kernels.store(y.1, scratch + 16)
-                        Kernels.addCopy(scratch + 2 * (from - t), top + dy * w, columns, b)
+                        if from == t {
+                            let bias = Lanes(repeating: b)
+                            Kernels.storeFirst(y.0 + bias, top + dy * w, columns)
+                            if columns > 16 { Kernels.storeFirst(y.1 + bias, top + dy * w + 16, columns - 16) }
+                        } else {
+                            Kernels.store(y.0, scratch)
+                            Kernels.store(y.1, scratch + 16)
+                            Kernels.addCopy(scratch + 2 * (from - t), top + dy * w, columns, b)
+                        }
                     }
                 }
+                t = end
             }
         }
     }

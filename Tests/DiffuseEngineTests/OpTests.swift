@@ -342,7 +342,8 @@ final class OpTests: XCTestCase {
     /// odd sizes, one band shared by the threads (1×16×4×4), rows wider than 16 tiles (34 columns), and several
     /// bands with a partial last panel (4×16×30×33: 1020 tiles, rows whose last zero no copy writes); its weight
     /// gradient for 32·k output channels, in blocks of 64 and of 32, over several bands per slice, one of an odd
-    /// count of tiles (3×32×30×33).
+    /// count of tiles (3×32×30×33); rows of 17 to 32 columns read in place, even and odd, with bands that start
+    /// inside a row (5×16×26×28, 3×64×25×27).
     func testLargeConv2dMatchesPlainLoopsForAnyThreadCount() {
         typealias Geometry = (n: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, kw: Int, stride: Int, py: Int, px: Int)
         let cases: [Geometry] = [
@@ -355,7 +356,8 @@ final class OpTests: XCTestCase {
             (2, 8, 21, 21, 8, 3, 3, 2, 0, 0), (2, 17, 5, 5, 64, 3, 3, 1, 1, 1), (1, 8, 5, 7, 32, 3, 3, 1, 1, 1),
             (1, 16, 9, 9, 32, 3, 3, 2, 1, 1), (2, 3, 6, 6, 96, 3, 3, 1, 1, 1),
             (1, 16, 4, 4, 16, 3, 3, 1, 1, 1), (3, 5, 7, 9, 11, 3, 3, 1, 1, 1), (2, 24, 30, 34, 24, 3, 3, 1, 1, 1),
-            (4, 16, 30, 33, 16, 3, 3, 1, 1, 1), (3, 32, 30, 33, 32, 3, 3, 1, 1, 1),
+            (4, 16, 30, 33, 16, 3, 3, 1, 1, 1), (3, 32, 30, 33, 32, 3, 3, 1, 1, 1), (5, 16, 26, 28, 32, 3, 3, 1, 1, 1),
+            (3, 64, 25, 27, 32, 3, 3, 1, 1, 1),
         ]
         defer { Engine.convolutionTiles = .automatic }
         for mode in [Engine.ConvolutionTiles.automatic, .flat, .packed, .winograd] {
