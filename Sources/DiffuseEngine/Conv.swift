@@ -61,6 +61,8 @@ struct ConvGeometry {
 /// 2D cross-correlation (PyTorch's conv2d): y[n,o] = b[o] + Σ_c W[o,c] ⋆ x[n,c], with stride and zero padding.
 ///   ∂L/∂x[n,c,sY+i−p,sX+j−p] += Σ_o W[o,c,i,j]·∂L/∂y[n,o,Y,X] (a transposed convolution),
 ///   ∂L/∂W[o,c,i,j] = Σ_{n,Y,X} ∂L/∂y[n,o,Y,X]·x[n,c,sY+i−p,sX+j−p],  ∂L/∂b[o] = Σ_{n,Y,X} ∂L/∂y[n,o,Y,X]
+/// 3×3 kernels at stride 1 and padding 1 between layers of ≥ 16 channels run on Winograd's F(2×2, 3×3)
+/// (Winograd.applies), which agrees with the direct sums to float32 rounding.
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0) -> Tensor {
     conv2d(x, weight: weight, bias: bias, stride: stride, padding: (padding, padding))
 }
@@ -199,7 +201,8 @@ private func withWeights(_ weight: Tensor, _ tapWeights: TapWeights, valid: Int,
     }) { body(.packed($0)) }
 }
 
-/// ∂L/∂x of conv2d: for each phase (a, b) of the input, a correlation of ∂L/∂y with the kernel taps that reach it.
+/// ∂L/∂x of conv2d: on Winograd's F(2×2, 3×3) where the forward runs on it, else for each phase (a, b) of the input,
+/// a correlation of ∂L/∂y with the kernel taps that reach it.
 private func convInputGradient(_ g: Tensor, weight: Tensor, _ geo: ConvGeometry) -> Tensor {
     let gx = Tensor(uninitialized: [geo.n, geo.c, geo.h, geo.w])
     let pw = UnsafePointer(weight.storage.pointer)
