@@ -479,29 +479,48 @@ extension Winograd {
     /// ∂M_ξ = (A ∂Y Aᵀ)[ξ] of a band's tiles, transposed for the channel tiles: mt[((ξ·blocks + b)·stride + t)·block
     /// + o mod block] for output channel o in block b, ∂Y the tile's 2×2 block of g[n, o] (zero past the image);
     /// a zero row past an odd count of tiles (pairedChannelTile takes the tiles two at a time). 16 output channels ×
-    /// 16 tiles at a time: the tiles in lanes, their two rows gathered piece by piece into `scratch` (16·16·16 + 128
-    /// floats; the rows 48 apart, for the zeros a copy writes past 32), then each ξ's 16 × 16 transposed.
+    /// 16 tiles (or one tile row of 9 to 16) at a time: the tiles in lanes, their two rows read in place or gathered
+    /// piece by piece into `scratch` (16·16·16 + 128 floats; the rows 48 apart, for the zeros a copy writes past 32),
+    /// then each ξ's 16 × 16 transposed.
     private static func transformGradient(_ g: UnsafePointer<Float>, _ plan: Plan, _ band: Band, block: Int,
                                           into mt: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let (h, w, count, blocks) = (plan.height, plan.width, band.count, plan.outputs / block)
         let stride = (count + 1) / 2 * 2
         let rows = scratch + 16 * 16 * 16  // two rows of 32 floats, 48 apart
+        let (tw, byRows, oddMask) = (plan.tileColumns, w >= 17 && w <= 32, Kernels.laneMask(w / 2))
         for o0 in Swift.stride(from: 0, to: plan.outputs, by: 16) {
-            for t0 in Swift.stride(from: 0, to: count, by: 16) {
+            var t0 = 0
+            while t0 < count {
+                // 16 tiles, or, in rows of 17 to 32 columns, the rest of a tile row: read in place where it starts
+                // at the row's first tile (the odd columns past the image masked; up to 15 floats read past a row).
+                let (row, column) = ((band.tiles.lowerBound + t0) / tw, (band.tiles.lowerBound + t0) % tw)
+                let end = Swift.min(count, byRows ? t0 + tw - column : t0 + 16)
                 for oi in 0..<16 {
                     let plane = g + (o0 + oi) * h * w
-                    band.pieces(t0, Swift.min(count, t0 + 16)) { n, ty, tx, tiles, from in
-                        let top = plane + (n * plan.outputs * h + 2 * ty) * w + 2 * tx
-                        let (columns, at) = (Swift.min(2 * tiles, w - 2 * tx), 2 * (from - t0))
-                        Kernels.copyZeroPadded(top, rows + at, columns)
+                    var (a, b, c, d) = (Lanes(), Lanes(), Lanes(), Lanes())
+                    if byRows && column == 0 {
+                        let (n, ty) = (row / plan.tileRows, row % plan.tileRows)
+                        let top = UnsafePointer(plane + (n * plan.outputs * h + 2 * ty) * w)
+                        (a, b) = Kernels.evenOddLanes(Kernels.load(top), Kernels.load(top + 16))
+                        b = b.keeping(oddMask)
                         if 2 * ty + 1 < h {
-                            Kernels.copyZeroPadded(top + w, rows + 48 + at, columns)
-                        } else {
-                            Kernels.zero(rows + 48 + at, 2 * tiles)
+                            (c, d) = Kernels.evenOddLanes(Kernels.load(top + w), Kernels.load(top + w + 16))
+                            d = d.keeping(oddMask)
                         }
+                    } else {
+                        band.pieces(t0, end) { n, ty, tx, tiles, from in
+                            let top = plane + (n * plan.outputs * h + 2 * ty) * w + 2 * tx
+                            let (columns, at) = (Swift.min(2 * tiles, w - 2 * tx), 2 * (from - t0))
+                            Kernels.copyZeroPadded(top, rows + at, columns)
+                            if 2 * ty + 1 < h {
+                                Kernels.copyZeroPadded(top + w, rows + 48 + at, columns)
+                            } else {
+                                Kernels.zero(rows + 48 + at, 2 * tiles)
+                            }
+                        }
+                        (a, b) = Kernels.evenOddLanes(Kernels.load(rows), Kernels.load(rows + 16))
+                        (c, d) = Kernels.evenOddLanes(Kernels.load(rows + 48), Kernels.load(rows + 64))
                     }
-                    let (a, b) = Kernels.evenOddLanes(Kernels.load(rows), Kernels.load(rows + 16))
-                    let (c, d) = Kernels.evenOddLanes(Kernels.load(rows + 48), Kernels.load(rows + 64))
                     // A ∂Y: rows (a, b), (a + c, b + d), (a − c, b − d), (−c, −d); each row (p, q) times Aᵀ:
                     // (p, p + q, p − q, −q).
                     let out = scratch + oi * 16
@@ -519,8 +538,9 @@ extension Winograd {
                 for xi in 0..<16 {
                     Kernels.transpose16(scratch + xi * 256, 16,
                                         mt + ((xi * blocks + o0 / block) * stride + t0) * block + o0 % block, block,
-                                        rows: Swift.min(16, count - t0))
+                                        rows: end - t0)
                 }
+                t0 = end
             }
         }
         if count % 2 == 1 {
