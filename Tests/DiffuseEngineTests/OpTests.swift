@@ -337,7 +337,7 @@ final class OpTests: XCTestCase {
     /// conv2d against plain loops (in Double) at sizes where the kernels cut the batch into bands of images and
     /// the tiles into pieces: one image and several, odd sizes, stride 2, 1×1, 3×3 and 4×4, rectangular kernels
     /// with their own row and column padding (Inception's 1×7, 7×1, 1×3, 3×1), output channels that are not a
-    /// multiple of the tile's 8, channel tiles (64 output channels) with a partial last tile, with 1 and 2 threads
+    /// multiple of the tile's 8, channel tiles (64 output channels) with a partial last tile, with 1, 2 and 3 threads
     /// giving the same bits; tiles read in place and packed, and Winograd's F(2×2, 3×3) wherever it runs (forced):
     /// odd sizes, one band shared by the threads (1×16×4×4), rows wider than 16 tiles (34 columns), and several
     /// bands with a partial last panel (4×16×30×33: 1020 tiles, rows whose last zero no copy writes); its weight
@@ -393,7 +393,7 @@ final class OpTests: XCTestCase {
             } } }
             y[yi] = acc
         } } } }
-        let results = withThreads([1, 2]) { () -> [Tensor] in
+        let results = withThreads([1, 2, 3]) { () -> [Tensor] in
             let (xl, wl, bl) = (x.requiringGrad(), weight.requiringGrad(), bias.requiringGrad())
             let out = conv2d(xl, weight: wl, bias: bl, stride: stride, padding: (py, padX))
             out.backward(gout)
@@ -404,6 +404,7 @@ final class OpTests: XCTestCase {
         for (i, what) in ["output", "input gradient", "weight gradient"].enumerated() {
             assertClose(results[0][i], expected[i], tolerance, "conv2d \(geo) \(what)")
             XCTAssertEqual(results[0][i].scalars, results[1][i].scalars, "conv2d \(geo) \(what): 1 and 2 threads differ")
+            XCTAssertEqual(results[0][i].scalars, results[2][i].scalars, "conv2d \(geo) \(what): 1 and 3 threads differ")
         }
     }
 
