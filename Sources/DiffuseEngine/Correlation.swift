@@ -61,30 +61,14 @@ struct WideLayout {
                 let plane = dst + c * channelStride
                 Kernels.zero(plane, Swift.min(channelStride, count - c * channelStride))
                 if stride == 2 {
-                    // Each source row split once into its even and odd columns, phases (a, 0) and (a, 1): rows of
-                    // 16 to 32 columns by one pair of loads each and masks made once.
+                    // Each source row split once into its even and odd columns, phases (a, 0) and (a, 1).
                     let (evens, odds) = (Swift.min(sourceColumns, (width + 1) / 2), Swift.min(sourceColumns, width / 2))
-                    if width >= 16 && width <= 32 {
-                        let masks = (Kernels.laneMask(evens), Kernels.laneMask(odds))
-                        for a in 0..<2 {
-                            for r in 0..<Swift.min(sourceRows, (height - a + 1) / 2) {
-                                Kernels.splitEvenOdd(source + ((batch.lowerBound * channels + c) * height + 2 * r + a) * width,
-                                                     rows: batch.count, stride: channels * height * width,
-                                                     plane + 2 * a * phasePlane + (padTop + r) * rowLength + padLeft,
-                                                     phasePlane, period, masks: masks)
-                            }
-                        }
-                        continue
-                    }
                     for a in 0..<2 {
                         for r in 0..<Swift.min(sourceRows, (height - a + 1) / 2) {
-                            let row = plane + 2 * a * phasePlane + (padTop + r) * rowLength + padLeft
-                            let first = source + ((batch.lowerBound * channels + c) * height + 2 * r + a) * width
-                            for n in 0..<batch.count {
-                                let to = row + n * period
-                                Kernels.splitEvenOdd(first + n * channels * height * width, to, evens, to + phasePlane,
-                                                     odds, readable: width + 16)
-                            }
+                            Kernels.splitEvenOdd(source + ((batch.lowerBound * channels + c) * height + 2 * r + a) * width,
+                                                 rows: batch.count, stride: channels * height * width,
+                                                 plane + 2 * a * phasePlane + (padTop + r) * rowLength + padLeft,
+                                                 phasePlane, period, evens: evens, odds: odds, readable: width + 16)
                         }
                     }
                     continue

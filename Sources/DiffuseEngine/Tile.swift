@@ -43,33 +43,37 @@ extension Kernels {
                 unsafeBitCast(SIMD16(lowHalf: half(l &>> 32), highHalf: half(h &>> 32)), to: Lanes.self))
     }
 
-    /// even[i] = src[2i] for i < evens and odd[i] = src[2i + 1] for i < odds (odds ≤ evens): 16 of each at a time
-    /// (the even and odd lanes of 32 loaded) while those loads stay within the first `readable` floats of src, then
-    /// one by one. Like copyZeroPadded, each may get up to 15 zeros past its last value.
-    @inline(__always) static func splitEvenOdd(_ src: UnsafePointer<Float>, _ even: UnsafeMutablePointer<Float>, _ evens: Int,
-                                               _ odd: UnsafeMutablePointer<Float>, _ odds: Int, readable: Int) {
-        var i = 0
-        while i < evens && 2 * i + 32 <= readable {
-            let (e, o) = evenOddLanes(load(src + 2 * i), load(src + 2 * i + 16))
-            store(i + 16 <= evens ? e : firstLanes(e, evens - i), even + i)
-            if i < odds { store(i + 16 <= odds ? o : firstLanes(o, odds - i), odd + i) }
-            i += 16
-        }
-        for j in Swift.min(i, evens)..<evens { even[j] = src[2 * j] }
-        for j in Swift.min(i, odds)..<odds { odd[j] = src[2 * j + 1] }
-    }
-
-    /// splitEvenOdd for `rows` rows of 16 to 32 floats (row k at src + k·stride, its even and odd floats to
-    /// even + k·period and even + oddOffset + k·period): one pair of loads each, the lanes past the evens and odds
-    /// zeroed by `masks` (laneMask). Not inlined: inlined into a fill, the shuffles compiled to stack round trips.
+    /// For `rows` rows (row k at src + k·stride): even[k·period + i] = row[2i] for i < evens and
+    /// even[oddOffset + k·period + i] = row[2i + 1] for i < odds (odds ≤ evens), 16 of each at a time (the even and
+    /// odd lanes of 32 loaded) while those loads stay within the first `readable` floats of a row, then one by one.
+    /// Like copyZeroPadded, each may get up to 15 zeros past its last value. Rows of up to 16 evens take one pair of
+    /// loads each, their masks made once. Not inlined: inlined into a fill, the shuffles compiled to stack round trips
+    /// and a generic call.
     @inline(never)
     static func splitEvenOdd(_ src: UnsafePointer<Float>, rows: Int, stride: Int, _ even: UnsafeMutablePointer<Float>,
-                             _ oddOffset: Int, _ period: Int, masks: (SIMD16<Int32>, SIMD16<Int32>)) {
+                             _ oddOffset: Int, _ period: Int, evens: Int, odds: Int, readable: Int) {
         var (from, to) = (src, even)
+        if evens <= 16 && readable >= 32 {
+            let masks = (laneMask(evens), laneMask(odds))
+            for _ in 0..<rows {
+                let (e, o) = evenOddLanes(load(from), load(from + 16))
+                store(e.keeping(masks.0), to)
+                store(o.keeping(masks.1), to + oddOffset)
+                (from, to) = (from + stride, to + period)
+            }
+            return
+        }
         for _ in 0..<rows {
-            let (e, o) = evenOddLanes(load(from), load(from + 16))
-            store(e.keeping(masks.0), to)
-            store(o.keeping(masks.1), to + oddOffset)
+            let odd = to + oddOffset
+            var i = 0
+            while i < evens && 2 * i + 32 <= readable {
+                let (e, o) = evenOddLanes(load(from + 2 * i), load(from + 2 * i + 16))
+                store(i + 16 <= evens ? e : firstLanes(e, evens - i), to + i)
+                if i < odds { store(i + 16 <= odds ? o : firstLanes(o, odds - i), odd + i) }
+                i += 16
+            }
+            for j in Swift.min(i, evens)..<evens { to[j] = from[2 * j] }
+            for j in Swift.min(i, odds)..<odds { odd[j] = from[2 * j + 1] }
             (from, to) = (from + stride, to + period)
         }
     }
