@@ -29,7 +29,7 @@ enum Winograd {
     }
 
     /// Floats of transformed weights (transformWeights) for `outputs` × `inputs` channels.
-    static func weightCount(outputs: Int, inputs: Int) -> Int { 16 * (outputs + 7) / 8 * 8 * inputs }
+    static func weightCount(outputs: Int, inputs: Int) -> Int { 16 * ((outputs + 7) / 8 * 8) * inputs }
 
     /// U_{o,c} = G g Gᵀ for each 3×3 kernel g of output channel o and input channel c, packed for `tile` (8 output
     /// channels per step, the input channels as the steps): u[((ξ·groups + ⌊o/8⌋)·inputs + c)·8 + o mod 8] = U_{o,c}[ξ]
@@ -84,6 +84,9 @@ enum Winograd {
         var tileColumns: Int { (width + 1) / 2 }
         var tiles: Int { images * tileRows * tileColumns }
         var groups: Int { (outputs + 7) / 8 }
+        /// Whether rows are read and written in place, a tile row (9 to 16 tiles, in lanes) at a time: rows of 17 to 32
+        /// columns, which a pair of 16-lane loads from column −1 or 0 covers with at most 15 floats read past a row.
+        var rowsInPlace: Bool { width >= 17 && width <= 32 }
     }
 
     /// A range of the batch's tiles, numbered image by image, row by row: tile (n, ty, tx) is
@@ -145,7 +148,6 @@ enum Winograd {
     static func transformInput(_ x: UnsafePointer<Float>, _ plan: Plan, _ band: Band, channels: Range<Int>,
                                into v: UnsafeMutablePointer<Float>, strips: UnsafeMutablePointer<Float>) {
         let (h, w, tw) = (plan.height, plan.width, plan.tileColumns)
-        let inPlace = w >= 17 && w <= 32
         for c in channels {
             // The next channel's rows, ahead of their reads below.
             if c + 1 < channels.upperBound {
@@ -161,7 +163,7 @@ enum Winograd {
                 let tiles = band.within(n)
                 let image = x + (n * plan.channels + c) * h * w
                 let out = v + c * band.stride + n * plan.tileRows * tw - band.tiles.lowerBound  // the image's tile 0
-                guard inPlace else {
+                guard plan.rowsInPlace else {
                     stripTiles(image, plan, band, tiles, into: out, strips: strips)
                     continue
                 }
@@ -176,8 +178,8 @@ enum Winograd {
 
     /// The transformed patches of tile row `row` of one image (17 to 32 columns; its tiles in lanes), read in place:
     /// columns 2·tx − 1, 2·tx and 2·tx + 1, 2·tx + 2 from the even and odd lanes of 32 floats at columns −1 and 1,
-    /// the lanes past the image zeroed. Reads up to 15 floats before a row (the pool's slack, for row 0 of a buffer)
-    /// and 16 past it.
+    /// the lanes past the image zeroed. Reads 1 float before a row (the pool's slack, for row 0 of a buffer) and up
+    /// to 15 past it.
     @inline(__always)
     private static func rowTiles(_ image: UnsafePointer<Float>, _ plan: Plan, row ty: Int, plane: Int,
                                  into out: UnsafeMutablePointer<Float>) {
@@ -297,7 +299,7 @@ enum Winograd {
                                         scratch: UnsafeMutablePointer<Float>) {
         let (h, w, tw, tiles, stride, planes) = (plan.height, plan.width, plan.tileColumns, band.count, band.stride,
                                                  band.plane(rows))
-        let byRows = tw >= 9 && tw <= 16
+        let byRows = plan.rowsInPlace
         for o in outputs {
             let b = bias?[o] ?? 0
             let first = m + (o - outputs.lowerBound) * stride
@@ -487,7 +489,7 @@ extension Winograd {
         let (h, w, count, blocks) = (plan.height, plan.width, band.count, plan.outputs / block)
         let stride = (count + 1) / 2 * 2
         let rows = scratch + 16 * 16 * 16  // two rows of 32 floats, 48 apart
-        let (tw, byRows, oddMask) = (plan.tileColumns, w >= 17 && w <= 32, Kernels.laneMask(w / 2))
+        let (tw, byRows, oddMask) = (plan.tileColumns, plan.rowsInPlace, Kernels.laneMask(w / 2))
         for o0 in Swift.stride(from: 0, to: plan.outputs, by: 16) {
             var t0 = 0
             while t0 < count {
