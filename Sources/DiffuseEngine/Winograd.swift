@@ -419,13 +419,14 @@ extension Winograd {
         let perBand = Swift.max(64, 24576 / (channels + outputs) / 16 * 16)
         let largest = Band(tiles: 0..<perBand, tileRows: plan.tileRows, tileColumns: plan.tileColumns)
         let (inputs, products) = (16 * largest.plane(channels), 16 * outputs * perBand)
-        let sums = 16 * blocks * sextets * 6 * block  // ∂U: [ξ][block][sextet][6][block]
-        let scratch = inputs + products + 16 * 16 * 16 + 128 + largest.strips
+        let plane = blocks * sextets * 6 * block, sums = 16 * plane  // ∂U: [ξ][block][sextet][6][block]
+        let gather = 16 * 16 * 16 + 128  // transformGradient's scratch
+        let scratch = inputs + products + gather + largest.strips
         withBuffer(slices * sums) { partial in
             parallelFor(slices, grain: 1, scratch: scratch) { range, s in
             withUnsafeTemporaryAllocation(of: Int.self, capacity: perBand) { index in
                 let (v, mt, spare) = (s, s + inputs, s + inputs + products)
-                let strips = spare + 16 * 16 * 16 + 128
+                let strips = spare + gather
                 for t in 0..<perBand { index[t] = t }
                 Kernels.zero(strips, largest.strips)  // finite values for the tiles past a band's last
                 for slice in range {
@@ -448,10 +449,8 @@ extension Winograd {
                     for o0 in Swift.stride(from: 0, to: outputs, by: 16) {
                         let at = ((o0 / block) * sextets + c / 6) * 6 * block + (c % 6) * block + o0 % block
                         @inline(__always) func u(_ xi: Int) -> Lanes {
-                            var total = Kernels.load(partial + xi * blocks * sextets * 6 * block + at)
-                            for slice in 1..<slices {
-                                total += Kernels.load(partial + slice * sums + xi * blocks * sextets * 6 * block + at)
-                            }
+                            var total = Kernels.load(partial + xi * plane + at)
+                            for slice in 1..<slices { total += Kernels.load(partial + slice * sums + xi * plane + at) }
                             return total
                         }
                         // Gᵀ times a column (u₀, u₁, u₂, u₃), or a row of Gᵀ ∂U times G: (u₀ + (u₁ + u₂)/2,
