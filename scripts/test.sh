@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, in release mode (numeric code is 10-100x slower in debug builds). Extra arguments go to
 # `swift test` (e.g. --filter UNetTests). Ends with a one-line count of passed and failed tests.
+# The programs the tests run: pandoc (the report test converts Markdown to HTML and DOCX) and rsvg-convert, which
+# pandoc calls to put the report's SVG figures into a DOCX.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh pandoc
+bash scripts/setup.sh pandoc=pandoc rsvg-convert=librsvg2-bin
 swift build -c release --build-tests
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
