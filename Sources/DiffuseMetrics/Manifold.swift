@@ -47,38 +47,63 @@ func kNearestRadii(_ x: Rows, k: Int) -> [Double] {
         let range = start..<min(x.count, start + block)
         let d = x.squaredDistances(range, x)
         for (r, i) in range.enumerated() {
-            // The (k+1)-th smallest, the row itself (distance 0) being the first.
-            radii[i] = Array(d[(r * x.count)..<((r + 1) * x.count)]).sorted()[k]
+            // The (k+1)-th smallest, the row itself (distance 0) being the first: the k + 1 smallest kept in order.
+            var smallest = [Double](repeating: .infinity, count: k + 1)
+            for value in d[(r * x.count)..<((r + 1) * x.count)] where value < smallest[k] {
+                var j = k
+                while j > 0 && smallest[j - 1] > value {
+                    smallest[j] = smallest[j - 1]
+                    j -= 1
+                }
+                smallest[j] = value
+            }
+            radii[i] = smallest[k]
         }
     }
     return radii
 }
 
-/// The fraction of `queries` that lie in at least one of the balls around `centres` of the given squared radii.
-func coveredFraction(_ queries: Rows, _ centres: Rows, radii: [Double]) -> Double {
-    var covered = 0
-    for start in stride(from: 0, to: queries.count, by: block) {
-        let range = start..<min(queries.count, start + block)
-        let d = queries.squaredDistances(range, centres)
-        for r in 0..<range.count where (0..<centres.count).contains(where: { d[r * centres.count + $0] <= radii[$0] }) {
-            covered += 1
+/// The manifold of a set of feature vectors as Kynkäänniemi et al. (2019) estimate it: the union of the balls
+/// around its points, each reaching its point's k-th nearest neighbour in the set.
+public struct FeatureManifold {
+    let centres: Rows
+    let radii: [Double]
+
+    /// The manifold of `features` [N, d], N > k.
+    public init(_ features: Tensor, k: Int = 3) throws {
+        guard features.rank == 2 else { throw MetricError("a manifold needs feature vectors [N, d], got \(features.shape)") }
+        guard features.shape[0] > k else {
+            throw MetricError("a manifold with k = \(k) needs more than \(k) vectors, got \(features.shape[0])")
         }
+        centres = Rows(features)
+        radii = kNearestRadii(centres, k: k)
     }
-    return Double(covered) / Double(queries.count)
+
+    /// The fraction of `points` [M, d] that lie in at least one of the balls.
+    public func coverage(of points: Tensor) throws -> Double {
+        guard points.rank == 2, points.shape[1] == centres.dimension else {
+            throw MetricError("the manifold holds vectors of dimension \(centres.dimension), got \(points.shape)")
+        }
+        let queries = Rows(points)
+        var covered = 0
+        for start in stride(from: 0, to: queries.count, by: block) {
+            let range = start..<min(queries.count, start + block)
+            let d = queries.squaredDistances(range, centres)
+            for r in 0..<range.count where (0..<centres.count).contains(where: { d[r * centres.count + $0] <= radii[$0] }) {
+                covered += 1
+            }
+        }
+        return Double(covered) / Double(queries.count)
+    }
 }
 
-/// Improved precision and recall (Kynkäänniemi et al. 2019): each set's manifold is the union of the balls around
-/// its points reaching their k-th nearest neighbour in the set; precision is the fraction of generated points on
-/// the real manifold (fidelity), recall the fraction of real points on the generated one (coverage).
+/// Improved precision and recall (Kynkäänniemi et al. 2019): precision is the fraction of generated points on the
+/// real manifold (fidelity), recall the fraction of real points on the generated one (coverage).
 public func precisionRecall(real: Tensor, generated: Tensor, k: Int = 3) throws -> (precision: Double, recall: Double) {
     guard real.rank == 2, generated.rank == 2, real.shape[1] == generated.shape[1] else {
         throw MetricError("precision/recall need features of the same dimension, got \(real.shape) and \(generated.shape)")
     }
-    guard real.shape[0] > k, generated.shape[0] > k else {
-        throw MetricError("precision/recall with k = \(k) need more than \(k) vectors per set, got \(real.shape[0]) and \(generated.shape[0])")
-    }
-    let (r, g) = (Rows(real), Rows(generated))
-    return (coveredFraction(g, r, radii: kNearestRadii(r, k: k)), coveredFraction(r, g, radii: kNearestRadii(g, k: k)))
+    return (try FeatureManifold(real, k: k).coverage(of: generated), try FeatureManifold(generated, k: k).coverage(of: real))
 }
 
 /// The kernel inception distance (Bińkowski et al. 2018): the unbiased estimate of MMD² between the two feature
