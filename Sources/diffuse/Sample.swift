@@ -32,7 +32,9 @@ struct Sample: ParsableCommand {
         --guidance W applies classifier-free guidance ε_∅ + W·(ε_c − ε_∅) (for models trained with label dropout).
 
         Images: --out .png writes a grid, .safetensors the raw values (tensor 'samples', [N, C, H, W]); --individual \
-        writes one PNG per image too. 2D points: NAME.csv and a scatter plot over the data NAME.svg are always \
+        writes one PNG per image too. For a run on the built-in shapes, the share of the samples that lie on the \
+        data's manifold in pixels is printed (k-NN precision over 5000 shapes), beside that of a fresh draw of the \
+        data and of noise. 2D points: NAME.csv and a scatter plot over the data NAME.svg are always \
         written (plus NAME.safetensors when --out says so), and the sliced Wasserstein distance to the data is printed.
 
         Examples:
@@ -212,6 +214,12 @@ struct Sample: ParsableCommand {
         let seconds = Date().timeIntervalSince(start)
         try write(samples, isImage: samples.rank == 4, columns: labels != nil && `class` == nil ? total / objective.classes! : nil)
         if samples.rank != 4, let runConfig { try reportDistance(samples, config: runConfig, plot: base + ".svg") }
+        if samples.rank == 4, let runConfig, let manifold = try DataManifold(config: runConfig) {
+            let (share, (fresh, noise)) = (try manifold.share(of: samples), try manifold.baselines(count: total))
+            print(String(format: "like the data: %.0f%% of the %d samples lie on the manifold of %d %@ images in pixels "
+                         + "(k-NN precision; a fresh draw of the data: %.0f%%, Gaussian noise: %.0f%%)", 100 * share, total,
+                         manifold.references, runConfig.data, 100 * fresh, 100 * noise))
+        }
         if let trajectory, samples.rank == 4, let diffusion = objective as? DiffusionObjective {
             let start = diffusion.images(fromState: initial.slice(axis: 0, 0..<min(total, 8)))
             try writeTrajectory([(-1, start)] + states, to: trajectory)
