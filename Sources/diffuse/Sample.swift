@@ -214,12 +214,6 @@ struct Sample: ParsableCommand {
         let seconds = Date().timeIntervalSince(start)
         try write(samples, isImage: samples.rank == 4, columns: labels != nil && `class` == nil ? total / objective.classes! : nil)
         if samples.rank != 4, let runConfig { try reportDistance(samples, config: runConfig, plot: base + ".svg") }
-        if samples.rank == 4, let runConfig, let manifold = try DataManifold(config: runConfig) {
-            let (share, (fresh, noise)) = (try manifold.share(of: samples), try manifold.baselines(count: total))
-            print(String(format: "like the data: %.0f%% of the %d samples lie on the manifold of %d %@ images in pixels "
-                         + "(k-NN precision; a fresh draw of the data: %.0f%%, Gaussian noise: %.0f%%)", 100 * share, total,
-                         manifold.references, runConfig.data, 100 * fresh, 100 * noise))
-        }
         if let trajectory, samples.rank == 4, let diffusion = objective as? DiffusionObjective {
             let start = diffusion.images(fromState: initial.slice(axis: 0, 0..<min(total, 8)))
             try writeTrajectory([(-1, start)] + states, to: trajectory)
@@ -227,6 +221,12 @@ struct Sample: ParsableCommand {
         let evaluations = (chosen?.evaluations ?? 1) * (guidance == nil ? 1 : 2)
         print(String(format: "%d samples, %d network evaluation%@ each, in %.1f s (%.1f ms per sample) → %@", total,
                      evaluations, evaluations == 1 ? "" : "s", seconds, 1000 * seconds / Double(total), out))
+        if samples.rank == 4, let runConfig, let manifold = try DataManifold(config: runConfig) {
+            let (share, (fresh, noise)) = (try manifold.share(of: samples), try manifold.baselines(count: total))
+            print(String(format: "like the data: %.0f%% of the %d samples lie on the manifold of %d images of %@ in pixels "
+                         + "(k-NN precision; a fresh draw of the data: %.0f%%, Gaussian noise: %.0f%%)", 100 * share, total,
+                         manifold.references, runConfig.data, 100 * fresh, 100 * noise))
+        }
     }
 
     /// The output path without its extension.
