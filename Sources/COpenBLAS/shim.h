@@ -23,6 +23,33 @@ static inline void diffuse_flush_denormals(void) {}
 static inline void diffuse_spin_pause(void) {}
 #endif
 
+/// The vector instructions of the CPU this runs on, as far as this build may use them: 2 for AVX-512 (F, with the
+/// operating system saving zmm registers), 1 for AVX2 with FMA, 0 for neither or another architecture. A build for a
+/// CPU without AVX-512 (say -target-cpu znver3) compiles 512-bit vectors as pairs of 256-bit ones: it reports 1 even
+/// on an AVX-512 CPU.
+#if defined(__x86_64__)
+#include <cpuid.h>
+static inline int diffuse_vector_level(void) {
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    const int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1;
+    if (!osxsave) return 0;
+    unsigned int xcr0_low, xcr0_high;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    const int avx2 = (b >> 5) & 1, avx512f = (b >> 16) & 1;
+    const int ymm = (xcr0_low & 0x6) == 0x6, zmm = (xcr0_low & 0xE6) == 0xE6;
+#if defined(__AVX512F__)
+    if (avx512f && zmm) return 2;
+#else
+    (void)avx512f; (void)zmm;
+#endif
+    return avx2 && fma && ymm ? 1 : 0;
+}
+#else
+static inline int diffuse_vector_level(void) { return 0; }
+#endif
+
 /// A hint to bring the cache line at p into the caches ahead of its use.
 static inline void diffuse_prefetch(const void *p) { __builtin_prefetch(p); }
 

@@ -1,7 +1,9 @@
-// The register tiles that the engine's matrix products and convolutions run on. `tile`: 8 rows × 48 columns of
-// Float32 in 24 SIMD16 accumulators (24 of the 32 AVX-512 registers), each step one broadcast of 8 values of A and
-// three 16-lane loads of B for 24 fused multiply-adds; `narrowTile`, its 32-column variant; `channelTile`, 6 rows
-// broadcast from 6 addresses × 64 columns loaded. Everything else (packing, layouts, threads) feeds them.
+// The register tiles that the engine's matrix products and convolutions run on, for AVX-512. `tile512`: 8 rows × 48
+// columns of Float32 in 24 SIMD16 accumulators (24 of the 32 AVX-512 registers), each step one broadcast of 8 values
+// of A and three 16-lane loads of B for 24 fused multiply-adds; `narrowTile512`, its 32-column variant;
+// `channelTile512`, 6 rows broadcast from 6 addresses × 64 columns loaded. Tile256.swift holds the same tiles for 16
+// registers of 8 floats and the entry points that pick by `Engine.instructionSet`. Everything else (packing, layouts,
+// threads) feeds them.
 
 /// Sixteen Float32 lanes: one AVX-512 register on the machines this is built for.
 typealias Lanes = SIMD16<Float>
@@ -161,7 +163,7 @@ extension Kernels {
     /// the case taps = 1 (ch running over the inner dimension); a convolution runs ch over input channels and t over
     /// the kernel's taps, bTap holding each tap's offset in the input. Rows of out are ldo apart.
     @inline(never)
-    static func tile(channels: Int, taps: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bChannel: Int,
+    static func tile512(channels: Int, taps: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bChannel: Int,
                      bTap: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>, ldo: Int, accumulate: Bool) {
         var c00 = Lanes(), c01 = Lanes(), c02 = Lanes(), c10 = Lanes(), c11 = Lanes(), c12 = Lanes()
         var c20 = Lanes(), c21 = Lanes(), c22 = Lanes(), c30 = Lanes(), c31 = Lanes(), c32 = Lanes()
@@ -207,7 +209,7 @@ extension Kernels {
     /// `tile` 32 columns wide (j < 32, 16 accumulators): per column ~10% slower than 48, it serves the last tile of a
     /// correlation or product when no more than 32 columns remain, and outputs that 32 divides and 48 does not.
     @inline(never)
-    static func narrowTile(channels: Int, taps: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bChannel: Int,
+    static func narrowTile512(channels: Int, taps: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bChannel: Int,
                            bTap: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>, ldo: Int, accumulate: Bool = false) {
         var c00 = Lanes(), c01 = Lanes(), c10 = Lanes(), c11 = Lanes(), c20 = Lanes(), c21 = Lanes()
         var c30 = Lanes(), c31 = Lanes(), c40 = Lanes(), c41 = Lanes(), c50 = Lanes(), c51 = Lanes()
@@ -258,7 +260,7 @@ extension Kernels {
     /// (~265 GFLOP/s a core here): since each position has its own address, no position is computed for the padding
     /// between images and rows, and no panel is copied.
     @inline(never)
-    static func channelTile(steps: Int, positions: UnsafePointer<UnsafePointer<Float>>, index: UnsafePointer<Int>,
+    static func channelTile512(steps: Int, positions: UnsafePointer<UnsafePointer<Float>>, index: UnsafePointer<Int>,
                             w: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, ldo: Int = 64, accumulate: Bool) {
         var c00 = Lanes(), c01 = Lanes(), c02 = Lanes(), c03 = Lanes(), c10 = Lanes(), c11 = Lanes(), c12 = Lanes()
         var c13 = Lanes(), c20 = Lanes(), c21 = Lanes(), c22 = Lanes(), c23 = Lanes(), c30 = Lanes(), c31 = Lanes()
@@ -302,7 +304,7 @@ extension Kernels {
     /// at a time, each with its own broadcasts, keep 24 accumulators (and both FMA units) busy; the two steps' sums
     /// are added at the end.
     @inline(never)
-    static func pairedChannelTile(steps: Int, positions: UnsafePointer<UnsafePointer<Float>>, index: UnsafePointer<Int>,
+    static func pairedChannelTile512(steps: Int, positions: UnsafePointer<UnsafePointer<Float>>, index: UnsafePointer<Int>,
                                   w: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, accumulate: Bool) {
         var c00 = Lanes(), c01 = Lanes(), c02 = Lanes(), c03 = Lanes(), c10 = Lanes(), c11 = Lanes(), c12 = Lanes()
         var c13 = Lanes(), c20 = Lanes(), c21 = Lanes(), c22 = Lanes(), c23 = Lanes(), c30 = Lanes(), c31 = Lanes()

@@ -64,6 +64,7 @@ struct EngineBench: ParsableCommand {
         print("diffuse bench engine (\(build) build): engine threads \(Engine.threads) (OpenBLAS inside the engine: "
               + "\(engineBlasThreads) thread\(engineBlasThreads == 1 ? "" : "s")); raw cblas_sgemm: OpenBLAS with "
               + "\(raw.threads) thread\(raw.threads == 1 ? "" : "s") [\(blasConfig), core \(blasCore)]")
+        print("machine: \(Engine.machineDescription)")
         print("median of \(runs) runs after \(warmup) warm-up calls, each run ≥ \(minRunTime) s\n")
 
         var generator = RandomGenerator(seed: 0)

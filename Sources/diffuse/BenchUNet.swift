@@ -49,6 +49,7 @@ struct UNetBench: ParsableCommand {
     }
 
     func run() throws {
+        print("machine: \(Engine.machineDescription)")
         var generator = RandomGenerator(seed: 0)
         var results: [Result] = []
         for (name, config, batch) in Self.all where cases.isEmpty || cases.contains("\(name):\(batch)") {

@@ -147,7 +147,7 @@ struct Compare: ParsableCommand {
                                            samples: gridSamples, fid: g.quality.fid))
             }
         }
-        let results = ComparisonResults(data: dataName, budgetMinutes: minutes, machine: machineDescription(),
+        let results = ComparisonResults(data: dataName, budgetMinutes: minutes, machine: Engine.machineDescription,
                                         featureNetwork: network.name, resize: network.resize, reference: reference.description,
                                         models: rows, steps: stepRows)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
@@ -157,13 +157,4 @@ struct Compare: ParsableCommand {
         print(tables)
         print("→ \(out)/results.json, \(out)/tables.md")
     }
-}
-
-/// The CPU model and the number of cores, from /proc/cpuinfo where there is one.
-func machineDescription() -> String {
-    let cores = ProcessInfo.processInfo.activeProcessorCount
-    let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-    let model = info.split(separator: "\n").first { $0.hasPrefix("model name") }
-        .map { String($0.split(separator: ":", maxSplits: 1).last ?? "").trimmingCharacters(in: .whitespaces) }
-    return "\(model ?? "unknown CPU"), \(cores) core\(cores == 1 ? "" : "s")"
 }

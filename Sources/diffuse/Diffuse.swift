@@ -1,4 +1,5 @@
 import ArgumentParser
+import DiffuseEngine
 import Foundation
 
 @main
@@ -9,7 +10,7 @@ struct Diffuse: ParsableCommand {
         discussion: """
         Diffuse runs on its own tensor and autodiff engine over OpenBLAS. Each verb has its own --help.
         """,
-        version: "0.1.0",
+        version: "0.1.0 (\(Engine.machineDescription))",
         subcommands: [Train.self, Sample.self, Eval.self, Compare.self, ReportCommand.self, Export.self, Demo.self, Bench.self]
     )
 

@@ -62,6 +62,14 @@ func withThreads<T>(_ threads: [Int], _ body: () -> T) -> [T] {
     return threads.map { Engine.threads = $0; return body() }
 }
 
+/// `body()` run on the register tiles of each instruction set (`Engine.instructionSet`, restored afterwards): any
+/// runs on any host, each at its own speed.
+func withEveryInstructionSet<T>(_ body: () -> T) -> [(Engine.InstructionSet, T)] {
+    let saved = Engine.instructionSet
+    defer { Engine.instructionSet = saved }
+    return Engine.InstructionSet.allCases.map { Engine.instructionSet = $0; return ($0, body()) }
+}
+
 extension Tensor {
     /// The values of a tensor of whole numbers stored as F32 (labels, indices).
     var integers: [Int] { scalars.map { Int($0) } }
@@ -326,7 +334,8 @@ final class OpTests: XCTestCase {
     }
 
     // The fixtures are small; products of more than 2²² multiply-adds are cut into blocks computed on several
-    // threads. These check such sizes against plain loops in Double, and that the thread count changes no bit.
+    // threads. These check such sizes against plain loops in Double, and that neither the thread count nor the
+    // instruction set of the register tiles changes a bit.
     // Tolerance: sums of a few hundred products of values of order 1 in float32: atol 1e-3 + rtol 1e-4.
 
     func testLargeMatMulMatchesPlainLoopsForAnyThreadCount() {
@@ -350,9 +359,13 @@ final class OpTests: XCTestCase {
                         expected[i * n + j] = Float(acc)
                     }
                 }
-                let results = withThreads([1, 2]) { matmul(a, b, transposeA: ta, transposeB: tb) }
+                let runs = withEveryInstructionSet { withThreads([1, 2]) { matmul(a, b, transposeA: ta, transposeB: tb) } }
+                let results = runs[0].1
                 assertClose(results[0], Tensor(expected, shape: [m, n]), tolerance, "matmul \(m)×\(k)×\(n) \(ta) \(tb)")
                 XCTAssertEqual(results[0].scalars, results[1].scalars, "1 and 2 threads differ")
+                for (set, other) in runs.dropFirst() {
+                    XCTAssertTrue(other[0].scalars == results[0].scalars, "matmul \(m)×\(k)×\(n) \(ta) \(tb): \(set.rawValue) tiles differ")
+                }
             }
         }
     }
@@ -389,7 +402,7 @@ final class OpTests: XCTestCase {
     /// bands with a partial last panel (4×16×30×33: 1020 tiles, rows whose last zero no copy writes); its weight
     /// gradient for 32·k output channels, in blocks of 64 and of 32, over several bands per slice, one of an odd
     /// count of tiles (3×32×30×33); rows of 17 to 32 columns read in place, even and odd, with bands that start
-    /// inside a row (5×16×26×28, 3×64×25×27).
+    /// inside a row (5×16×26×28, 3×64×25×27). Every instruction set's register tiles give the same bits.
     func testLargeConv2dMatchesPlainLoopsForAnyThreadCount() {
         typealias Geometry = (n: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, kw: Int, stride: Int, py: Int, px: Int)
         let cases: [Geometry] = [
@@ -439,18 +452,24 @@ final class OpTests: XCTestCase {
             } } }
             y[yi] = acc
         } } } }
-        let results = withThreads([1, 2, 3]) { () -> [Tensor] in
-            let (xl, wl, bl) = (x.requiringGrad(), weight.requiringGrad(), bias.requiringGrad())
-            let out = conv2d(xl, weight: wl, bias: bl, stride: stride, padding: (py, padX))
-            out.backward(gout)
-            return [out, xl.grad!, wl.grad!]
+        let runs = withEveryInstructionSet {
+            withThreads([1, 2, 3]) { () -> [Tensor] in
+                let (xl, wl, bl) = (x.requiringGrad(), weight.requiringGrad(), bias.requiringGrad())
+                let out = conv2d(xl, weight: wl, bias: bl, stride: stride, padding: (py, padX))
+                out.backward(gout)
+                return [out, xl.grad!, wl.grad!]
+            }
         }
+        let results = runs[0].1
         let expected = [Tensor(y.map(Float.init), shape: [n, o, oh, ow]), Tensor(gx.map(Float.init), shape: x.shape),
                         Tensor(gw.map(Float.init), shape: weight.shape)]
         for (i, what) in ["output", "input gradient", "weight gradient"].enumerated() {
             assertClose(results[0][i], expected[i], tolerance, "conv2d \(geo) \(what)")
             XCTAssertEqual(results[0][i].scalars, results[1][i].scalars, "conv2d \(geo) \(what): 1 and 2 threads differ")
             XCTAssertEqual(results[0][i].scalars, results[2][i].scalars, "conv2d \(geo) \(what): 1 and 3 threads differ")
+            for (set, other) in runs.dropFirst() {
+                XCTAssertTrue(other[0][i].scalars == results[0][i].scalars, "conv2d \(geo) \(what): \(set.rawValue) tiles differ")
+            }
         }
     }
 
