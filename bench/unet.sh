@@ -4,7 +4,8 @@
 # faster). Each figure is the fastest of its rounds' medians, so that a round slowed by something else on the machine
 # is dropped. Nothing else should use the CPU meanwhile.
 # Environment: SCRATCH (SwiftPM scratch path, default .build), PYTHON (default python3), OUT_DIR (default bench/out),
-# ROUNDS (default 2).
+# ROUNDS (default 2), COMPILE=1 (also PyTorch under torch.compile, a column of its own; its compilation takes
+# minutes per case on 2 cores and is not timed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCRATCH=${SCRATCH:-.build}
@@ -20,7 +21,7 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "== round $round of $ROUNDS: ours"
     "$BIN" bench unet --json "$OUT_DIR/unet_ours.$round.json"
     echo "== round $round of $ROUNDS: PyTorch $("$PYTHON" -c 'import torch; print(torch.__version__)') + diffusers, 2 threads"
-    "$PYTHON" bench/unet_torch.py --threads 2 --json "$OUT_DIR/unet_torch.$round.json"
+    "$PYTHON" bench/unet_torch.py --threads 2 ${COMPILE:+--compile} --json "$OUT_DIR/unet_torch.$round.json"
 done
 "$PYTHON" - "$OUT_DIR" "$ROUNDS" <<'PY'
 import json, sys
@@ -37,9 +38,15 @@ def best(side):
     return table
 ours, torch = best("ours"), best("torch")
 print(f"\nfastest of {rounds} round(s) each")
-print(f"{'model':12s} {'batch':>5s} | {'train: ours':>11s} {'torch':>7s} {'speed-up':>8s} | {'sample: ours':>12s} {'torch':>7s} {'speed-up':>8s} {'torch bf16':>10s}")
+compiled = all(t.get("train_compiled_s") is not None for t in torch.values())
+print(f"{'model':12s} {'batch':>5s} | {'train: ours':>11s} {'torch':>7s} {'speed-up':>8s} | {'sample: ours':>12s} {'torch':>7s} {'speed-up':>8s} {'torch bf16':>10s}"
+      + (f" | {'compiled: train':>15s} {'speed-up':>8s} {'sample':>7s} {'speed-up':>8s}" if compiled else ""))
 for key, o in ours.items():
     t = torch[key]
-    print(f"{key[0]:12s} {key[1]:5d} | {o['train_s']:10.3f}s {t['train_s']:6.3f}s {t['train_s'] / o['train_s']:7.2f}x |"
-          f" {o['sample_s']:11.3f}s {t['sample_s']:6.3f}s {t['sample_s'] / o['sample_s']:7.2f}x {t['sample_best_s']:9.3f}s")
+    line = (f"{key[0]:12s} {key[1]:5d} | {o['train_s']:10.3f}s {t['train_s']:6.3f}s {t['train_s'] / o['train_s']:7.2f}x |"
+            f" {o['sample_s']:11.3f}s {t['sample_s']:6.3f}s {t['sample_s'] / o['sample_s']:7.2f}x {t['sample_best_s']:9.3f}s")
+    if compiled:
+        line += (f" | {t['train_compiled_s']:14.3f}s {t['train_compiled_s'] / o['train_s']:7.2f}x"
+                 f" {t['sample_compiled_s']:6.3f}s {t['sample_compiled_s'] / o['sample_s']:7.2f}x")
+    print(line)
 PY
