@@ -14,25 +14,26 @@ for spec in "$@"; do
     packages+=("${spec#*=}")
 done
 
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+# The Debian packages of what is not there: libraries not installed, programs not on the PATH.
+missing() {
+    local pkg i
+    for pkg in "${libraries[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || echo "$pkg"
+    done
+    for i in "${!programs[@]}"; do command -v "${programs[$i]}" >/dev/null || echo "${packages[$i]}"; done
+}
 
-missing=()
-for pkg in "${libraries[@]}"; do installed "$pkg" || missing+=("$pkg"); done
-for i in "${!programs[@]}"; do command -v "${programs[$i]}" >/dev/null || missing+=("${packages[$i]}"); done
-if ((${#missing[@]})); then
-    echo "setup: installing ${missing[*]}" >&2
+mapfile -t needed < <(missing)
+if ((${#needed[@]})); then
+    echo "setup: installing ${needed[*]}" >&2
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     # A failure here is reported below, with what is still missing.
     $sudo apt-get update -qq || true
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || true
-fi
-
-absent=()
-for pkg in "${libraries[@]}"; do installed "$pkg" || absent+=("library package $pkg"); done
-for i in "${!programs[@]}"; do command -v "${programs[$i]}" >/dev/null || absent+=("program ${programs[$i]} (package ${packages[$i]})"); done
-if ((${#absent[@]})); then
-    echo "setup: still missing after apt-get install:" >&2
-    printf '  %s\n' "${absent[@]}" >&2
-    exit 1
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${needed[@]}" >/dev/null || true
+    mapfile -t absent < <(missing)
+    if ((${#absent[@]})); then
+        echo "setup: still missing after apt-get install (Debian packages): ${absent[*]}" >&2
+        exit 1
+    fi
 fi
