@@ -1,5 +1,6 @@
-// Convolution on Winograd's F(2×2, 3×3) (Winograd.swift) or as correlations over wide layouts (Correlation.swift);
-// nearest upsampling; average pooling.
+// conv2d, the op: each of its passes runs the algorithm its plan gives (ConvPlan.swift), Winograd's F(2×2, 3×3)
+// (Winograd.swift), correlations over wide layouts on register tiles (Correlation.swift, ChannelTiles.swift,
+// RowTiles.swift, PositionLanes.swift) or plain loops (ReferenceConvolution.swift).
 
 /// ⌊a/b⌋ and a mod b (in [0, b)) for b > 0, negative a included.
 private func floorDivMod(_ a: Int, _ b: Int) -> (Int, Int) {
@@ -9,11 +10,17 @@ private func floorDivMod(_ a: Int, _ b: Int) -> (Int, Int) {
 
 /// The geometry of a 2D convolution over NCHW input with an [O, C, KH, KW] kernel, stride s and zero padding p
 /// (py rows above and below, px columns left and right).
-struct ConvGeometry {
+struct ConvGeometry: CustomStringConvertible {
     let n, c, h, w, o, kh, kw, stride, py, px: Int
     var oh: Int { (h + 2 * py - kh) / stride + 1 }
     var ow: Int { (w + 2 * px - kw) / stride + 1 }
     var taps: Int { kh * kw }
+    /// A 3×3 kernel at stride 1 with one row and column of padding: what Winograd's F(2×2, 3×3) runs.
+    var fitsWinograd: Bool { kh == 3 && kw == 3 && stride == 1 && py == 1 && px == 1 }
+    var description: String {
+        "\(n)×\(c)×\(h)×\(w) → \(o), \(kh)×\(kw)" + (stride > 1 ? " stride \(stride)" : "")
+            + (py > 0 || px > 0 ? " padding \(py == px ? "\(py)" : "(\(py), \(px))")" : "")
+    }
 
     /// Tap (i, j) of output (Y, X) reads input (sY + i − p, sX + j − p): phase ((i − p) mod s, (j − p) mod s) of the
     /// input at (Y + ⌊(i − p)/s⌋, X + ⌊(j − p)/s⌋).
@@ -61,8 +68,8 @@ struct ConvGeometry {
 /// 2D cross-correlation (PyTorch's conv2d): y[n,o] = b[o] + Σ_c W[o,c] ⋆ x[n,c], with stride and zero padding.
 ///   ∂L/∂x[n,c,sY+i−p,sX+j−p] += Σ_o W[o,c,i,j]·∂L/∂y[n,o,Y,X] (a transposed convolution),
 ///   ∂L/∂W[o,c,i,j] = Σ_{n,Y,X} ∂L/∂y[n,o,Y,X]·x[n,c,sY+i−p,sX+j−p],  ∂L/∂b[o] = Σ_{n,Y,X} ∂L/∂y[n,o,Y,X]
-/// 3×3 kernels at stride 1 and padding 1 between layers of ≥ 16 channels run on Winograd's F(2×2, 3×3)
-/// (Winograd.applies), which agrees with the direct sums to float32 rounding.
+/// Each pass runs on the algorithm that the convolution's plan (ConvolutionPlan) names; all agree with the plain
+/// sums to float32 rounding.
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0) -> Tensor {
     conv2d(x, weight: weight, bias: bias, stride: stride, padding: (padding, padding))
 }
@@ -77,73 +84,134 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
                            kh: weight.shape[2], kw: weight.shape[3], stride: stride, py: padding.rows, px: padding.columns)
     precondition(geo.oh > 0 && geo.ow > 0, "conv2d kernel \(weight.shape) larger than padded input \(x.shape)")
     precondition(bias.map { $0.count == geo.o } ?? true, "conv2d bias of shape \(bias!.shape) for \(geo.o) output channels")
-    let (c, o, taps) = (geo.c, geo.o, geo.taps)
-    let out = Tensor(uninitialized: [geo.n, o, geo.oh, geo.ow])
-    let biasPointer = bias.map { UnsafePointer($0.storage.pointer) }
-    let plan = Winograd.Plan(images: geo.n, channels: c, outputs: o, height: geo.h, width: geo.w)
-    if Winograd.applies(kernel: (geo.kh, geo.kw), stride: stride, padding: (geo.py, geo.px), inputs: c, outputs: o,
-                        tiles: plan.tiles) {
-        withPacked(weight, kind: 0, count: Winograd.weightCount(outputs: o, inputs: c), pack: { u in
-            Winograd.transformWeights(weight.storage.pointer, outputs: o, inputs: c, outputStride: c * taps,
-                                      inputStride: taps, flipped: false, into: u)
-        }) { u in
-            Winograd.correlate(x.storage.pointer, plan, weights: u, bias: biasPointer, out: out.storage.pointer)
-        }
-    } else {
-        let tapWeights = TapWeights(w: weight.storage.pointer, count: weight.count, outputs: o, inputs: c,
-                                    outputStride: c * taps, inputStride: taps, tapOffsets: Array(0..<taps))
-        withWeights(weight, tapWeights, valid: geo.n * geo.oh * geo.ow) { weights in
-            let target = CorrelationTarget(weights: weights, outputs: o, bias: biasPointer, out: out.storage.pointer,
-                                           height: geo.oh, width: geo.ow)
-            Kernels.correlate(images: geo.n, bands: { k in
-                let plan = geo.forward(images: k)
-                return (plan.layout, [(plan, target)])
-            }, fill: { layout, buffer, images, parallel in
-                layout.fill(buffer, from: x.storage.pointer, images: images, height: geo.h, width: geo.w,
-                            stride: stride, parallel: parallel)
-            })
-        }
-    }
+    let plan = ConvolutionPlan(geo, frozen: frozenPacks != nil)
+    convolutionTrace?[plan, default: []].insert(geo.description)
+    let out = Tensor(uninitialized: [geo.n, geo.o, geo.oh, geo.ow])
+    convForward(x, weight: weight, bias: bias, geo, plan, into: out)
     var inputs = [x, weight]
     if let bias { inputs.append(bias) }
     return out.recording(inputs: inputs) { g in
         var grads: [Tensor?] = [nil, nil]
-        if x.requiresGrad { grads[0] = convInputGradient(g, weight: weight, geo) }
-        if weight.requiresGrad, Winograd.applies(kernel: (geo.kh, geo.kw), stride: stride, padding: (geo.py, geo.px),
-                                                 inputs: c, outputs: o, tiles: plan.tiles),
-           let block = Winograd.gradientBlock(outputs: o) {
-            let dw = Tensor(uninitialized: weight.shape)
-            Winograd.weightGradient(x.storage.pointer, g.storage.pointer, plan, block: block, into: dw.storage.pointer)
-            grads[1] = dw
-        } else if weight.requiresGrad {
-            let plan = geo.forward(images: geo.n)
-            let dw = Tensor(uninitialized: weight.shape)
-            withBuffer(plan.layout.count) { wide in
-                plan.layout.fill(wide, from: x.storage.pointer, images: 0..<geo.n, height: geo.h, width: geo.w,
-                                 stride: stride)
-                if let block = Kernels.weightGradientBlock(outputs: o, inputs: c) {
-                    Kernels.channelWeightGradient(plan, source: wide, g: g.storage.pointer, outputs: o, block: block,
-                                                  into: dw.storage.pointer)
-                    return
-                }
-                // Few positions per output channel: lane sums at the end of each tile would cost as much as the tile.
-                if plan.positions < 1024 && o >= 64 {
-                    Kernels.weightGradientByChannels(plan, source: wide, g: g.storage.pointer, outputs: o,
-                                                     into: dw.storage.pointer)
-                    return
-                }
-                let planeStride = (plan.positions + 47) / 16 * 16  // whole vectors, 16 zeros past the end
-                withBuffer(o * planeStride) { gw in
-                    Kernels.outputPlanes(g.storage.pointer, plan, channels: o, stride: planeStride, into: gw)
-                    Kernels.weightGradient(plan, source: wide, gw: gw, gwStride: planeStride, outputs: o,
-                                           into: dw.storage.pointer)
-                }
-            }
-            grads[1] = dw
-        }
+        if x.requiresGrad { grads[0] = convInputGradient(g, weight: weight, geo, plan) }
+        if weight.requiresGrad { grads[1] = convWeightGradient(x, g, geo, plan.weightGradient) }
         if let bias, bias.requiresGrad { grads.append(channelSums(g)) }
         return grads
     }
+}
+
+/// The forward pass of conv2d on `plan.forward`.
+private func convForward(_ x: Tensor, weight: Tensor, bias: Tensor?, _ geo: ConvGeometry, _ plan: ConvolutionPlan,
+                         into out: Tensor) {
+    let (c, o, taps) = (geo.c, geo.o, geo.taps)
+    let biasPointer = bias.map { UnsafePointer($0.storage.pointer) }
+    switch plan.forward {
+    case .reference:
+        ReferenceConvolution.forward(x.storage.pointer, weight: weight.storage.pointer, bias: biasPointer, geo,
+                                     into: out.storage.pointer)
+    case .winograd:
+        let tiles = Winograd.Plan(images: geo.n, channels: c, outputs: o, height: geo.h, width: geo.w)
+        withPacked(weight, kind: 0, count: Winograd.weightCount(outputs: o, inputs: c), pack: { u in
+            Winograd.transformWeights(weight.storage.pointer, outputs: o, inputs: c, outputStride: c * taps,
+                                      inputStride: taps, flipped: false, into: u)
+        }) { u in
+            Winograd.correlate(x.storage.pointer, tiles, weights: u, bias: biasPointer, out: out.storage.pointer)
+        }
+    case .channelTiles, .flatTiles, .packedTiles:
+        let kind = Tiling.Kind(plan.forward)
+        let tapWeights = TapWeights(w: weight.storage.pointer, count: weight.count, outputs: o, inputs: c,
+                                    outputStride: c * taps, inputStride: taps, tapOffsets: Array(0..<taps))
+        withWeights(weight, tapWeights, kind: kind, streamed: plan.streamsForward) { weights in
+            let target = CorrelationTarget(weights: weights, outputs: o, bias: biasPointer, out: out.storage.pointer,
+                                           height: geo.oh, width: geo.ow)
+            Kernels.correlate(images: geo.n, kind: kind, bands: { k in
+                let correlation = geo.forward(images: k)
+                return (correlation.layout, [(correlation, target)])
+            }, fill: { layout, buffer, images, parallel in
+                layout.fill(buffer, from: x.storage.pointer, images: images, height: geo.h, width: geo.w,
+                            stride: geo.stride, parallel: parallel)
+            })
+        }
+    }
+}
+
+/// ∂L/∂x of conv2d on `plan.inputGradient`: on Winograd's F(2×2, 3×3), a correlation of ∂L/∂y (padded by 1) with
+/// the kernel rotated by 180° and its channels swapped; on tiles, for each phase (a, b) of the input, a correlation
+/// of ∂L/∂y with the kernel taps that reach it.
+private func convInputGradient(_ g: Tensor, weight: Tensor, _ geo: ConvGeometry, _ plan: ConvolutionPlan) -> Tensor {
+    let gx = Tensor(uninitialized: [geo.n, geo.c, geo.h, geo.w])
+    let pw = UnsafePointer(weight.storage.pointer)
+    let (c, o, kh, kw) = (geo.c, geo.o, geo.kh, geo.kw)
+    switch plan.inputGradient {
+    case .reference:
+        ReferenceConvolution.inputGradient(g.storage.pointer, weight: pw, geo, into: gx.storage.pointer)
+    case .winograd:
+        let tiles = Winograd.Plan(images: geo.n, channels: o, outputs: c, height: geo.h, width: geo.w)
+        withBuffer(Winograd.weightCount(outputs: c, inputs: o)) { u in
+            Winograd.transformWeights(pw, outputs: c, inputs: o, outputStride: kh * kw, inputStride: c * kh * kw,
+                                      flipped: true, into: u)
+            Winograd.correlate(g.storage.pointer, tiles, weights: u, bias: nil, out: gx.storage.pointer)
+        }
+    case .channelTiles, .flatTiles, .packedTiles:
+        let kind = Tiling.Kind(plan.inputGradient)
+        let phases = geo.inputGradient(images: 1).1
+        if phases.contains(where: { $0.taps.isEmpty }) { gx.storage.pointer.update(repeating: 0, count: gx.count) }
+        // One set of packed weights per phase, shared by every band (none where the tiles stream them).
+        let group = kind == .channels ? Kernels.channelTileOutputs : Kernels.tileRows
+        let tapWeights = phases.map {
+            TapWeights(w: pw, count: weight.count, outputs: c, inputs: o, outputStride: kh * kw,
+                       inputStride: c * kh * kw, tapOffsets: $0.taps.map { $0.0 * kw + $0.1 })
+        }
+        let packs = tapWeights.map { weights -> TensorStorage? in
+            guard !plan.streamsInputGradient else { return nil }
+            let packed = TensorStorage(uninitializedCount: (c + group - 1) / group * group * Swift.max(weights.depth, 1))
+            Kernels.packTaps(weights, group: group, into: packed.pointer)
+            return packed
+        }
+        let targets = zip(phases, zip(tapWeights, packs)).map { phase, weights in
+            CorrelationTarget(weights: weights.1.map { .packed($0.pointer) } ?? .streamed(weights.0), outputs: c,
+                              bias: nil, out: gx.storage.pointer, height: geo.h, width: geo.w, rowStep: geo.stride,
+                              rowOffset: phase.a, colStep: geo.stride, colOffset: phase.b)
+        }
+        withExtendedLifetime(packs) {
+            Kernels.correlate(images: geo.n, kind: kind, bands: { k in
+                let (layout, correlations) = geo.inputGradient(images: k)
+                return (layout, zip(correlations, targets).filter { !$0.0.taps.isEmpty }.map { ($0.0.plan, $0.1) })
+            }, fill: { layout, buffer, images, parallel in
+                layout.fill(buffer, from: g.storage.pointer, images: images, height: geo.oh, width: geo.ow, stride: 1,
+                            parallel: parallel)
+            })
+        }
+    }
+    return gx
+}
+
+/// ∂L/∂W of conv2d on `algorithm`; on tiles, from the input laid out wide as for the forward correlation.
+private func convWeightGradient(_ x: Tensor, _ g: Tensor, _ geo: ConvGeometry,
+                                _ algorithm: WeightGradientAlgorithm) -> Tensor {
+    let dw = Tensor(uninitialized: [geo.o, geo.c, geo.kh, geo.kw])
+    let (px, pg, pdw) = (UnsafePointer(x.storage.pointer), UnsafePointer(g.storage.pointer), dw.storage.pointer)
+    func onWideInput(_ body: (Correlation, UnsafePointer<Float>) -> Void) {
+        let correlation = geo.forward(images: geo.n)
+        withBuffer(correlation.layout.count) { wide in
+            correlation.layout.fill(wide, from: px, images: 0..<geo.n, height: geo.h, width: geo.w, stride: geo.stride)
+            body(correlation, wide)
+        }
+    }
+    switch algorithm {
+    case .reference:
+        ReferenceConvolution.weightGradient(px, pg, geo, into: pdw)
+    case .winograd:
+        Winograd.weightGradient(px, pg, Winograd.Plan(images: geo.n, channels: geo.c, outputs: geo.o, height: geo.h,
+                                                      width: geo.w),
+                                block: Kernels.weightGradientBlock(outputs: geo.o)!, into: pdw)
+    case .channelTiles:
+        onWideInput { Kernels.channelWeightGradient($0, source: $1, g: pg, outputs: geo.o, into: pdw) }
+    case .rowTiles:
+        onWideInput { Kernels.rowTileWeightGradient($0, source: $1, g: pg, outputs: geo.o, into: pdw) }
+    case .positionLanes:
+        onWideInput { Kernels.positionLaneWeightGradient($0, source: $1, g: pg, outputs: geo.o, into: pdw) }
+    }
+    return dw
 }
 
 /// Packed forward weights of convolutions while weights are frozen (withFrozenWeights), by weight storage, shape and
@@ -187,67 +255,29 @@ private func withPacked(_ weight: Tensor, kind: Int, count: Int, pack: (UnsafeMu
     body(packed.pointer)
 }
 
-/// `body` with a convolution's weights as its tiles take them: streamed where `valid` outputs are too few to pay for
-/// packing (unless weights are frozen), else packed (withPacked).
-private func withWeights(_ weight: Tensor, _ tapWeights: TapWeights, valid: Int,
+/// `body` with a convolution's weights as `kind`'s tiles take them: `streamed`, or packed (withPacked) in groups of
+/// 64 output channels for channel tiles, of 8 for row tiles.
+private func withWeights(_ weight: Tensor, _ tapWeights: TapWeights, kind: Tiling.Kind, streamed: Bool,
                          _ body: (CorrelationTarget.Weights) -> Void) {
-    let (o, c) = (tapWeights.outputs, tapWeights.inputs)
-    guard frozenPacks != nil || !Kernels.streamsWeights(outputs: o, inputs: c, valid: valid) else {
-        return body(.streamed(tapWeights))
-    }
-    let group = Kernels.packGroup(outputs: o, inputs: c)
+    guard !streamed else { return body(.streamed(tapWeights)) }
+    let o = tapWeights.outputs
+    let group = kind == .channels ? Kernels.channelTileOutputs : Kernels.tileRows
     withPacked(weight, kind: group, count: (o + group - 1) / group * group * tapWeights.depth, pack: { packed in
         Kernels.packTaps(tapWeights, group: group, into: packed)
     }) { body(.packed($0)) }
 }
 
-/// ∂L/∂x of conv2d: on Winograd's F(2×2, 3×3) where the forward runs on it, else for each phase (a, b) of the input,
-/// a correlation of ∂L/∂y with the kernel taps that reach it.
-private func convInputGradient(_ g: Tensor, weight: Tensor, _ geo: ConvGeometry) -> Tensor {
-    let gx = Tensor(uninitialized: [geo.n, geo.c, geo.h, geo.w])
-    let pw = UnsafePointer(weight.storage.pointer)
-    let (c, o, kh, kw) = (geo.c, geo.o, geo.kh, geo.kw)
-    let plan = Winograd.Plan(images: geo.n, channels: o, outputs: c, height: geo.h, width: geo.w)
-    if Winograd.applies(kernel: (kh, kw), stride: geo.stride, padding: (geo.py, geo.px), inputs: o, outputs: c,
-                        tiles: plan.tiles) {
-        // A correlation of ∂L/∂y, padded by 1, with the kernel rotated by 180° and its channels swapped.
-        withBuffer(Winograd.weightCount(outputs: c, inputs: o)) { u in
-            Winograd.transformWeights(pw, outputs: c, inputs: o, outputStride: kh * kw, inputStride: c * kh * kw,
-                                      flipped: true, into: u)
-            Winograd.correlate(g.storage.pointer, plan, weights: u, bias: nil, out: gx.storage.pointer)
-        }
-        return gx
-    }
-    let phases = geo.inputGradient(images: 1).1
-    if phases.contains(where: { $0.taps.isEmpty }) { gx.storage.pointer.update(repeating: 0, count: gx.count) }
-    // One set of packed weights per phase, shared by every band (none where the tiles stream them).
-    let group = Kernels.packGroup(outputs: c, inputs: o)
-    let streams = Kernels.streamsWeights(outputs: c, inputs: o, valid: geo.n * geo.h * geo.w)
-    let tapWeights = phases.map {
-        TapWeights(w: pw, count: weight.count, outputs: c, inputs: o, outputStride: kh * kw, inputStride: c * kh * kw,
-                   tapOffsets: $0.taps.map { $0.0 * kw + $0.1 })
-    }
-    let packs = tapWeights.map { weights -> TensorStorage? in
-        guard !streams else { return nil }
-        let packed = TensorStorage(uninitializedCount: (c + group - 1) / group * group * Swift.max(weights.depth, 1))
-        Kernels.packTaps(weights, group: group, into: packed.pointer)
-        return packed
-    }
-    let targets = zip(phases, zip(tapWeights, packs)).map { phase, weights in
-        CorrelationTarget(weights: weights.1.map { .packed($0.pointer) } ?? .streamed(weights.0), outputs: c, bias: nil,
-                          out: gx.storage.pointer, height: geo.h, width: geo.w, rowStep: geo.stride, rowOffset: phase.a,
-                          colStep: geo.stride, colOffset: phase.b)
-    }
-    withExtendedLifetime(packs) {
-        Kernels.correlate(images: geo.n, bands: { k in
-            let (layout, plans) = geo.inputGradient(images: k)
-            return (layout, zip(plans, targets).filter { !$0.0.taps.isEmpty }.map { ($0.0.plan, $0.1) })
-        }, fill: { layout, buffer, images, parallel in
-            layout.fill(buffer, from: g.storage.pointer, images: images, height: geo.oh, width: geo.ow, stride: 1,
-                        parallel: parallel)
-        })
-    }
-    return gx
+/// The plans conv2d made while a trace runs (tracingConvolutions), each with the geometries it was made for.
+nonisolated(unsafe) private var convolutionTrace: [ConvolutionPlan: Set<String>]?
+
+/// Runs `body` and returns the plan of every convolution it ran, each with the geometries (input, kernel, stride and
+/// padding) it was made for: what a model's layers run on, for benchmarks and tests.
+public func tracingConvolutions(_ body: () throws -> Void) rethrows -> [ConvolutionPlan: Set<String>] {
+    let saved = convolutionTrace
+    convolutionTrace = [:]
+    defer { convolutionTrace = saved }
+    try body()
+    return convolutionTrace!
 }
 
 /// Σ over the batch and positions of each channel of an NCHW tensor (a convolution's bias gradient), in order.
@@ -264,67 +294,4 @@ func channelSums(_ g: Tensor) -> Tensor {
         }
     }
     return out
-}
-
-/// Nearest-neighbour upsampling by 2 in both spatial dimensions: y[n,c,2i+a,2j+b] = x[n,c,i,j].
-///   ∂L/∂x[i,j] = Σ_{a,b} ∂L/∂y[2i+a, 2j+b]
-public func upsampleNearest2x(_ x: Tensor) -> Tensor {
-    precondition(x.rank == 4, "upsampling needs NCHW input, got \(x.shape)")
-    let (planes, h, w) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3])
-    let out = Tensor(uninitialized: [x.shape[0], x.shape[1], 2 * h, 2 * w])
-    let px = x.storage.pointer, po = out.storage.pointer
-    parallelFor(planes * h, grain: 64) { rows in
-        for r in rows {
-            let s = px + r * w, d = po + r * 4 * w
-            for j in 0..<w { d[2 * j] = s[j]; d[2 * j + 1] = s[j] }
-            (d + 2 * w).update(from: d, count: 2 * w)
-        }
-    }
-    return out.recording(inputs: [x]) { g in
-        let gx = Tensor(uninitialized: x.shape)
-        let pg = g.storage.pointer, pgx = gx.storage.pointer
-        parallelFor(planes * h, grain: 64) { rows in
-            for r in rows {
-                let s = pg + r * 4 * w, d = pgx + r * w
-                for j in 0..<w { d[j] = s[2 * j] + s[2 * j + 1] + s[2 * w + 2 * j] + s[2 * w + 2 * j + 1] }
-            }
-        }
-        return [gx]
-    }
-}
-
-/// Average pooling over k×k windows with stride k: y[n,c,i,j] = mean of x[n,c,ki..<ki+k, kj..<kj+k].
-///   ∂L/∂x = ∂L/∂y / k², spread over each window
-public func avgPool2d(_ x: Tensor, kernel k: Int = 2) -> Tensor {
-    precondition(x.rank == 4 && x.shape[2] % k == 0 && x.shape[3] % k == 0,
-                 "average pooling by \(k) of \(x.shape)")
-    let (planes, h, w) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3])
-    let (oh, ow) = (h / k, w / k)
-    let out = Tensor(uninitialized: [x.shape[0], x.shape[1], oh, ow])
-    let px = x.storage.pointer, po = out.storage.pointer
-    let inv = 1 / Float(k * k)
-    parallelFor(planes * oh, grain: 64) { rows in
-        for r in rows {
-            let s = px + r * k * w, d = po + r * ow
-            for j in 0..<ow {
-                var acc: Float = 0
-                for a in 0..<k { for b in 0..<k { acc += s[a * w + j * k + b] } }
-                d[j] = acc * inv
-            }
-        }
-    }
-    return out.recording(inputs: [x]) { g in
-        let gx = Tensor(uninitialized: x.shape)
-        let pg = g.storage.pointer, pgx = gx.storage.pointer
-        parallelFor(planes * oh, grain: 64) { rows in
-            for r in rows {
-                let s = pg + r * ow, d = pgx + r * k * w
-                for j in 0..<ow {
-                    let v = s[j] * inv
-                    for a in 0..<k { for b in 0..<k { d[a * w + j * k + b] = v } }
-                }
-            }
-        }
-        return [gx]
-    }
 }

@@ -23,15 +23,6 @@ public enum Engine {
         guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "blas_thread_shutdown_") else { return }
         _ = unsafeBitCast(symbol, to: (@convention(c) () -> Int32).self)()
     }
-
-    /// How convolutions cut their work into register tiles: `automatic` runs 3×3 convolutions at stride 1 and
-    /// padding 1 with enough tiles on Winograd's F(2×2, 3×3), and otherwise takes channel tiles where the output
-    /// channels come in blocks of 64, else picks, per layer, the cheaper of reading the inputs in place (`flat`, junk
-    /// positions between images computed and dropped) and copying each tile's inputs into a panel (`packed`).
-    /// `flat` and `packed` force one of those two (never Winograd nor channel tiles), `winograd` takes Winograd for
-    /// every convolution it can run, for tests and benchmarks; results agree to rounding.
-    public enum ConvolutionTiles: Sendable { case automatic, flat, packed, winograd }
-    nonisolated(unsafe) public static var convolutionTiles = ConvolutionTiles.automatic
 }
 
 /// Runs `body` over `0..<n` cut into contiguous pieces of at least `grain` items, on `Engine.threads` threads.

@@ -1,6 +1,7 @@
 import Foundation
 
-// Windowed pooling with stride and padding, and bilinear resizing: what Inception-v3 needs besides convolutions.
+// Windowed pooling with stride and padding, and bilinear resizing (what Inception-v3 needs besides convolutions);
+// the U-Net's nearest upsampling by 2 and average pooling.
 
 /// The output side of a window of k with stride s over n values padded by p on both sides.
 @inline(__always) private func pooledSide(_ n: Int, _ k: Int, _ s: Int, _ p: Int) -> Int { (n + 2 * p - k) / s + 1 }
@@ -140,6 +141,69 @@ public func resizeBilinear(_ x: Tensor, height: Int, width: Int) -> Tensor {
                         target[r1 * w + c0] += v * fy * (1 - fx)
                         target[r1 * w + c1] += v * fy * fx
                     }
+                }
+            }
+        }
+        return [gx]
+    }
+}
+
+/// Nearest-neighbour upsampling by 2 in both spatial dimensions: y[n,c,2i+a,2j+b] = x[n,c,i,j].
+///   ∂L/∂x[i,j] = Σ_{a,b} ∂L/∂y[2i+a, 2j+b]
+public func upsampleNearest2x(_ x: Tensor) -> Tensor {
+    precondition(x.rank == 4, "upsampling needs NCHW input, got \(x.shape)")
+    let (planes, h, w) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3])
+    let out = Tensor(uninitialized: [x.shape[0], x.shape[1], 2 * h, 2 * w])
+    let px = x.storage.pointer, po = out.storage.pointer
+    parallelFor(planes * h, grain: 64) { rows in
+        for r in rows {
+            let s = px + r * w, d = po + r * 4 * w
+            for j in 0..<w { d[2 * j] = s[j]; d[2 * j + 1] = s[j] }
+            (d + 2 * w).update(from: d, count: 2 * w)
+        }
+    }
+    return out.recording(inputs: [x]) { g in
+        let gx = Tensor(uninitialized: x.shape)
+        let pg = g.storage.pointer, pgx = gx.storage.pointer
+        parallelFor(planes * h, grain: 64) { rows in
+            for r in rows {
+                let s = pg + r * 4 * w, d = pgx + r * w
+                for j in 0..<w { d[j] = s[2 * j] + s[2 * j + 1] + s[2 * w + 2 * j] + s[2 * w + 2 * j + 1] }
+            }
+        }
+        return [gx]
+    }
+}
+
+/// Average pooling over k×k windows with stride k: y[n,c,i,j] = mean of x[n,c,ki..<ki+k, kj..<kj+k].
+///   ∂L/∂x = ∂L/∂y / k², spread over each window
+public func avgPool2d(_ x: Tensor, kernel k: Int = 2) -> Tensor {
+    precondition(x.rank == 4 && x.shape[2] % k == 0 && x.shape[3] % k == 0,
+                 "average pooling by \(k) of \(x.shape)")
+    let (planes, h, w) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3])
+    let (oh, ow) = (h / k, w / k)
+    let out = Tensor(uninitialized: [x.shape[0], x.shape[1], oh, ow])
+    let px = x.storage.pointer, po = out.storage.pointer
+    let inv = 1 / Float(k * k)
+    parallelFor(planes * oh, grain: 64) { rows in
+        for r in rows {
+            let s = px + r * k * w, d = po + r * ow
+            for j in 0..<ow {
+                var acc: Float = 0
+                for a in 0..<k { for b in 0..<k { acc += s[a * w + j * k + b] } }
+                d[j] = acc * inv
+            }
+        }
+    }
+    return out.recording(inputs: [x]) { g in
+        let gx = Tensor(uninitialized: x.shape)
+        let pg = g.storage.pointer, pgx = gx.storage.pointer
+        parallelFor(planes * oh, grain: 64) { rows in
+            for r in rows {
+                let s = pg + r * ow, d = pgx + r * k * w
+                for j in 0..<ow {
+                    let v = s[j] * inv
+                    for a in 0..<k { for b in 0..<k { d[a * w + j * k + b] = v } }
                 }
             }
         }

@@ -13,21 +13,6 @@ import COpenBLAS
 // in L2. ∂W takes the same transformed inputs, and its own products on the channel tiles (weightGradient).
 
 enum Winograd {
-    /// Whether conv2d and its input gradient run on F(2×2, 3×3): 3×3 kernels at stride 1 with one row and column of
-    /// padding, under automatic tiling where both layers have at least 16 channels (a first layer's few channels leave
-    /// the transforms unpaid) and the batch has at least 64 tiles: the transformed weights (16 per input and output
-    /// channel) cost more to write and read than fewer tiles save (cifar's 256 → 256 at 4² and batch 8, 32 tiles, ran
-    /// 1.1× slower on them). Always, when forced.
-    static func applies(kernel: (Int, Int), stride: Int, padding: (Int, Int), inputs: Int, outputs: Int,
-                        tiles: Int) -> Bool {
-        guard kernel == (3, 3) && stride == 1 && padding == (1, 1) else { return false }
-        switch Engine.convolutionTiles {
-        case .winograd: return true
-        case .automatic: return inputs >= 16 && outputs >= 16 && tiles >= 64
-        case .flat, .packed: return false
-        }
-    }
-
     /// Floats of transformed weights (transformWeights) for `outputs` × `inputs` channels.
     static func weightCount(outputs: Int, inputs: Int) -> Int { 16 * ((outputs + 7) / 8 * 8) * inputs }
 
@@ -348,8 +333,8 @@ enum Winograd {
     }
 
     /// y[n, o] = bias[o] + Σ_c w[o, c] ⋆ x[n, c] (3×3, stride 1, padding 1) for NCHW x, from weights u that
-    /// transformWeights gave. The batch's tiles are cut into bands of about 12288/channels tiles (transformed inputs
-    /// of ≤ 768 KiB, in L2), whole panels of 48; as many bands per thread. With fewer bands than threads, or no more
+    /// transformWeights gave. The batch's tiles are cut into bands whose transformed inputs stay in L2
+    /// (Caches.winogradBand), whole panels of 48; as many bands per thread. With fewer bands than threads, or no more
     /// than 4 panels in all (then one band, so that the transformed weights are read once), a band's channels and
     /// then its groups of output channels are shared out instead. Each output is the same sum whatever the banding.
     static func correlate(_ x: UnsafePointer<Float>, _ plan: Plan, weights u: UnsafePointer<Float>,
@@ -360,7 +345,8 @@ enum Winograd {
         // Panels of 48 tiles (the register tile's width), as many per band as fit the budget; as many bands per
         // thread where there are panels enough.
         let threads = Swift.max(1, Engine.threads), panels = (total + 47) / 48
-        var count = (panels + Swift.max(1, 12288 / plan.channels / 48) - 1) / Swift.max(1, 12288 / plan.channels / 48)
+        let perBand = Swift.max(1, Caches.machine.winogradBand / plan.channels / 48)
+        var count = (panels + perBand - 1) / perBand
         count = Swift.min(panels, (count + threads - 1) / threads * threads)
         if panels <= 4 { count = 1 }
         let bands = (0..<count).map { i in
@@ -396,12 +382,6 @@ enum Winograd {
 }
 
 extension Winograd {
-    /// The output channels per block of weightGradient's products: 64 (channelTile) or 32 (pairedChannelTile); nil
-    /// for other counts of output channels, whose ∂W runs on the direct correlations.
-    static func gradientBlock(outputs: Int) -> Int? {
-        outputs % Kernels.channelTileOutputs == 0 ? Kernels.channelTileOutputs : outputs % 32 == 0 ? 32 : nil
-    }
-
     /// The runs of tiles whose sums weightGradient keeps apart and then adds in order: one per thread on the
     /// machines this is built for, and a fixed count, so that ∂W does not depend on the threads.
     static let slices = 2
@@ -416,7 +396,7 @@ extension Winograd {
                                into dw: UnsafeMutablePointer<Float>) {
         let (channels, outputs, total) = (plan.channels, plan.outputs, plan.tiles)
         let (blocks, sextets) = (outputs / block, (channels + 5) / 6)
-        let perBand = Swift.max(64, 24576 / (channels + outputs) / 16 * 16)
+        let perBand = Swift.max(64, Caches.machine.winogradGradientBand / (channels + outputs) / 16 * 16)
         let largest = Band(tiles: 0..<perBand, tileRows: plan.tileRows, tileColumns: plan.tileColumns)
         let (inputs, products) = (16 * largest.plane(channels), 16 * outputs * perBand)
         let plane = blocks * sextets * 6 * block, sums = 16 * plane  // ∂U: [ξ][block][sextet][6][block]

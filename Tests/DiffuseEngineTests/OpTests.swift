@@ -202,9 +202,14 @@ final class OpTests: XCTestCase {
             ("conv_k3_s2_p1_bias", 2, 1), ("conv_k3_s2_p0", 2, 0), ("conv_k1_s1_p0_bias", 1, 0),
             ("conv_k1_s2_p0", 2, 0), ("conv_k1_s1_p1", 1, 1),
         ]
-        for (name, stride, padding) in cases {
-            try checkOp(name) { x in
-                conv2d(x[0], weight: x[1], bias: x.count > 2 ? x[2] : nil, stride: stride, padding: padding)
+        // As planned, and on the plain loops that every other algorithm is tested against.
+        defer { Engine.convolutionForcing = .init() }
+        for forcing in [Engine.ConvolutionForcing(), try .init(parsing: "reference")] {
+            Engine.convolutionForcing = forcing
+            for (name, stride, padding) in cases {
+                try checkOp(name) { x in
+                    conv2d(x[0], weight: x[1], bias: x.count > 2 ? x[2] : nil, stride: stride, padding: padding)
+                }
             }
         }
     }
@@ -390,86 +395,6 @@ final class OpTests: XCTestCase {
             let changed = run(weight)
             XCTAssertNotEqual(changed, plain)
             XCTAssertEqual(withFrozenWeights { run(weight) }, changed, "\(o) outputs, weights changed between scopes")
-        }
-    }
-
-    /// conv2d against plain loops (in Double) at sizes where the kernels cut the batch into bands of images and
-    /// the tiles into pieces: one image and several, odd sizes, stride 2, 1×1, 3×3 and 4×4, rectangular kernels
-    /// with their own row and column padding (Inception's 1×7, 7×1, 1×3, 3×1), output channels that are not a
-    /// multiple of the tile's 8, channel tiles (64 output channels) with a partial last tile, with 1, 2 and 3 threads
-    /// giving the same bits; tiles read in place and packed, and Winograd's F(2×2, 3×3) wherever it runs (forced):
-    /// odd sizes, one band shared by the threads (1×16×4×4), rows wider than 16 tiles (34 columns), and several
-    /// bands with a partial last panel (4×16×30×33: 1020 tiles, rows whose last zero no copy writes); its weight
-    /// gradient for 32·k output channels, in blocks of 64 and of 32, over several bands per slice, one of an odd
-    /// count of tiles (3×32×30×33); rows of 17 to 32 columns read in place, even and odd, with bands that start
-    /// inside a row (5×16×26×28, 3×64×25×27). Every instruction set's register tiles give the same bits.
-    func testLargeConv2dMatchesPlainLoopsForAnyThreadCount() {
-        typealias Geometry = (n: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, kw: Int, stride: Int, py: Int, px: Int)
-        let cases: [Geometry] = [
-            (2, 32, 16, 16, 32, 3, 3, 1, 1, 1), (1, 16, 13, 11, 20, 3, 3, 1, 1, 1), (5, 24, 7, 7, 12, 3, 3, 1, 1, 1),
-            (3, 16, 12, 10, 16, 3, 3, 2, 1, 1), (4, 8, 9, 9, 5, 3, 3, 2, 0, 0), (3, 20, 6, 5, 24, 1, 1, 1, 0, 0),
-            (6, 64, 4, 4, 64, 3, 3, 1, 1, 1), (2, 16, 17, 17, 24, 1, 7, 1, 0, 3), (2, 16, 17, 17, 20, 7, 1, 1, 3, 0),
-            (2, 8, 8, 8, 12, 1, 3, 1, 0, 1), (2, 8, 8, 8, 12, 3, 1, 1, 1, 0), (2, 8, 9, 9, 8, 4, 4, 2, 1, 1),
-            (1, 64, 5, 5, 128, 3, 3, 1, 1, 1), (3, 64, 9, 7, 64, 3, 3, 2, 1, 1), (2, 8, 20, 19, 8, 3, 3, 2, 1, 1),
-            (2, 4, 6, 40, 8, 3, 3, 2, 1, 1), (2, 17, 10, 21, 64, 3, 3, 1, 1, 1),
-            (2, 8, 21, 21, 8, 3, 3, 2, 0, 0), (2, 17, 5, 5, 64, 3, 3, 1, 1, 1), (1, 8, 5, 7, 32, 3, 3, 1, 1, 1),
-            (1, 16, 9, 9, 32, 3, 3, 2, 1, 1), (2, 3, 6, 6, 96, 3, 3, 1, 1, 1),
-            (1, 16, 4, 4, 16, 3, 3, 1, 1, 1), (3, 5, 7, 9, 11, 3, 3, 1, 1, 1), (2, 24, 30, 34, 24, 3, 3, 1, 1, 1),
-            (4, 16, 30, 33, 16, 3, 3, 1, 1, 1), (3, 32, 30, 33, 32, 3, 3, 1, 1, 1), (5, 16, 26, 28, 32, 3, 3, 1, 1, 1),
-            (3, 64, 25, 27, 32, 3, 3, 1, 1, 1),
-        ]
-        defer { Engine.convolutionTiles = .automatic }
-        for mode in [Engine.ConvolutionTiles.automatic, .flat, .packed, .winograd] {
-            Engine.convolutionTiles = mode
-            for (index, geometry) in cases.enumerated() {
-                checkConvAgainstLoops(geometry, seed: UInt64(13 + index))
-            }
-        }
-    }
-
-    private func checkConvAgainstLoops(_ geo: (n: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, kw: Int, stride: Int, py: Int, px: Int),
-                                       seed: UInt64) {
-        let tolerance = Tolerance(atol: 1e-3, rtol: 1e-4)
-        var g = RandomGenerator(seed: seed)
-        let (n, c, h, w, o, kh, kw, stride, py, padX) = geo
-        let x = g.normal([n, c, h, w]), weight = g.normal([o, c, kh, kw], std: 0.1), bias = g.normal([o])
-        let oh = (h + 2 * py - kh) / stride + 1, ow = (w + 2 * padX - kw) / stride + 1
-        let gout = g.normal([n, o, oh, ow])
-        // y[b,q,i,j] = bias[q] + Σ x[b,p,i·s−py+u, j·s−px+v]·W[q,p,u,v]; the gradients by the same sum.
-        let (px, pw, pg) = (x.scalars, weight.scalars, gout.scalars)
-        var y = [Double](repeating: 0, count: n * o * oh * ow)
-        var gx = [Double](repeating: 0, count: x.count), gw = [Double](repeating: 0, count: weight.count)
-        for b in 0..<n { for q in 0..<o { for i in 0..<oh { for j in 0..<ow {
-            let yi = ((b * o + q) * oh + i) * ow + j
-            var acc = Double(bias.scalars[q])
-            for p in 0..<c { for u in 0..<kh { for v in 0..<kw {
-                let (r, col) = (i * stride - py + u, j * stride - padX + v)
-                guard r >= 0 && r < h && col >= 0 && col < w else { continue }
-                let (xi, wi) = (((b * c + p) * h + r) * w + col, ((q * c + p) * kh + u) * kw + v)
-                acc += Double(px[xi]) * Double(pw[wi])
-                gx[xi] += Double(pg[yi]) * Double(pw[wi])
-                gw[wi] += Double(pg[yi]) * Double(px[xi])
-            } } }
-            y[yi] = acc
-        } } } }
-        let runs = withEveryInstructionSet {
-            withThreads([1, 2, 3]) { () -> [Tensor] in
-                let (xl, wl, bl) = (x.requiringGrad(), weight.requiringGrad(), bias.requiringGrad())
-                let out = conv2d(xl, weight: wl, bias: bl, stride: stride, padding: (py, padX))
-                out.backward(gout)
-                return [out, xl.grad!, wl.grad!]
-            }
-        }
-        let results = runs[0].1
-        let expected = [Tensor(y.map(Float.init), shape: [n, o, oh, ow]), Tensor(gx.map(Float.init), shape: x.shape),
-                        Tensor(gw.map(Float.init), shape: weight.shape)]
-        for (i, what) in ["output", "input gradient", "weight gradient"].enumerated() {
-            assertClose(results[0][i], expected[i], tolerance, "conv2d \(geo) \(what)")
-            XCTAssertEqual(results[0][i].scalars, results[1][i].scalars, "conv2d \(geo) \(what): 1 and 2 threads differ")
-            XCTAssertEqual(results[0][i].scalars, results[2][i].scalars, "conv2d \(geo) \(what): 1 and 3 threads differ")
-            for (set, other) in runs.dropFirst() {
-                XCTAssertTrue(other[0][i].scalars == results[0][i].scalars, "conv2d \(geo) \(what): \(set.rawValue) tiles differ")
-            }
         }
     }
 
