@@ -10,14 +10,31 @@ private func floorDivMod(_ a: Int, _ b: Int) -> (Int, Int) {
 
 /// The geometry of a 2D convolution over NCHW input with an [O, C, KH, KW] kernel, stride s and zero padding p
 /// (py rows above and below, px columns left and right).
-struct ConvGeometry: CustomStringConvertible {
-    let n, c, h, w, o, kh, kw, stride, py, px: Int
-    var oh: Int { (h + 2 * py - kh) / stride + 1 }
-    var ow: Int { (w + 2 * px - kw) / stride + 1 }
+public struct ConvGeometry: Hashable, Sendable, CustomStringConvertible {
+    let n, c, h, w, o, kh, kw, py, px: Int
+    public let stride: Int
+
+    init(n: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, kw: Int, stride: Int, py: Int, px: Int) {
+        (self.n, self.c, self.h, self.w, self.o, self.kh, self.kw) = (n, c, h, w, o, kh, kw)
+        (self.stride, self.py, self.px) = (stride, py, px)
+    }
+
+    /// A convolution of `input` ([N, C, H, W]) with `weight` ([O, C, KH, KW]).
+    public init(input: [Int], weight: [Int], stride: Int = 1, padding: (rows: Int, columns: Int) = (0, 0)) {
+        self.init(n: input[0], c: input[1], h: input[2], w: input[3], o: weight[0], kh: weight[2], kw: weight[3],
+                  stride: stride, py: padding.rows, px: padding.columns)
+    }
+
+    public var input: [Int] { [n, c, h, w] }
+    public var weight: [Int] { [o, c, kh, kw] }
+    public var output: [Int] { [n, o, oh, ow] }
+    public var padding: (rows: Int, columns: Int) { (py, px) }
+    public var oh: Int { (h + 2 * py - kh) / stride + 1 }
+    public var ow: Int { (w + 2 * px - kw) / stride + 1 }
     var taps: Int { kh * kw }
     /// A 3×3 kernel at stride 1 with one row and column of padding: what Winograd's F(2×2, 3×3) runs.
     var fitsWinograd: Bool { kh == 3 && kw == 3 && stride == 1 && py == 1 && px == 1 }
-    var description: String {
+    public var description: String {
         "\(n)×\(c)×\(h)×\(w) → \(o), \(kh)×\(kw)" + (stride > 1 ? " stride \(stride)" : "")
             + (py > 0 || px > 0 ? " padding \(py == px ? "\(py)" : "(\(py), \(px))")" : "")
     }
@@ -80,12 +97,11 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     precondition(x.rank == 4 && weight.rank == 4 && weight.shape[1] == x.shape[1],
                  "conv2d of input \(x.shape) with kernel \(weight.shape)")
     precondition(stride >= 1 && padding.rows >= 0 && padding.columns >= 0, "conv2d with stride \(stride) and padding \(padding)")
-    let geo = ConvGeometry(n: x.shape[0], c: x.shape[1], h: x.shape[2], w: x.shape[3], o: weight.shape[0],
-                           kh: weight.shape[2], kw: weight.shape[3], stride: stride, py: padding.rows, px: padding.columns)
+    let geo = ConvGeometry(input: x.shape, weight: weight.shape, stride: stride, padding: padding)
     precondition(geo.oh > 0 && geo.ow > 0, "conv2d kernel \(weight.shape) larger than padded input \(x.shape)")
     precondition(bias.map { $0.count == geo.o } ?? true, "conv2d bias of shape \(bias!.shape) for \(geo.o) output channels")
     let plan = ConvolutionPlan(geo, frozen: frozenPacks != nil)
-    convolutionTrace?[plan, default: []].insert(geo.description)
+    if convolutionTrace != nil { convolutionTrace![geo, default: (plan, 0)].calls += 1 }
     let out = Tensor(uninitialized: [geo.n, geo.o, geo.oh, geo.ow])
     convForward(x, weight: weight, bias: bias, geo, plan, into: out)
     var inputs = [x, weight]
@@ -267,12 +283,12 @@ private func withWeights(_ weight: Tensor, _ tapWeights: TapWeights, kind: Tilin
     }) { body(.packed($0)) }
 }
 
-/// The plans conv2d made while a trace runs (tracingConvolutions), each with the geometries it was made for.
-nonisolated(unsafe) private var convolutionTrace: [ConvolutionPlan: Set<String>]?
+/// The convolutions run while a trace runs (tracingConvolutions): each geometry's plan and calls.
+nonisolated(unsafe) private var convolutionTrace: [ConvGeometry: (plan: ConvolutionPlan, calls: Int)]?
 
-/// Runs `body` and returns the plan of every convolution it ran, each with the geometries (input, kernel, stride and
-/// padding) it was made for: what a model's layers run on, for benchmarks and tests.
-public func tracingConvolutions(_ body: () throws -> Void) rethrows -> [ConvolutionPlan: Set<String>] {
+/// Runs `body` and returns every convolution geometry it ran, with the plan it ran on (its first call's) and the
+/// number of calls: what a model's layers run on, for benchmarks and tests.
+public func tracingConvolutions(_ body: () throws -> Void) rethrows -> [ConvGeometry: (plan: ConvolutionPlan, calls: Int)] {
     let saved = convolutionTrace
     convolutionTrace = [:]
     defer { convolutionTrace = saved }

@@ -67,31 +67,29 @@ public struct ConvolutionPlan: Hashable, Sendable, CustomStringConvertible {
         "forward \(forward.rawValue), input gradient \(inputGradient.rawValue), weight gradient \(weightGradient.rawValue)"
     }
 
-    /// The plan for a convolution of `input` ([N, C, H, W]) with `weight` ([O, C, KH, KW]), for benchmarks and
-    /// tests: the one conv2d would run now.
-    public init(input: [Int], weight: [Int], stride: Int = 1, padding: (rows: Int, columns: Int) = (0, 0)) {
-        self.init(ConvGeometry(n: input[0], c: input[1], h: input[2], w: input[3], o: weight[0], kh: weight[2],
-                               kw: weight[3], stride: stride, py: padding.rows, px: padding.columns), frozen: false)
-    }
+    /// The plan conv2d would make now for `geometry` (outside withFrozenWeights), for benchmarks and tests.
+    public init(_ geometry: ConvGeometry) { self.init(geometry, frozen: false) }
 
     /// Each pass takes the algorithm `Engine.convolutionForcing` names where that can run it; else the planner's:
-    /// - forward: Winograd for 3×3 kernels at stride 1 and padding 1 between layers of ≥ 16 channels over a batch
-    ///   of ≥ 64 tiles (with fewer, the transformed weights, 16 per pair of channels, cost more to write and read
-    ///   than fewer tiles save: cifar's 256 → 256 at 4² and batch 8, 32 tiles, ran 1.1× slower on them); else
-    ///   channel tiles where the output channels come in blocks of 64 from ≥ 16 input channels (fewer leave too few
-    ///   steps per tile to pay for scattering the outputs across 64 channel planes); else the cheaper of flat and
-    ///   packed row tiles (Tiling's cost).
+    /// - forward: Winograd for 3×3 kernels at stride 1 and padding 1 from ≥ 16 input channels over a batch of ≥ 64
+    ///   tiles (with fewer, the transformed weights, 16 per pair of channels, cost more to write and read than fewer
+    ///   tiles save: cifar's 256 → 256 at 4² and batch 8, 32 tiles, ran 1.1× slower on them; from a first layer's 3
+    ///   channels, the input transform costs more than it saves: 2.8× slower); else channel tiles where the output
+    ///   channels come in blocks of 64 from ≥ 16 input channels (fewer leave too few steps per tile to pay for
+    ///   scattering the outputs across 64 channel planes); else the cheaper of flat and packed row tiles (Tiling's
+    ///   cost).
     /// - input gradient: the same, with the roles of the input and output channels swapped.
-    /// - weight gradient: Winograd where the forward's rule for it holds; channel tiles for 32·k output channels,
-    ///   unless they come in blocks of 64 from fewer than 16 input channels; row tiles for layers of ≥ 64 output
-    ///   channels over few positions (< 1024 flat positions), where summing lanes at the end of each tile would cost
-    ///   as much as the tile; else position lanes.
+    /// - weight gradient: Winograd where the forward's rule for it holds both ways and images are larger than 8 × 8
+    ///   (at 16 tiles per image channel tiles were faster: cifar's 256 → 256 at 8², batch 8, 2.8 against 4.1 ms);
+    ///   channel tiles for 32·k output channels, unless they come in blocks of 64 from fewer than 16 input
+    ///   channels; row tiles for layers of ≥ 64 output channels over few positions (< 1024 flat positions), where
+    ///   summing lanes at the end of each tile would cost as much as the tile; else position lanes.
     init(_ geo: ConvGeometry, frozen: Bool, forcing: Engine.ConvolutionForcing = Engine.convolutionForcing) {
         let (c, o) = (geo.c, geo.o)
-        let winograd = geo.fitsWinograd && c >= 16 && o >= 16
-            && Winograd.Plan(images: geo.n, channels: c, outputs: o, height: geo.h, width: geo.w).tiles >= 64
+        let tiles = Winograd.Plan(images: geo.n, channels: c, outputs: o, height: geo.h, width: geo.w)
+        let winograd = geo.fitsWinograd && tiles.tiles >= 64
         func planned(outputs: Int, inputs: Int, _ correlations: [Correlation]) -> ConvolutionAlgorithm {
-            if winograd { return .winograd }
+            if winograd && inputs >= 16 { return .winograd }
             if outputs % Kernels.channelTileOutputs == 0 && inputs >= 16 { return .channelTiles }
             func cost(_ kind: Tiling.Kind) -> Double {
                 correlations.reduce(0) { $0 + Tiling($1, outputs: outputs, kind: kind).cost(outputs: outputs) }
@@ -104,7 +102,8 @@ public struct ConvolutionPlan: Hashable, Sendable, CustomStringConvertible {
         inputGradient = forcing.inputGradient.flatMap { $0.runs(geo, outputs: c) ? $0 : nil }
             ?? planned(outputs: c, inputs: o, geo.inputGradient(images: geo.n).1.filter { !$0.taps.isEmpty }.map(\.plan))
         weightGradient = forcing.weightGradient.flatMap { $0.runs(geo) ? $0 : nil } ?? {
-            if winograd && WeightGradientAlgorithm.winograd.runs(geo) { return .winograd }
+            if winograd && c >= 16 && o >= 16 && tiles.tileRows * tiles.tileColumns > 16
+                && WeightGradientAlgorithm.winograd.runs(geo) { return .winograd }
             if let block = Kernels.weightGradientBlock(outputs: o), block == 32 || c >= 16 { return .channelTiles }
             return forwardCorrelation.positions < 1024 && o >= 64 ? .rowTiles : .positionLanes
         }()

@@ -94,15 +94,15 @@ final class ConvolutionPlanTests: XCTestCase {
     }
 
     private func plan(_ geo: Geometry) -> ConvolutionPlan {
-        ConvolutionPlan(input: [geo.n, geo.c, geo.h, geo.w], weight: [geo.o, geo.c, geo.kh, geo.kw], stride: geo.stride,
-                        padding: (geo.py, geo.px))
+        ConvolutionPlan(ConvGeometry(input: [geo.n, geo.c, geo.h, geo.w], weight: [geo.o, geo.c, geo.kh, geo.kw],
+                                     stride: geo.stride, padding: (geo.py, geo.px)))
     }
 
     /// What the planner picks for layers of the benchmark U-Nets (cifar-ddpm at batch 8, mnist-small at 32), and
     /// that a forced algorithm that cannot run a layer leaves it to the planner.
     func testThePlannerPicksByGeometry() {
         func planned(_ input: [Int], _ weight: [Int], stride: Int = 1, padding: Int = 1) -> ConvolutionPlan {
-            ConvolutionPlan(input: input, weight: weight, stride: stride, padding: (padding, padding))
+            ConvolutionPlan(ConvGeometry(input: input, weight: weight, stride: stride, padding: (padding, padding)))
         }
         // 3×3 between wide layers over many tiles: Winograd for all three passes.
         let wide = planned([8, 128, 32, 32], [128, 128, 3, 3])
@@ -112,13 +112,19 @@ final class ConvolutionPlanTests: XCTestCase {
         let deep = planned([8, 256, 4, 4], [256, 256, 3, 3])
         XCTAssertEqual([deep.forward, deep.inputGradient], [.channelTiles, .channelTiles])
         XCTAssertEqual(deep.weightGradient, .channelTiles)
-        // The first layer (3 channels in): row tiles both ways (its input gradient's 3 outputs are no block of 64).
+        // At 8², Winograd forward and backward, but ∂W on channel tiles.
+        let small = planned([8, 256, 8, 8], [256, 256, 3, 3])
+        XCTAssertEqual([small.forward, small.inputGradient], [.winograd, .winograd])
+        XCTAssertEqual(small.weightGradient, .channelTiles)
+        // The first layer (3 channels in): row tiles forward; its input gradient correlates 128 channels, on Winograd.
         let first = planned([8, 3, 32, 32], [128, 3, 3, 3])
         XCTAssertTrue([.flatTiles, .packedTiles].contains(first.forward), "\(first)")
-        XCTAssertTrue([.flatTiles, .packedTiles].contains(first.inputGradient), "\(first)")
-        // The last layer (128 → 3): 3 output channels, row tiles; its input gradient has 128 outputs from 3.
+        XCTAssertEqual(first.inputGradient, .winograd)
+        XCTAssertEqual(first.weightGradient, .positionLanes)
+        // The last layer (128 → 3): Winograd forward, row tiles for the input gradient from 3 channels.
         let last = planned([8, 128, 32, 32], [3, 128, 3, 3])
-        XCTAssertTrue([.flatTiles, .packedTiles].contains(last.forward), "\(last)")
+        XCTAssertEqual(last.forward, .winograd)
+        XCTAssertTrue([.flatTiles, .packedTiles].contains(last.inputGradient), "\(last)")
         XCTAssertEqual(last.weightGradient, .positionLanes)
         // A 1×1 shortcut 128 → 256 and a downsampling 3×3 at stride 2: channel tiles.
         XCTAssertEqual(planned([8, 128, 16, 16], [256, 128, 1, 1], padding: 0).forward, .channelTiles)
@@ -141,11 +147,13 @@ final class ConvolutionPlanTests: XCTestCase {
         let trace = tracingConvolutions {
             _ = withoutGradients { conv2d(conv2d(x, weight: w, bias: nil, padding: 1), weight: w1, bias: nil) }
         }
-        let expected = [ConvolutionPlan(input: [2, 32, 16, 16], weight: [64, 32, 3, 3], padding: (1, 1)),
-                        ConvolutionPlan(input: [2, 64, 16, 16], weight: [64, 64, 1, 1])]
-        XCTAssertEqual(Set(trace.keys), Set(expected))
-        XCTAssertEqual(trace.values.reduce(0) { $0 + $1.count }, 2)
-        XCTAssertEqual(trace[expected[0]], ["2×32×16×16 → 64, 3×3 padding 1"])
+        let first = ConvGeometry(input: [2, 32, 16, 16], weight: [64, 32, 3, 3], padding: (1, 1))
+        let second = ConvGeometry(input: [2, 64, 16, 16], weight: [64, 64, 1, 1])
+        XCTAssertEqual(Set(trace.keys), [first, second])
+        XCTAssertEqual(trace[first]?.plan, ConvolutionPlan(first))
+        XCTAssertEqual(trace[second]?.plan, ConvolutionPlan(second))
+        XCTAssertEqual(trace[first]?.calls, 1)
+        XCTAssertEqual(first.description, "2×32×16×16 → 64, 3×3 padding 1")
     }
 
     func testForcingIsParsedPassByPass() throws {
