@@ -49,9 +49,9 @@ extension Kernels {
         let rows = 4 * group + group * ((6 + taps - 1) / taps)
         let blockSteps = Caches.machine.positionSteps(rows: rows)
         parallelFor(quadGroups * chunkGroups, grain: 1) { range in
-            var offsets = [Int](repeating: 0, count: 6 * group)
-            var part = [Float](repeating: 0, count: 24)
-            var sums = [Float](repeating: 0, count: 24 * group * group)
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 6 * group) { offsets in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 24 * group * group + 24) { scratch in
+            let (sums, part) = (scratch.baseAddress!, scratch.baseAddress! + 24 * group * group)
             for unit in range {
                 let quadRange = (unit / chunkGroups * group)..<Swift.min(quads, (unit / chunkGroups + 1) * group)
                 let chunkRange = (unit % chunkGroups * group)..<Swift.min(chunks, (unit % chunkGroups + 1) * group)
@@ -61,18 +61,14 @@ extension Kernels {
                         offsets[i * 6 + k] = (pair / taps) * plan.layout.channelStride + plan.offsets[pair % taps]
                     }
                 }
-                for i in sums.indices { sums[i] = 0 }
+                Kernels.zero(sums, 24 * group * group)
                 for block in Swift.stride(from: 0, to: steps, by: blockSteps) {
                     let count = Swift.min(blockSteps, steps - block), first = block * 16
                     for (qi, quad) in quadRange.enumerated() {
-                        let g = (0..<4).map { gw + Swift.min(quad * 4 + $0, outputs - 1) * gwStride + first }
+                        func row(_ r: Int) -> UnsafePointer<Float> { gw + Swift.min(quad * 4 + r, outputs - 1) * gwStride + first }
                         for ci in 0..<chunkRange.count {
-                            offsets.withUnsafeBufferPointer { off in
-                                part.withUnsafeMutableBufferPointer { p in
-                                    gradientTile(steps: count, g: (g[0], g[1], g[2], g[3]), source: source + first,
-                                                 offsets: off.baseAddress! + ci * 6, out: p.baseAddress!)
-                                }
-                            }
+                            gradientTile(steps: count, g: (row(0), row(1), row(2), row(3)), source: source + first,
+                                         offsets: offsets.baseAddress! + ci * 6, out: part)
                             let base = (qi * group + ci) * 24
                             for k in 0..<24 { sums[base + k] += part[k] }
                         }
@@ -89,6 +85,7 @@ extension Kernels {
                     }
                 }
             }
+        } }
         }
     }
 
