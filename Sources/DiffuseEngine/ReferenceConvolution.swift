@@ -33,26 +33,28 @@ enum ReferenceConvolution {
     /// ∂x[n, c, h, w] = Σ over the taps (o, Y, X, i, j) that read it of W[o, c, i, j] · g[n, o, Y, X]
     static func inputGradient(_ g: UnsafePointer<Float>, weight w: UnsafePointer<Float>, _ geo: ConvGeometry,
                               into gx: UnsafeMutablePointer<Float>) {
-        var sums = [Double](repeating: 0, count: geo.n * geo.c * geo.h * geo.w)
-        var index = 0
-        for n in 0..<geo.n { for o in 0..<geo.o { for y in 0..<geo.oh { for xo in 0..<geo.ow {
-            let gy = Double(g[index])
-            taps(geo, n: n, o: o, y: y, x: xo) { xi, wi in sums[xi] += gy * Double(w[wi]) }
-            index += 1
-        } } } }
-        for i in sums.indices { gx[i] = Float(sums[i]) }
+        backward(g, geo, count: geo.n * geo.c * geo.h * geo.w, into: gx) { xi, wi in (xi, w[wi]) }
     }
 
     /// ∂W[o, c, i, j] = Σ_{n, Y, X} g[n, o, Y, X] · x[n, c, sY + i − py, sX + j − px]
     static func weightGradient(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ geo: ConvGeometry,
                                into gw: UnsafeMutablePointer<Float>) {
-        var sums = [Double](repeating: 0, count: geo.o * geo.c * geo.kh * geo.kw)
+        backward(g, geo, count: geo.o * geo.c * geo.kh * geo.kw, into: gw) { xi, wi in (wi, x[xi]) }
+    }
+
+    /// out[k] = Σ g[n, o, Y, X] · v over the taps of every output for which `term(x index, W index)` gives (k, v).
+    private static func backward(_ g: UnsafePointer<Float>, _ geo: ConvGeometry, count: Int,
+                                 into out: UnsafeMutablePointer<Float>, _ term: (Int, Int) -> (Int, Float)) {
+        var sums = [Double](repeating: 0, count: count)
         var index = 0
         for n in 0..<geo.n { for o in 0..<geo.o { for y in 0..<geo.oh { for xo in 0..<geo.ow {
             let gy = Double(g[index])
-            taps(geo, n: n, o: o, y: y, x: xo) { xi, wi in sums[wi] += gy * Double(x[xi]) }
+            taps(geo, n: n, o: o, y: y, x: xo) { xi, wi in
+                let (k, v) = term(xi, wi)
+                sums[k] += gy * Double(v)
+            }
             index += 1
         } } } }
-        for i in sums.indices { gw[i] = Float(sums[i]) }
+        for k in sums.indices { out[k] = Float(sums[k]) }
     }
 }
