@@ -148,8 +148,10 @@ def main():
         for phase, title in (("forward", "forward"), ("train", "forward+backward (∂x, ∂W, ∂b)")):
             print()
             print("conv2d 3×3 pad 1, %s" % title)
+            compiled = any("compile" in t["modes"] for t in theirs.values())
             print("%-26s %8s %7s %8s %7s %7s  %-8s %7s %7s" % (
-                "shape", "ours ms", "GF/s", "torch ms", "GF/s", "ratio", "best", "GF/s", "ratio"))
+                "shape", "ours ms", "GF/s", "torch ms", "GF/s", "ratio", "best", "GF/s", "ratio")
+                + (" %11s %7s" % ("compiled ms", "ratio") if compiled else ""))
             config, rows = None, []
             for r in ours["conv"]:
                 if r["config"] != config:
@@ -159,24 +161,31 @@ def main():
                 flops = r[phase + "_flops"]
                 ms = r[phase]["median_ms"]
                 gf = gflops(flops, r[phase])
-                tms = tg = bmode = bg = None
+                tms = tg = bmode = bg = cms = None
+                if t and "compile" in t["modes"]:
+                    cms = t["modes"]["compile"][phase]["median_ms"]
                 if t:
                     tms = t["modes"]["fp32"][phase]["median_ms"]
                     tg = gflops(flops, t["modes"]["fp32"][phase])
-                    bmode = min(t["modes"], key=lambda mode: t["modes"][mode][phase]["median_ms"])
+                    bmode = min((m for m in t["modes"] if m != "compile"),
+                                key=lambda mode: t["modes"][mode][phase]["median_ms"])
                     bg = gflops(flops, t["modes"][bmode][phase])
                 row = dict(id=r["id"], label=r["label"], phase=phase, ours_ms=ms, ours_gflops=gf, torch_ms=tms,
                            torch_gflops=tg, ours_over_torch=gf / tg if tg else None, best_mode=bmode,
-                           best_gflops=bg, ours_over_best=gf / bg if bg else None)
+                           best_gflops=bg, ours_over_best=gf / bg if bg else None, compiled_ms=cms,
+                           ours_over_compiled=cms / ms if cms else None)
                 rows.append(row)
                 print("  %-24s %8.3f %7.1f %8s %7s %7s  %-8s %7s %7s" % (
                     r["label"], ms, gf, fmt(tms, 8, 3), fmt(tg, 7),
-                    fmt(row["ours_over_torch"], 7, 2), bmode or "—", fmt(bg, 7), fmt(row["ours_over_best"], 7, 2)))
+                    fmt(row["ours_over_torch"], 7, 2), bmode or "—", fmt(bg, 7), fmt(row["ours_over_best"], 7, 2))
+                    + (" %11s %7s" % (fmt(cms, 11, 3), fmt(row["ours_over_compiled"], 7, 2)) if compiled else ""))
             print("  %-24s %8s %7s %8s %7s %7s  %-8s %7s %7s" % (
                 "geometric mean", "", "", "", "", fmt(geomean([x["ours_over_torch"] for x in rows]), 7, 2),
-                "", "", fmt(geomean([x["ours_over_best"] for x in rows]), 7, 2)))
+                "", "", fmt(geomean([x["ours_over_best"] for x in rows]), 7, 2))
+                + (" %11s %7s" % ("", fmt(geomean([x["ours_over_compiled"] for x in rows]), 7, 2)) if compiled else ""))
             combined["conv"] += rows
-        print("best: PyTorch's fastest of fp32 NCHW, fp32 channels-last (cl), bf16 autocast NCHW and channels-last")
+        print("best: PyTorch's fastest of fp32 NCHW, fp32 channels-last (cl), bf16 autocast NCHW and channels-last"
+              + ("; compiled: fp32 under torch.compile (inductor, default mode)" if compiled else ""))
 
     notes = [n for n in (spread_note("ours", args.ours, our_spreads),
                          spread_note("PyTorch", args.torch, torch_spreads)) if n]

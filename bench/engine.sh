@@ -9,6 +9,8 @@
 #   THREADS   threads for both sides (default 2: engine kernels + OpenBLAS, torch.set_num_threads)
 #   PYTHON    the Python with PyTorch (default python3)
 #   OUT_DIR   where the JSON reports and logs go (default bench/out)
+#   COMPILE   =1: also PyTorch's conv2d under torch.compile (inductor, default mode), a column of its own (its
+#             compilations add a few minutes)
 #   ROUNDS    rounds of both sides, alternated (default 2): each figure is the fastest of the rounds' medians, so that
 #             a round slowed by something else on the machine is dropped (ROUNDS=1 halves the time)
 # A few minutes in all. Nothing else should be using the CPU meanwhile: the script warns when the load is high
@@ -100,7 +102,8 @@ for round in $(seq 1 "$ROUNDS"); do
     ours_reports+=("$OUT_DIR/ours.$round.json")
     if [ "$have_torch" = 1 ]; then
         run_logged "PyTorch $torch_version, bench/engine_torch.py$tag" "$OUT_DIR/torch.$round.log" \
-            "$PYTHON" bench/engine_torch.py --threads "$THREADS" --json "$OUT_DIR/torch.$round.json" "$@"
+            "$PYTHON" bench/engine_torch.py --threads "$THREADS" --json "$OUT_DIR/torch.$round.json" \
+            ${COMPILE:+--modes fp32,fp32-cl,bf16,bf16-cl,compile} "$@"
         torch_reports+=("$OUT_DIR/torch.$round.json")
     fi
 done

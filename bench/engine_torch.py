@@ -110,7 +110,8 @@ def bench_matmul(case, timer, gen):
 MODES = [("fp32", torch.contiguous_format, False),
          ("fp32-cl", torch.channels_last, False),
          ("bf16", torch.contiguous_format, True),
-         ("bf16-cl", torch.channels_last, True)]
+         ("bf16-cl", torch.channels_last, True),
+         ("compile", torch.contiguous_format, False)]  # fp32 under torch.compile (inductor, default mode)
 
 
 def bench_conv(case, timer, gen, modes):
@@ -132,14 +133,18 @@ def bench_conv(case, timer, gen, modes):
         wg = wt.clone().requires_grad_()
         bg = b0.clone().requires_grad_()
 
+        def plain(a, b, c):
+            return F.conv2d(a, b, c, stride=stride, padding=padding)
+        conv = torch.compile(plain) if name == "compile" else plain
+
         def forward():
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                F.conv2d(x, wt, b0, stride=stride, padding=padding)
+                conv(x, wt, b0)
 
         def train():
             xg.grad = wg.grad = bg.grad = None
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                y = F.conv2d(xg, wg, bg, stride=stride, padding=padding)
+                y = conv(xg, wg, bg)
             y.backward(seed)
         f, t = timer.measure(forward), timer.measure(train)
         result["modes"][name] = dict(forward=f, train=t, forward_gflops=gflops(fwd_flops, f["median_ms"]),
@@ -148,7 +153,8 @@ def bench_conv(case, timer, gen, modes):
     result.update(forward=base["forward"], train=base["train"], forward_gflops=base["forward_gflops"],
                   train_gflops=base["train_gflops"])
     for phase in ("forward", "train"):
-        best = min(result["modes"], key=lambda m: result["modes"][m][phase]["median_ms"])
+        eager = [m for m in result["modes"] if m != "compile"]
+        best = min(eager, key=lambda m: result["modes"][m][phase]["median_ms"])
         result["best_" + phase + "_mode"] = best
         result["best_" + phase + "_gflops"] = result["modes"][best][phase + "_gflops"]
         result["best_" + phase + "_ms"] = result["modes"][best][phase]["median_ms"]
@@ -164,8 +170,9 @@ def main():
                    help="each timed run repeats the call until it lasts at least this many seconds")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--filter", help="cases whose id contains this text only")
-    p.add_argument("--modes", default=",".join(m[0] for m in MODES),
-                   help="conv modes to time, of fp32,fp32-cl,bf16,bf16-cl (fp32 is always timed)")
+    p.add_argument("--modes", default=",".join(m[0] for m in MODES if m[0] != "compile"),
+                   help="conv modes to time, of fp32,fp32-cl,bf16,bf16-cl,compile (fp32 is always timed; compile, "
+                   "fp32 under torch.compile, only when named: its compilations take minutes)")
     args = p.parse_args()
     if args.runs < 1 or args.warmup < 0 or args.min_run_time < 0 or args.threads < 1:
         p.error("--runs and --threads must be positive, --warmup and --min-run-time not negative")

@@ -5,7 +5,7 @@
 # is dropped. Nothing else should use the CPU meanwhile.
 # Environment: SCRATCH (SwiftPM scratch path, default .build), PYTHON (default python3), OUT_DIR (default bench/out),
 # ROUNDS (default 2), COMPILE=1 (also PyTorch under torch.compile, a column of its own; its compilation takes
-# minutes per case on 2 cores and is not timed).
+# minutes per case on 2 cores and is not timed). Ends with the peak memory of a training step on each side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCRATCH=${SCRATCH:-.build}
@@ -50,3 +50,13 @@ for key, o in ours.items():
                  f" {t['sample_compiled_s']:6.3f}s {t['sample_compiled_s'] / o['sample_s']:7.2f}x")
     print(line)
 PY
+# Peak resident memory of cifar-ddpm's batch-8 training step, each side in a process of its own (PyTorch's with the
+# interpreter and its libraries, as a user's process has them).
+peak() {
+    "$PYTHON" -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)' "$@"
+}
+echo "peak resident memory, cifar-ddpm batch 8, training steps: ours" \
+    "$(peak "$BIN" bench unet --case cifar-ddpm:8 --phase train --runs 2 --warmup 1) MiB, PyTorch" \
+    "$(peak "$PYTHON" bench/unet_torch.py --case cifar-ddpm:8 --phase train --runs 2 --warmup 1) MiB"

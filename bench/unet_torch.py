@@ -45,6 +45,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="also time both steps under torch.compile")
+    ap.add_argument("--phase", choices=("train", "sample", "both"), default="both",
+                    help="which step to time (one alone, for its peak memory)")
     ap.add_argument("--case", action="append", default=[], help="NAME:BATCH, e.g. mnist-small:32 (default: all)")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -73,24 +75,29 @@ def main():
 
         compiled = torch.compile(model) if args.compile else None
         model.train()
-        train = median_time(lambda: train_step(model), args.runs, args.warmup)
-        train_compiled = (median_time(lambda: train_step(compiled), args.runs, max(args.warmup, 1))
-                          if compiled is not None else None)
+        train = train_compiled = sample = sample_compiled = best = None
+        if args.phase != "sample":
+            train = median_time(lambda: train_step(model), args.runs, args.warmup)
+            train_compiled = (median_time(lambda: train_step(compiled), args.runs, max(args.warmup, 1))
+                              if compiled is not None else None)
         model.eval()
-        with torch.no_grad():
-            sample = median_time(lambda: model(x, t), args.runs, args.warmup)
-            sample_compiled = (median_time(lambda: compiled(x, t), args.runs, max(args.warmup, 1))
-                               if compiled is not None else None)
-            cl = model.to(memory_format=torch.channels_last)
-            xcl = x.to(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                best = median_time(lambda: cl(xcl, t), args.runs, args.warmup)
+        if args.phase != "train":
+            with torch.no_grad():
+                sample = median_time(lambda: model(x, t), args.runs, args.warmup)
+                sample_compiled = (median_time(lambda: compiled(x, t), args.runs, max(args.warmup, 1))
+                                   if compiled is not None else None)
+                cl = model.to(memory_format=torch.channels_last)
+                xcl = x.to(memory_format=torch.channels_last)
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    best = median_time(lambda: cl(xcl, t), args.runs, args.warmup)
         results.append(dict(model=name, batch=batch, train_s=train, sample_s=sample, sample_best_s=best,
                             train_compiled_s=train_compiled, sample_compiled_s=sample_compiled))
-        line = (f"{name:12s} batch {batch:3d}  train step {train:7.3f} s  sampling step {sample:7.3f} s"
-                f"  (bf16 channels-last {best:7.3f} s)")
+        def seconds(v):
+            return "      — " if v is None else f"{v:7.3f} s"
+        line = (f"{name:12s} batch {batch:3d}  train step {seconds(train)}  sampling step {seconds(sample)}"
+                f"  (bf16 channels-last {seconds(best)})")
         if compiled is not None:
-            line += f"  torch.compile: train {train_compiled:7.3f} s, sampling {sample_compiled:7.3f} s"
+            line += f"  torch.compile: train {seconds(train_compiled)}, sampling {seconds(sample_compiled)}"
         print(line, flush=True)
     if args.json:
         with open(args.json, "w") as f:
