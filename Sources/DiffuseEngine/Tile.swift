@@ -157,6 +157,27 @@ extension Kernels {
         while i < n { dst[i] = 0; i += 1 }
     }
 
+    /// Calls `step` with B's row of each (channel, tap) of a register tile in order, b + ch·bChannel + bTap[t]. With
+    /// one tap (matrix products, Winograd's products) that is a pointer stepped by bChannel: no table read and no
+    /// inner loop per step, whose overhead is as large as the multiply-adds of a 12-accumulator pass.
+    @inline(__always)
+    static func forEachStep(channels: Int, taps: Int, b: UnsafePointer<Float>, bChannel: Int, bTap: UnsafePointer<Int>,
+                            _ step: (UnsafePointer<Float>) -> Void) {
+        if taps == 1 {
+            var p = b + bTap[0]
+            for _ in 0..<channels {
+                step(p)
+                p += bChannel
+            }
+            return
+        }
+        var bc = b
+        for _ in 0..<channels {
+            for t in 0..<taps { step(bc + bTap[t]) }
+            bc += bChannel
+        }
+    }
+
     /// out[i][j] = (accumulate ? out[i][j] : 0) + Σ_{ch < channels} Σ_{t < taps} A[ch, t, i] · B[ch, t, j]
     /// for i < 8, j < 48, where A[ch, t, i] = a[(ch·taps + t)·8 + i] (A packed: 8 values per step) and
     /// B[ch, t, j] = b[ch·bChannel + bTap[t] + j] (48 consecutive values at a per-step offset). A matrix product is
@@ -170,29 +191,25 @@ extension Kernels {
         var c40 = Lanes(), c41 = Lanes(), c42 = Lanes(), c50 = Lanes(), c51 = Lanes(), c52 = Lanes()
         var c60 = Lanes(), c61 = Lanes(), c62 = Lanes(), c70 = Lanes(), c71 = Lanes(), c72 = Lanes()
         var a = a
-        for ch in 0..<channels {
-            let bc = b + ch * bChannel
-            for t in 0..<taps {
-                let p = bc + bTap[t]
-                let b0 = load(p), b1 = load(p + 16), b2 = load(p + 32)
-                var s = Lanes(repeating: a[0])
-                c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1); c02 = c02.addingProduct(s, b2)
-                s = Lanes(repeating: a[1])
-                c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1); c12 = c12.addingProduct(s, b2)
-                s = Lanes(repeating: a[2])
-                c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1); c22 = c22.addingProduct(s, b2)
-                s = Lanes(repeating: a[3])
-                c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1); c32 = c32.addingProduct(s, b2)
-                s = Lanes(repeating: a[4])
-                c40 = c40.addingProduct(s, b0); c41 = c41.addingProduct(s, b1); c42 = c42.addingProduct(s, b2)
-                s = Lanes(repeating: a[5])
-                c50 = c50.addingProduct(s, b0); c51 = c51.addingProduct(s, b1); c52 = c52.addingProduct(s, b2)
-                s = Lanes(repeating: a[6])
-                c60 = c60.addingProduct(s, b0); c61 = c61.addingProduct(s, b1); c62 = c62.addingProduct(s, b2)
-                s = Lanes(repeating: a[7])
-                c70 = c70.addingProduct(s, b0); c71 = c71.addingProduct(s, b1); c72 = c72.addingProduct(s, b2)
-                a += 8
-            }
+        forEachStep(channels: channels, taps: taps, b: b, bChannel: bChannel, bTap: bTap) { p in
+            let b0 = load(p), b1 = load(p + 16), b2 = load(p + 32)
+            var s = Lanes(repeating: a[0])
+            c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1); c02 = c02.addingProduct(s, b2)
+            s = Lanes(repeating: a[1])
+            c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1); c12 = c12.addingProduct(s, b2)
+            s = Lanes(repeating: a[2])
+            c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1); c22 = c22.addingProduct(s, b2)
+            s = Lanes(repeating: a[3])
+            c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1); c32 = c32.addingProduct(s, b2)
+            s = Lanes(repeating: a[4])
+            c40 = c40.addingProduct(s, b0); c41 = c41.addingProduct(s, b1); c42 = c42.addingProduct(s, b2)
+            s = Lanes(repeating: a[5])
+            c50 = c50.addingProduct(s, b0); c51 = c51.addingProduct(s, b1); c52 = c52.addingProduct(s, b2)
+            s = Lanes(repeating: a[6])
+            c60 = c60.addingProduct(s, b0); c61 = c61.addingProduct(s, b1); c62 = c62.addingProduct(s, b2)
+            s = Lanes(repeating: a[7])
+            c70 = c70.addingProduct(s, b0); c71 = c71.addingProduct(s, b1); c72 = c72.addingProduct(s, b2)
+            a += 8
         }
         @inline(__always) func row(_ r: Int, _ v0: Lanes, _ v1: Lanes, _ v2: Lanes) {
             let p = out + r * ldo
@@ -215,29 +232,25 @@ extension Kernels {
         var c30 = Lanes(), c31 = Lanes(), c40 = Lanes(), c41 = Lanes(), c50 = Lanes(), c51 = Lanes()
         var c60 = Lanes(), c61 = Lanes(), c70 = Lanes(), c71 = Lanes()
         var a = a
-        for ch in 0..<channels {
-            let bc = b + ch * bChannel
-            for t in 0..<taps {
-                let p = bc + bTap[t]
-                let b0 = load(p), b1 = load(p + 16)
-                var s = Lanes(repeating: a[0])
-                c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1)
-                s = Lanes(repeating: a[1])
-                c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1)
-                s = Lanes(repeating: a[2])
-                c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1)
-                s = Lanes(repeating: a[3])
-                c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1)
-                s = Lanes(repeating: a[4])
-                c40 = c40.addingProduct(s, b0); c41 = c41.addingProduct(s, b1)
-                s = Lanes(repeating: a[5])
-                c50 = c50.addingProduct(s, b0); c51 = c51.addingProduct(s, b1)
-                s = Lanes(repeating: a[6])
-                c60 = c60.addingProduct(s, b0); c61 = c61.addingProduct(s, b1)
-                s = Lanes(repeating: a[7])
-                c70 = c70.addingProduct(s, b0); c71 = c71.addingProduct(s, b1)
-                a += 8
-            }
+        forEachStep(channels: channels, taps: taps, b: b, bChannel: bChannel, bTap: bTap) { p in
+            let b0 = load(p), b1 = load(p + 16)
+            var s = Lanes(repeating: a[0])
+            c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1)
+            s = Lanes(repeating: a[1])
+            c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1)
+            s = Lanes(repeating: a[2])
+            c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1)
+            s = Lanes(repeating: a[3])
+            c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1)
+            s = Lanes(repeating: a[4])
+            c40 = c40.addingProduct(s, b0); c41 = c41.addingProduct(s, b1)
+            s = Lanes(repeating: a[5])
+            c50 = c50.addingProduct(s, b0); c51 = c51.addingProduct(s, b1)
+            s = Lanes(repeating: a[6])
+            c60 = c60.addingProduct(s, b0); c61 = c61.addingProduct(s, b1)
+            s = Lanes(repeating: a[7])
+            c70 = c70.addingProduct(s, b0); c71 = c71.addingProduct(s, b1)
+            a += 8
         }
         @inline(__always) func row(_ r: Int, _ v0: Lanes, _ v1: Lanes) {
             let p = out + r * ldo

@@ -85,21 +85,17 @@ extension Kernels {
         var c00 = HalfLanes(), c01 = HalfLanes(), c02 = HalfLanes(), c10 = HalfLanes(), c11 = HalfLanes(), c12 = HalfLanes()
         var c20 = HalfLanes(), c21 = HalfLanes(), c22 = HalfLanes(), c30 = HalfLanes(), c31 = HalfLanes(), c32 = HalfLanes()
         var a = a
-        for ch in 0..<channels {
-            let bc = b + ch * bChannel
-            for t in 0..<taps {
-                let p = bc + bTap[t]
-                let b0 = load8(p), b1 = load8(p + 8), b2 = load8(p + 16)
-                var s = HalfLanes(repeating: a[0])
-                c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1); c02 = c02.addingProduct(s, b2)
-                s = HalfLanes(repeating: a[1])
-                c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1); c12 = c12.addingProduct(s, b2)
-                s = HalfLanes(repeating: a[2])
-                c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1); c22 = c22.addingProduct(s, b2)
-                s = HalfLanes(repeating: a[3])
-                c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1); c32 = c32.addingProduct(s, b2)
-                a += 8
-            }
+        forEachStep(channels: channels, taps: taps, b: b, bChannel: bChannel, bTap: bTap) { p in
+            let b0 = load8(p), b1 = load8(p + 8), b2 = load8(p + 16)
+            var s = HalfLanes(repeating: a[0])
+            c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1); c02 = c02.addingProduct(s, b2)
+            s = HalfLanes(repeating: a[1])
+            c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1); c12 = c12.addingProduct(s, b2)
+            s = HalfLanes(repeating: a[2])
+            c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1); c22 = c22.addingProduct(s, b2)
+            s = HalfLanes(repeating: a[3])
+            c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1); c32 = c32.addingProduct(s, b2)
+            a += 8
         }
         @inline(__always) func row(_ r: Int, _ v0: HalfLanes, _ v1: HalfLanes, _ v2: HalfLanes) {
             let p = out + r * ldo
@@ -120,21 +116,17 @@ extension Kernels {
         var c00 = HalfLanes(), c01 = HalfLanes(), c10 = HalfLanes(), c11 = HalfLanes()
         var c20 = HalfLanes(), c21 = HalfLanes(), c30 = HalfLanes(), c31 = HalfLanes()
         var a = a
-        for ch in 0..<channels {
-            let bc = b + ch * bChannel
-            for t in 0..<taps {
-                let p = bc + bTap[t]
-                let b0 = load8(p), b1 = load8(p + 8)
-                var s = HalfLanes(repeating: a[0])
-                c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1)
-                s = HalfLanes(repeating: a[1])
-                c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1)
-                s = HalfLanes(repeating: a[2])
-                c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1)
-                s = HalfLanes(repeating: a[3])
-                c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1)
-                a += 8
-            }
+        forEachStep(channels: channels, taps: taps, b: b, bChannel: bChannel, bTap: bTap) { p in
+            let b0 = load8(p), b1 = load8(p + 8)
+            var s = HalfLanes(repeating: a[0])
+            c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1)
+            s = HalfLanes(repeating: a[1])
+            c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1)
+            s = HalfLanes(repeating: a[2])
+            c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1)
+            s = HalfLanes(repeating: a[3])
+            c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1)
+            a += 8
         }
         @inline(__always) func row(_ r: Int, _ v0: HalfLanes, _ v1: HalfLanes) {
             let p = out + r * ldo
