@@ -45,7 +45,7 @@ extension Kernels {
             let streamed = out + group * positions * block  // a chunk of streamed weights
             let chunk: Int
             switch target.weights {
-            case .packed: chunk = Caches.machine.channelTileChunk
+            case .packed: chunk = Engine.caches.channelTileChunk
             case .streamed(let weights): chunk = weights.chunk
             }
             for b in blocks {
@@ -147,7 +147,7 @@ extension Kernels {
     static func channelWeightGradient(_ plan: Correlation, source: UnsafePointer<Float>, g: UnsafePointer<Float>,
                                       outputs: Int, into dw: UnsafeMutablePointer<Float>) {
         let block = weightGradientBlock(outputs: outputs)!
-        let (positions, chunk) = (channelTilePositions, Caches.machine.gradientChunk)
+        let (positions, chunk) = (channelTilePositions, Engine.caches.gradientChunk)
         let runs = plan.runs, width = plan.outputColumns, rows = plan.outputRows
         let valid = runs.count * width, blocks = outputs / block
         let steps = block == channelTileOutputs ? valid : (valid + 1) / 2 * 2

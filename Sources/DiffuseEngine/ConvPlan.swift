@@ -165,15 +165,25 @@ extension Engine {
 
     /// The convolution algorithms forced (`ConvolutionForcing.fromEnvironment()` at start; tests set it).
     nonisolated(unsafe) public static var convolutionForcing = ConvolutionForcing.fromEnvironment()
+
+    /// The cache sizes that the kernels' block sizes derive from (`Caches.reported` at start; tests set smaller ones
+    /// to cut small problems into many blocks).
+    nonisolated(unsafe) public static var caches = Caches.reported
 }
 
 /// The data caches of one core as the machine reports them (sysconf), else those of the machine the kernels were
-/// tuned on (48 KiB of L1 data, 2 MiB of L2): each block size of the convolutions is a share of one of them.
-struct Caches {
-    let l1, l2: Int
+/// tuned on (48 KiB of L1 data, 2 MiB of L2): each block size of the convolutions and products is a share of one of
+/// them. `Engine.caches` holds the sizes the kernels use.
+public struct Caches: Sendable, Equatable {
+    public let l1, l2: Int
 
-    static let machine = Caches(l1: reported(Int32(_SC_LEVEL1_DCACHE_SIZE)) ?? 48 << 10,
-                                l2: reported(Int32(_SC_LEVEL2_CACHE_SIZE)) ?? 2 << 20)
+    public init(l1: Int, l2: Int) {
+        self.l1 = l1
+        self.l2 = l2
+    }
+
+    static let reported = Caches(l1: reported(Int32(_SC_LEVEL1_DCACHE_SIZE)) ?? 48 << 10,
+                                 l2: reported(Int32(_SC_LEVEL2_CACHE_SIZE)) ?? 2 << 20)
 
     private static func reported(_ name: Int32) -> Int? {
         let bytes = sysconf(name)
@@ -193,6 +203,9 @@ struct Caches {
     /// Outputs per chunk of channel tiles' weight gradient, whose transposed rows of ∂L/∂y (a block of output
     /// channels each) serve every (channel, tap) pair from L2: 64 floats per output in 1/32 of L2, in whole 16s.
     var gradientChunk: Int { Swift.max(16, l2 / 32 / (Kernels.channelTileOutputs * 4) / 16 * 16) }
+    /// Steps of the inner dimension per depth block of a product on channel tiles (MatMul's rowsTimesBlocks), whose
+    /// rows of B (`columns` floats each) stay in half of L2 while every tile sweeps them: whole 64s, at least 64.
+    func productDepth(columns: Int) -> Int { Swift.max(64, l2 / 2 / (columns * 4) / 64 * 64) }
     /// Tiles × channels of Winograd's transformed inputs per band of its forward pass (16 floats each): 3/8 of L2.
     var winogradBand: Int { l2 * 3 / 8 / 64 }
     /// Tiles × (input + output) channels of transformed inputs and gradients per band of Winograd's weight gradient

@@ -112,7 +112,7 @@ struct TapWeights {
     /// Steps that channel tiles streaming these weights pack at a time (Caches.channelTileChunk), whole source
     /// channels where each pair's taps are packed together.
     var chunk: Int {
-        let chunk = Caches.machine.channelTileChunk
+        let chunk = Engine.caches.channelTileChunk
         return tapsContiguous && !rowsContiguous ? chunk / taps * taps : chunk
     }
 }
@@ -236,7 +236,7 @@ extension Kernels {
                           fill: (WideLayout, UnsafeMutablePointer<Float>, Range<Int>, Bool) -> Void) {
         guard images > 0 else { return }
         let perImage = bands(1).0.count * MemoryLayout<Float>.stride
-        let fits = Swift.max(1, Caches.machine.band / Swift.max(perImage, 1))
+        let fits = Swift.max(1, Engine.caches.band / Swift.max(perImage, 1))
         let threads = Swift.max(1, Engine.threads)
         // As many bands per thread, each as large as fits.
         let wanted = threads * ((images + threads * fits - 1) / (threads * fits))
@@ -272,7 +272,7 @@ extension Kernels {
         var count = Swift.min(images, wanted)
         func span(_ i: Int) -> Range<Int> { (i * images / count)..<((i + 1) * images / count) }
         var large = band((images + count - 1) / count)
-        if images >= threads && count > 1 && perImage * images <= Caches.machine.sharedBatch {
+        if images >= threads && count > 1 && perImage * images <= Engine.caches.sharedBatch {
             let whole = band(images)
             // The busiest thread's bands, as many images as any other's.
             let bandedCost = Double((images + threads - 1) / threads) / Double(large.layout.images) * cost(large)
@@ -328,7 +328,7 @@ extension Kernels {
     /// Floats a tile run needs for its tile and, when it packs, its panel.
     private static func runScratch(_ plan: Correlation, tiling: Tiling) -> Int {
         if tiling.kind == .channels {
-            return (channelTileGroup * channelTilePositions + Caches.machine.channelTileChunk) * channelTileOutputs
+            return (channelTileGroup * channelTilePositions + Engine.caches.channelTileChunk) * channelTileOutputs
         }
         return tileRows * tileColumns + (tiling.packed ? plan.layout.channels * plan.offsets.count * tileColumns + 16 : 0)
     }

@@ -48,7 +48,8 @@ extension Kernels {
     /// C (+)= A·op(B) for n a multiple of 64 on channel tiles: 6 rows × 64 columns of C at a time, each step
     /// broadcasting one value of each of 6 rows of A, read in place (no packing of A: for the short inner dimensions
     /// of linear layers over channels, packing A cost as much as the product), against a row of B's 64 columns
-    /// (packed [block][k][64] unless B is one such block already).
+    /// (packed [block][k][64] unless B is one such block already). A long inner dimension is cut into depth blocks
+    /// whose rows of B stay in L2 while every tile sweeps them (Caches.productDepth), C accumulated over them.
     private static func rowsTimesBlocks(m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
                                         transB: Bool, accumulate: Bool, _ c: UnsafeMutablePointer<Float>) {
         let (rows, width) = (channelTilePositions, channelTileOutputs)
@@ -62,24 +63,28 @@ extension Kernels {
                 packTaps(weights, group: width, into: packed)
             }
             let w = packs ? UnsafePointer(packed) : b
+            let depthBlock = Engine.caches.productDepth(columns: n)
             withUnsafeTemporaryAllocation(of: Int.self, capacity: k) { index in
                 for s in 0..<k { index[s] = s }
-                parallelFor(tiles, grain: Swift.max(1, 4096 / Swift.max(k * blocks, 1)), scratch: rows * width) { range, scratch in
-                    withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: rows) { bases in
-                        for t in range {
-                            let count = Swift.min(rows, m - t * rows)
-                            for i in 0..<rows { bases[i] = a + (t * rows + Swift.min(i, count - 1)) * k }
-                            for block in 0..<blocks {
-                                let (out, wb) = (c + t * rows * n + block * width, w + block * k * width)
-                                if count == rows {
-                                    channelTile(steps: k, positions: bases.baseAddress!, index: index.baseAddress!, w: wb,
-                                                out: out, ldo: n, accumulate: accumulate)
-                                    continue
-                                }
-                                channelTile(steps: k, positions: bases.baseAddress!, index: index.baseAddress!, w: wb,
-                                            out: scratch, accumulate: false)
-                                for i in 0..<count {
-                                    for j in 0..<width { out[i * n + j] = (accumulate ? out[i * n + j] : 0) + scratch[i * width + j] }
+                for k0 in stride(from: 0, to: k, by: depthBlock) {
+                    let depth = Swift.min(depthBlock, k - k0), add = accumulate || k0 > 0
+                    parallelFor(tiles, grain: Swift.max(1, 4096 / Swift.max(depth * blocks, 1)), scratch: rows * width) { range, scratch in
+                        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: rows) { bases in
+                            for t in range {
+                                let count = Swift.min(rows, m - t * rows)
+                                for i in 0..<rows { bases[i] = a + (t * rows + Swift.min(i, count - 1)) * k }
+                                for block in 0..<blocks {
+                                    let (out, wb) = (c + t * rows * n + block * width, w + (block * k + k0) * width)
+                                    if count == rows {
+                                        channelTile(steps: depth, positions: bases.baseAddress!, index: index.baseAddress! + k0,
+                                                    w: wb, out: out, ldo: n, accumulate: add)
+                                        continue
+                                    }
+                                    channelTile(steps: depth, positions: bases.baseAddress!, index: index.baseAddress! + k0,
+                                                w: wb, out: scratch, accumulate: false)
+                                    for i in 0..<count {
+                                        for j in 0..<width { out[i * n + j] = (add ? out[i * n + j] : 0) + scratch[i * width + j] }
+                                    }
                                 }
                             }
                         }

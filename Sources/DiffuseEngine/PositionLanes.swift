@@ -47,7 +47,7 @@ extension Kernels {
         let (quadGroups, chunkGroups) = ((quads + group - 1) / group, (chunks + group - 1) / group)
         // Rows a group of tiles reads: 4 per quad, and the channels of its chunks.
         let rows = 4 * group + group * ((6 + taps - 1) / taps)
-        let blockSteps = Caches.machine.positionSteps(rows: rows)
+        let blockSteps = Engine.caches.positionSteps(rows: rows)
         parallelFor(quadGroups * chunkGroups, grain: 1) { range in
         withUnsafeTemporaryAllocation(of: Int.self, capacity: 6 * group) { offsets in
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 24 * group * group + 24) { scratch in

@@ -345,7 +345,7 @@ enum Winograd {
         // Panels of 48 tiles (the register tile's width), as many per band as fit the budget; as many bands per
         // thread where there are panels enough.
         let threads = Swift.max(1, Engine.threads), panels = (total + 47) / 48
-        let perBand = Swift.max(1, Caches.machine.winogradBand / plan.channels / 48)
+        let perBand = Swift.max(1, Engine.caches.winogradBand / plan.channels / 48)
         var count = (panels + perBand - 1) / perBand
         count = Swift.min(panels, (count + threads - 1) / threads * threads)
         if panels <= 4 { count = 1 }
@@ -396,7 +396,7 @@ extension Winograd {
                                into dw: UnsafeMutablePointer<Float>) {
         let (channels, outputs, total) = (plan.channels, plan.outputs, plan.tiles)
         let (blocks, sextets) = (outputs / block, (channels + 5) / 6)
-        let perBand = Swift.max(64, Caches.machine.winogradGradientBand / (channels + outputs) / 16 * 16)
+        let perBand = Swift.max(64, Engine.caches.winogradGradientBand / (channels + outputs) / 16 * 16)
         let largest = Band(tiles: 0..<perBand, tileRows: plan.tileRows, tileColumns: plan.tileColumns)
         let (inputs, products) = (16 * largest.plane(channels), 16 * outputs * perBand)
         let plane = blocks * sextets * 6 * block, sums = 16 * plane  // ∂U: [ξ][block][sextet][6][block]

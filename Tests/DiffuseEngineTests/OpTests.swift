@@ -62,6 +62,14 @@ func withThreads<T>(_ threads: [Int], _ body: () -> T) -> [T] {
     return threads.map { Engine.threads = $0; return body() }
 }
 
+/// `body()` run with `caches` as `Engine.caches` (restored afterwards).
+func withCaches<T>(_ caches: Caches, _ body: () -> T) -> T {
+    let saved = Engine.caches
+    defer { Engine.caches = saved }
+    Engine.caches = caches
+    return body()
+}
+
 /// `body()` run on each kind of register tile (`Engine.instructionSet`, restored afterwards): any runs on any host,
 /// each at its own speed. `portable` runs the same 8-float passes as `avx2`, so it is not run again.
 func withEveryInstructionSet<T>(_ body: () -> T) -> [(Engine.InstructionSet, T)] {
@@ -349,8 +357,12 @@ final class OpTests: XCTestCase {
         // Wide (split by columns) and tall (split by rows), every transposition; 32-column panels (n = 64 when A is
         // transposed) and a last one of 32 after panels of 48 (n = 80), over two depth blocks (k = 300) and a partial
         // row group (m = 37); tall products with n a multiple of 64 (channel tiles) with a partial last tile, and with
-        // B packed in two blocks of 64 columns (n = 128).
-        for (m, k, n) in [(64, 256, 512), (512, 256, 64), (37, 300, 64), (64, 300, 80), (100, 70, 128), (130, 70, 128)] {
+        // B packed in two blocks of 64 columns (n = 128), and such a product cut into 5 depth blocks (the last of 44)
+        // by caches of 16 and 64 KiB.
+        let small = Caches(l1: 16 << 10, l2: 64 << 10)
+        let cases: [(Int, Int, Int, Caches)] = [(64, 256, 512), (512, 256, 64), (37, 300, 64), (64, 300, 80), (100, 70, 128),
+                                                (130, 70, 128)].map { ($0.0, $0.1, $0.2, Engine.caches) } + [(130, 300, 128, small)]
+        for (m, k, n, caches) in cases {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let a = g.normal(ta ? [k, m] : [m, k]), b = g.normal(tb ? [n, k] : [k, n])
                 let (pa, pb) = (a.scalars, b.scalars)
@@ -364,7 +376,9 @@ final class OpTests: XCTestCase {
                         expected[i * n + j] = Float(acc)
                     }
                 }
-                let runs = withEveryInstructionSet { withThreads([1, 2]) { matmul(a, b, transposeA: ta, transposeB: tb) } }
+                let runs = withCaches(caches) {
+                    withEveryInstructionSet { withThreads([1, 2]) { matmul(a, b, transposeA: ta, transposeB: tb) } }
+                }
                 let results = runs[0].1
                 assertClose(results[0], Tensor(expected, shape: [m, n]), tolerance, "matmul \(m)×\(k)×\(n) \(ta) \(tb)")
                 XCTAssertEqual(results[0].scalars, results[1].scalars, "1 and 2 threads differ")
