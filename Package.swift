@@ -1,12 +1,16 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 // Layers, lower never imports higher:
 // DiffuseEngine → DiffuseNN → DiffuseDiffusion → DiffuseModels → DiffuseData, DiffuseMetrics, DiffuseReport → DiffuseTraining → diffuse
 // The engine's kernels are plain Swift loops over SIMD16<Float>: compiled for the machine that builds them (AVX-512
 // where it has it), they run 2–4× faster than for baseline x86-64. The price: a binary built here runs only on
-// machines with this CPU's instruction set, which is what a build from source wants.
-let native: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "native"])]
+// machines with this CPU's instruction set, which is what a build from source wants. DIFFUSE_TARGET_CPU names another
+// CPU (`znver3` or `haswell`: AVX2 and FMA, 16 vector registers), for measuring another instruction set's code on this
+// machine; give such a build its own --scratch-path, since SwiftPM keeps an evaluated manifest.
+let targetCPU = ProcessInfo.processInfo.environment["DIFFUSE_TARGET_CPU"] ?? "native"
+let native: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]
 
 let package = Package(
     name: "Diffuse",

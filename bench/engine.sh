@@ -5,7 +5,8 @@
 #   bench/engine.sh [options passed to both sides: --runs N --warmup N --min-run-time S --filter TEXT]
 #
 # Environment:
-#   SCRATCH   SwiftPM scratch path (default .build)
+#   ISA       native (default) or avx2: the instruction set measured, on both sides (bench/isa.sh)
+#   SCRATCH   SwiftPM scratch path (default .build; .build-avx2 for ISA=avx2)
 #   THREADS   threads for both sides (default 2: engine kernels + OpenBLAS, torch.set_num_threads)
 #   PYTHON    the Python with PyTorch (default python3)
 #   OUT_DIR   where the JSON reports and logs go (default bench/out)
@@ -19,6 +20,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+source bench/isa.sh
 SCRATCH=${SCRATCH:-.build}
 THREADS=${THREADS:-2}
 PYTHON=${PYTHON:-python3}

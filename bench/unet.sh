@@ -3,11 +3,13 @@
 # bench/unet_torch.py in alternating rounds, and prints both with the speed-up (PyTorch's time / ours; > 1: we are
 # faster). Each figure is the fastest of its rounds' medians, so that a round slowed by something else on the machine
 # is dropped. Nothing else should use the CPU meanwhile.
-# Environment: SCRATCH (SwiftPM scratch path, default .build), PYTHON (default python3), OUT_DIR (default bench/out),
+# Environment: ISA (native, the default, or avx2: the instruction set measured on both sides, see bench/isa.sh),
+# SCRATCH (SwiftPM scratch path, default .build; .build-avx2 for ISA=avx2), PYTHON (default python3), OUT_DIR (default bench/out),
 # ROUNDS (default 2), COMPILE=1 (also PyTorch under torch.compile, a column of its own; its compilation takes
 # minutes per case on 2 cores and is not timed). Ends with the peak memory of a training step on each side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/isa.sh
 SCRATCH=${SCRATCH:-.build}
 PYTHON=${PYTHON:-python3}
 OUT_DIR=${OUT_DIR:-bench/out}
