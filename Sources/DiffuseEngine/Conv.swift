@@ -222,8 +222,6 @@ private func convWeightGradient(_ x: Tensor, _ g: Tensor, _ geo: ConvGeometry,
                                 block: Kernels.weightGradientBlock(outputs: geo.o)!, into: pdw)
     case .channelTiles:
         onWideInput { Kernels.channelWeightGradient($0, source: $1, g: pg, outputs: geo.o, into: pdw) }
-    case .rowTiles:
-        onWideInput { Kernels.rowTileWeightGradient($0, source: $1, g: pg, outputs: geo.o, into: pdw) }
     case .positionLanes:
         onWideInput { Kernels.positionLaneWeightGradient($0, source: $1, g: pg, outputs: geo.o, into: pdw) }
     }

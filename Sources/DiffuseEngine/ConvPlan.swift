@@ -36,8 +36,6 @@ public enum WeightGradientAlgorithm: String, CaseIterable, Sendable {
     /// Channel tiles with the output channels in vectors (blocks of 64, or 32) and the (channel, tap) pairs broadcast
     /// (ChannelTiles.swift): 32·k output channels.
     case channelTiles = "channel-tiles"
-    /// Register tiles of 8 (channel, tap) pairs × 48 output channels (RowTiles.swift).
-    case rowTiles = "row-tiles"
     /// The output positions in the vector lanes, 4 output channels × 6 pairs a tile, summed across lanes at the end
     /// of each block of positions (PositionLanes.swift).
     case positionLanes = "position-lanes"
@@ -48,7 +46,7 @@ public enum WeightGradientAlgorithm: String, CaseIterable, Sendable {
         switch self {
         case .winograd: geo.fitsWinograd && Kernels.weightGradientBlock(outputs: geo.o) != nil
         case .channelTiles: Kernels.weightGradientBlock(outputs: geo.o) != nil
-        case .rowTiles, .positionLanes, .reference: true
+        case .positionLanes, .reference: true
         }
     }
 }
@@ -67,30 +65,37 @@ public struct ConvolutionPlan: Hashable, Sendable, CustomStringConvertible {
         "forward \(forward.rawValue), input gradient \(inputGradient.rawValue), weight gradient \(weightGradient.rawValue)"
     }
 
+    /// The fewest tiles (2 × 2 outputs of an image) of a batch that the forward pass and the input gradient run on
+    /// Winograd, by instruction set: at 32 tiles (cifar's 256 → 256 at 4², batch 8) Winograd was 1.2× slower than
+    /// channel tiles on AVX-512's, and 1.05–1.3× faster on AVX2's, where channel tiles run as four passes.
+    static var winogradTiles: Int { Engine.instructionSet == .avx512 ? 64 : 32 }
+
     /// The plan conv2d would make now for `geometry` (outside withFrozenWeights), for benchmarks and tests.
     public init(_ geometry: ConvGeometry) { self.init(geometry, frozen: false) }
 
     /// Each pass takes the algorithm `Engine.convolutionForcing` names where that can run it; else the planner's:
-    /// - forward: Winograd for 3×3 kernels at stride 1 and padding 1 from ≥ 16 input channels over a batch of ≥ 64
-    ///   tiles (with fewer, the transformed weights, 16 per pair of channels, cost more to write and read than fewer
-    ///   tiles save: cifar's 256 → 256 at 4² and batch 8, 32 tiles, ran 1.1× slower on them; from a first layer's 3
-    ///   channels, the input transform costs more than it saves: 2.8× slower); else channel tiles where the output
-    ///   channels come in blocks of 64 from ≥ 16 input channels (fewer leave too few steps per tile to pay for
-    ///   scattering the outputs across 64 channel planes); else the cheaper of flat and packed row tiles (Tiling's
-    ///   cost).
+    /// - forward: Winograd for 3×3 kernels at stride 1 and padding 1 from ≥ 16 input channels over a batch of
+    ///   `winogradTiles` tiles or more (with fewer, the transformed weights, 16 per pair of channels, cost more to
+    ///   write and read than fewer tiles save; from a first layer's 3 channels, the input transform costs more than
+    ///   it saves: 2.8× slower); else channel tiles where the output channels come in blocks of 64 from ≥ 16 input
+    ///   channels (fewer leave too few steps per tile to pay for scattering the outputs across 64 channel planes),
+    ///   except for 1 × 1 kernels over images of ≥ 14 × 14, whose row tiles read each input row in place, 48
+    ///   positions a step (cifar's 256 → 128 at 32², batch 8: row tiles 1.2–1.4× faster on either instruction set);
+    ///   else the cheaper of flat and packed row tiles (Tiling's cost).
     /// - input gradient: the same, with the roles of the input and output channels swapped.
     /// - weight gradient: Winograd where the forward's rule for it holds both ways and images are larger than 8 × 8
     ///   (at 16 tiles per image channel tiles were faster: cifar's 256 → 256 at 8², batch 8, 2.8 against 4.1 ms);
     ///   channel tiles for 32·k output channels, unless they come in blocks of 64 from fewer than 16 input
-    ///   channels; row tiles for layers of ≥ 64 output channels over few positions (< 1024 flat positions), where
-    ///   summing lanes at the end of each tile would cost as much as the tile; else position lanes.
+    ///   channels; else position lanes.
     init(_ geo: ConvGeometry, frozen: Bool, forcing: Engine.ConvolutionForcing = Engine.convolutionForcing) {
         let (c, o) = (geo.c, geo.o)
         let tiles = Winograd.Plan(images: geo.n, channels: c, outputs: o, height: geo.h, width: geo.w)
-        let winograd = geo.fitsWinograd && tiles.tiles >= 64
+        let winograd = geo.fitsWinograd && tiles.tiles >= Self.winogradTiles
+        let pointwise = geo.kh == 1 && geo.kw == 1 && geo.stride == 1 && geo.py == 0 && geo.px == 0
+        let rowsInPlace = pointwise && geo.h * geo.w >= 14 * 14
         func planned(outputs: Int, inputs: Int, _ correlations: [Correlation]) -> ConvolutionAlgorithm {
             if winograd && inputs >= 16 { return .winograd }
-            if outputs % Kernels.channelTileOutputs == 0 && inputs >= 16 { return .channelTiles }
+            if outputs % Kernels.channelTileOutputs == 0 && inputs >= 16 && !rowsInPlace { return .channelTiles }
             func cost(_ kind: Tiling.Kind) -> Double {
                 correlations.reduce(0) { $0 + Tiling($1, outputs: outputs, kind: kind).cost(outputs: outputs) }
             }
@@ -105,7 +110,7 @@ public struct ConvolutionPlan: Hashable, Sendable, CustomStringConvertible {
             if winograd && c >= 16 && o >= 16 && tiles.tileRows * tiles.tileColumns > 16
                 && WeightGradientAlgorithm.winograd.runs(geo) { return .winograd }
             if let block = Kernels.weightGradientBlock(outputs: o), block == 32 || c >= 16 { return .channelTiles }
-            return forwardCorrelation.positions < 1024 && o >= 64 ? .rowTiles : .positionLanes
+            return .positionLanes
         }()
         let group = Kernels.channelTileGroup * Kernels.channelTilePositions
         streamsForward = forward == .channelTiles && !frozen && geo.n * geo.oh * geo.ow <= group

@@ -1,6 +1,5 @@
 // Row tiles: 8 output channels × 48 positions of a correlation (Kernels.tile), the forward and input gradient of
-// a convolution over the wide layout read in place (flat) or gathered into panels (packed), and its weight gradient with
-// the output channels as the tile's columns.
+// a convolution over the wide layout read in place (flat) or gathered into panels (packed).
 
 extension Kernels {
     /// Tiles `tiles` of one correlation, 8 output channels × up to 48 outputs at a time, the valid outputs (runs of
@@ -100,49 +99,5 @@ extension Kernels {
                 }
             }
         } } } }
-    }
-
-    /// ∂W[o, (c, t)] = Σ_p g[p][o] · source[c][q_p + offsets[t]] over the valid outputs p (at flat positions q_p), the
-    /// output channels in vectors: each register tile (8 (channel, tap) pairs × 48 output channels) sums all valid
-    /// outputs itself. g is ∂L/∂y in NCHW; it is transposed to
-    /// [output][channel], and each group of 8 pairs of the source gathered to [output][8].
-    static func rowTileWeightGradient(_ plan: Correlation, source: UnsafePointer<Float>, g: UnsafePointer<Float>,
-                                      outputs: Int, into dw: UnsafeMutablePointer<Float>) {
-        let runs = plan.runs, width = plan.outputColumns, rows = plan.outputRows
-        let valid = runs.count * width
-        let taps = plan.offsets.count, pairs = plan.layout.channels * taps
-        let (groups, panels) = ((pairs + tileRows - 1) / tileRows, (outputs + tileColumns - 1) / tileColumns)
-        withBuffer(valid * outputs + tileColumns) { gt in
-            parallelFor(runs.count, grain: Swift.max(1, 4096 / Swift.max(width * outputs, 1))) { range in
-                for r in range {
-                    let (n, y) = (runs[r].image, runs[r].row)
-                    for x in 0..<width {
-                        let dst = gt + (r * width + x) * outputs, src = g + (n * outputs * rows + y) * width + x
-                        for o in 0..<outputs { dst[o] = src[o * rows * width] }
-                    }
-                }
-            }
-            parallelFor(groups, grain: 1, scratch: valid * tileRows + tileRows * tileColumns) { range, a in
-                let out = a + valid * tileRows
-                for group in range {
-                    for i in 0..<tileRows {
-                        let pair = Swift.min(group * tileRows + i, pairs - 1)
-                        let base = source + (pair / taps) * plan.layout.channelStride + plan.offsets[pair % taps]
-                        for (r, run) in runs.enumerated() {
-                            for x in 0..<width { a[(r * width + x) * tileRows + i] = base[run.q + x] }
-                        }
-                    }
-                    for panel in 0..<panels {
-                        tile(channels: valid, taps: 1, a: a, b: gt + panel * tileColumns, bChannel: outputs,
-                             bTap: noTaps, out: out, ldo: tileColumns, accumulate: false)
-                        for i in 0..<Swift.min(tileRows, pairs - group * tileRows) {
-                            for j in 0..<Swift.min(tileColumns, outputs - panel * tileColumns) {
-                                dw[(panel * tileColumns + j) * pairs + group * tileRows + i] = out[i * tileColumns + j]
-                            }
-                        }
-                    }
-                }
-            }
-        }
     }
 }

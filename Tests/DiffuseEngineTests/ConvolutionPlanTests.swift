@@ -90,7 +90,8 @@ final class ConvolutionPlanTests: XCTestCase {
             }
         }
         // Every algorithm of every pass ran somewhere.
-        XCTAssertEqual(covered.count, 4 + 4 + 4, "covered: \(covered.sorted())")
+        XCTAssertEqual(covered.count, 2 * (ConvolutionAlgorithm.allCases.count - 1) + WeightGradientAlgorithm.allCases.count - 1,
+                       "covered: \(covered.sorted())")
     }
 
     private func plan(_ geo: Geometry) -> ConvolutionPlan {
@@ -108,10 +109,13 @@ final class ConvolutionPlanTests: XCTestCase {
         let wide = planned([8, 128, 32, 32], [128, 128, 3, 3])
         XCTAssertEqual([wide.forward, wide.inputGradient], [.winograd, .winograd])
         XCTAssertEqual(wide.weightGradient, .winograd)
-        // 256 → 256 at 4²: 32 Winograd tiles are too few; blocks of 64 channels run on channel tiles.
-        let deep = planned([8, 256, 4, 4], [256, 256, 3, 3])
-        XCTAssertEqual([deep.forward, deep.inputGradient], [.channelTiles, .channelTiles])
-        XCTAssertEqual(deep.weightGradient, .channelTiles)
+        // 256 → 256 at 4²: 32 Winograd tiles are too few for AVX-512's tiles (blocks of 64 channels run on channel
+        // tiles), enough for AVX2's; ∂W on channel tiles.
+        for (set, algorithm) in [(Engine.InstructionSet.avx512, ConvolutionAlgorithm.channelTiles), (.avx2, .winograd)] {
+            let deep = withInstructionSet(set) { planned([8, 256, 4, 4], [256, 256, 3, 3]) }
+            XCTAssertEqual([deep.forward, deep.inputGradient], [algorithm, algorithm], "\(set)")
+            XCTAssertEqual(deep.weightGradient, .channelTiles, "\(set)")
+        }
         // At 8², Winograd forward and backward, but ∂W on channel tiles.
         let small = planned([8, 256, 8, 8], [256, 256, 3, 3])
         XCTAssertEqual([small.forward, small.inputGradient], [.winograd, .winograd])
@@ -126,8 +130,9 @@ final class ConvolutionPlanTests: XCTestCase {
         XCTAssertEqual(last.forward, .winograd)
         XCTAssertTrue([.flatTiles, .packedTiles].contains(last.inputGradient), "\(last)")
         XCTAssertEqual(last.weightGradient, .positionLanes)
-        // A 1×1 shortcut 128 → 256 and a downsampling 3×3 at stride 2: channel tiles.
-        XCTAssertEqual(planned([8, 128, 16, 16], [256, 128, 1, 1], padding: 0).forward, .channelTiles)
+        // A 1×1 shortcut 128 → 256 at 16²: row tiles; at 7², and a downsampling 3×3 at stride 2: channel tiles.
+        XCTAssertTrue([.flatTiles, .packedTiles].contains(planned([8, 128, 16, 16], [256, 128, 1, 1], padding: 0).forward))
+        XCTAssertEqual(planned([32, 128, 7, 7], [256, 128, 1, 1], padding: 0).forward, .channelTiles)
         XCTAssertEqual(planned([8, 128, 32, 32], [128, 128, 3, 3], stride: 2).forward, .channelTiles)
         // mnist-small's 32 channels: Winograd forward and backward, ∂W in blocks of 32.
         let mnist = planned([32, 32, 28, 28], [32, 32, 3, 3])
@@ -161,9 +166,9 @@ final class ConvolutionPlanTests: XCTestCase {
                        .init(forward: .winograd, inputGradient: .winograd, weightGradient: .winograd))
         XCTAssertEqual(try Engine.ConvolutionForcing(parsing: "flat-tiles, weight=position-lanes"),
                        .init(forward: .flatTiles, inputGradient: .flatTiles, weightGradient: .positionLanes))
-        XCTAssertEqual(try Engine.ConvolutionForcing(parsing: "input=packed-tiles,weight=row-tiles"),
-                       .init(inputGradient: .packedTiles, weightGradient: .rowTiles))
-        for bad in ["fast", "forward=row-tiles", "weight=flat-tiles", "backward=winograd"] {
+        XCTAssertEqual(try Engine.ConvolutionForcing(parsing: "input=packed-tiles,weight=channel-tiles"),
+                       .init(inputGradient: .packedTiles, weightGradient: .channelTiles))
+        for bad in ["fast", "forward=position-lanes", "weight=flat-tiles", "backward=winograd"] {
             XCTAssertThrowsError(try Engine.ConvolutionForcing(parsing: bad), bad) { error in
                 XCTAssertTrue("\(error)".contains("channel-tiles"), "\(bad): \(error)")
             }

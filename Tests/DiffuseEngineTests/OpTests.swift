@@ -70,12 +70,18 @@ func withCaches<T>(_ caches: Caches, _ body: () -> T) -> T {
     return body()
 }
 
+/// `body()` run with `set` as `Engine.instructionSet` (restored afterwards).
+func withInstructionSet<T>(_ set: Engine.InstructionSet, _ body: () -> T) -> T {
+    let saved = Engine.instructionSet
+    defer { Engine.instructionSet = saved }
+    Engine.instructionSet = set
+    return body()
+}
+
 /// `body()` run on each kind of register tile (`Engine.instructionSet`, restored afterwards): any runs on any host,
 /// each at its own speed. `portable` runs the same 8-float passes as `avx2`, so it is not run again.
 func withEveryInstructionSet<T>(_ body: () -> T) -> [(Engine.InstructionSet, T)] {
-    let saved = Engine.instructionSet
-    defer { Engine.instructionSet = saved }
-    return [Engine.InstructionSet.avx512, .avx2].map { Engine.instructionSet = $0; return ($0, body()) }
+    [Engine.InstructionSet.avx512, .avx2].map { set in (set, withInstructionSet(set, body)) }
 }
 
 extension Tensor {
