@@ -18,6 +18,14 @@ extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a,
 static inline void diffuse_flush_denormals(void) { _mm_setcsr(_mm_getcsr() | 0x8040); }
 /// A hint that the calling thread is spinning on a value another thread will change.
 static inline void diffuse_spin_pause(void) { _mm_pause(); }
+#elif defined(__aarch64__)
+/// The same on ARM64: FPCR's FZ bit (24) flushes denormal inputs and results to zero.
+static inline void diffuse_flush_denormals(void) {
+    unsigned long fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    __asm__ volatile("msr fpcr, %0" : : "r"(fpcr | (1UL << 24)));
+}
+static inline void diffuse_spin_pause(void) { __asm__ volatile("yield"); }
 #else
 static inline void diffuse_flush_denormals(void) {}
 static inline void diffuse_spin_pause(void) {}
