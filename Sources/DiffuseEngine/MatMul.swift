@@ -20,6 +20,9 @@ extension Kernels {
         guard m > 0 && n > 0 else { return }
         if beta != 1 { scaleInPlace(c, count: m * n, by: beta) }
         guard k > 0 else { return }
+        if m <= tileRows && transB && !transA && alpha == 1 {
+            return rowsTimesRows(m: m, n: n, k: k, a, b, accumulate: beta != 0, c)
+        }
         // Taller than wide, B's packing (k·n) costs less than A's (m·k) that it saves.
         if n % channelTileOutputs == 0 && !transA && alpha == 1 && m >= n {
             return rowsTimesBlocks(m: m, n: n, k: k, a, b, transB: transB, accumulate: beta != 0, c)
@@ -40,6 +43,22 @@ extension Kernels {
             } else {
                 parallelFor(groups, grain: Swift.max(1, (groups + 1) / 2), scratch: scratch) {
                     product.sweep(panels: 0..<1, groups: $0, scratch: $1)
+                }
+            }
+        }
+    }
+
+    /// C (+)= A·Bᵀ for at most 8 rows of A (a linear layer over a small batch: x·Wᵀ): each output the dot product of
+    /// a row of A and a row of B, both read in place, B's rows shared out among the threads. B, the weights, is read
+    /// from memory once and each of its rows serves every row of A from L1, where packing it into the register
+    /// tile's panels would read and write it all for a single row group.
+    private static func rowsTimesRows(m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                      accumulate: Bool, _ c: UnsafeMutablePointer<Float>) {
+        parallelFor(n, grain: Swift.max(1, 16384 / (m * k))) { columns in
+            for j in columns {
+                for i in 0..<m {
+                    let product = dot(a + i * k, b + j * k, k)
+                    c[i * n + j] = accumulate ? c[i * n + j] + product : product
                 }
             }
         }

@@ -366,8 +366,10 @@ final class OpTests: XCTestCase {
         // B packed in two blocks of 64 columns (n = 128), and such a product cut into 5 depth blocks (the last of 44)
         // by caches of 16 and 64 KiB.
         let small = Caches(l1: 16 << 10, l2: 64 << 10)
+        // A few rows (m ≤ 8) against Bᵀ: dot products, B's rows split among the threads (8 × 300 × 100, 3 × 70 × 33).
         let cases: [(Int, Int, Int, Caches)] = [(64, 256, 512), (512, 256, 64), (37, 300, 64), (64, 300, 80), (100, 70, 128),
-                                                (130, 70, 128)].map { ($0.0, $0.1, $0.2, Engine.caches) } + [(130, 300, 128, small)]
+                                                (130, 70, 128), (8, 300, 100), (3, 70, 33)].map { ($0.0, $0.1, $0.2, Engine.caches) }
+            + [(130, 300, 128, small)]
         for (m, k, n, caches) in cases {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let a = g.normal(ta ? [k, m] : [m, k]), b = g.normal(tb ? [n, k] : [k, n])
