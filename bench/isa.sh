@@ -2,15 +2,16 @@
 #   ISA=native (default): our build for this CPU (Package.swift's -target-cpu native), PyTorch as it is.
 #   ISA=avx2: the AVX2 + FMA code that a CPU without AVX-512 runs (Zen 3, Intel client chips), measured on any
 #             x86-64 CPU that has AVX2: our build with DIFFUSE_TARGET_CPU=haswell (16 vector registers, no AVX-512)
-#             in its own scratch path (default .build-avx2), PyTorch's kernels and oneDNN held to AVX2
-#             (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA), raw OpenBLAS on its Haswell kernel.
+#             in its own scratch path (default .build-avx2), PyTorch's kernels, oneDNN and MKL (its matrix products)
+#             held to AVX2 (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS), raw OpenBLAS on its
+#             Haswell kernel.
 # Debian 12's OpenBLAS (0.3.21) does not know CPUs newer than it and falls back to its Prescott kernel (SSE3, about a
 # fifth of the speed of its AVX2 one): where it would, the raw OpenBLAS of engine.sh gets the kernel of the vector
 # instructions the CPU has (OPENBLAS_CORETYPE), and says so.
 case "${ISA:=native}" in
     native) ;;
     avx2)
-        export DIFFUSE_TARGET_CPU=haswell ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+        export DIFFUSE_TARGET_CPU=haswell ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
         export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}
         SCRATCH=${SCRATCH:-.build-avx2}
         ;;
