@@ -116,10 +116,13 @@ final class ConvolutionPlanTests: XCTestCase {
             XCTAssertEqual([deep.forward, deep.inputGradient], [algorithm, algorithm], "\(set)")
             XCTAssertEqual(deep.weightGradient, .channelTiles, "\(set)")
         }
-        // At 8², Winograd forward and backward, but ∂W on channel tiles.
+        // At 8², batch 8: Winograd for all three passes; at 16², batch 1, 64 tiles: ∂W on channel tiles.
         let small = planned([8, 256, 8, 8], [256, 256, 3, 3])
         XCTAssertEqual([small.forward, small.inputGradient], [.winograd, .winograd])
-        XCTAssertEqual(small.weightGradient, .channelTiles)
+        XCTAssertEqual(small.weightGradient, .winograd)
+        let single = planned([1, 256, 16, 16], [256, 256, 3, 3])
+        XCTAssertEqual([single.forward, single.inputGradient], [.winograd, .winograd])
+        XCTAssertEqual(single.weightGradient, .channelTiles)
         // The first layer (3 channels in): row tiles forward; its input gradient correlates 128 channels, on Winograd.
         let first = planned([8, 3, 32, 32], [128, 3, 3, 3])
         XCTAssertTrue([.flatTiles, .packedTiles].contains(first.forward), "\(first)")
