@@ -11,6 +11,21 @@ public enum Prediction: String, CaseIterable, Codable, Sendable {
     case velocity = "v_prediction"
 }
 
+extension Prediction {
+    /// x̂_0 and ε̂ implied by a network output at x_t = a·x_0 + s·ε (a = √ᾱ_t, s = √(1 − ᾱ_t), as tensors that
+    /// broadcast over x_t: one factor, or one per sample):
+    /// ε-prediction: x̂_0 = (x_t − s·ε̂)/a;  x_0-prediction: ε̂ = (x_t − a·x̂_0)/s;
+    /// v-prediction (v = a·ε − s·x_0): x̂_0 = a·x_t − s·v̂, ε̂ = s·x_t + a·v̂.
+    /// The one conversion of a network's output that training, likelihoods and every sampler go through.
+    public func estimates(output: Tensor, xt: Tensor, signal a: Tensor, noise s: Tensor) -> (x0: Tensor, noise: Tensor) {
+        switch self {
+        case .epsilon: return ((xt - output * s) / a, output)
+        case .sample: return (output, (xt - output * a) / s)
+        case .velocity: return (xt * a - output * s, xt * s + output * a)
+        }
+    }
+}
+
 /// Per-sample factors [c(t_0), c(t_1), ...] as a tensor of shape [N, 1, ..., 1] that broadcasts over samples of `rank`.
 public func perSample(_ values: [Double], rank: Int) -> Tensor {
     Tensor(values.map(Float.init), shape: [values.count] + [Int](repeating: 1, count: max(rank - 1, 0)))
@@ -57,16 +72,11 @@ public struct GaussianDiffusion: Sendable {
         }
     }
 
-    /// The estimates of x_0 and ε implied by the network output at x_t:
-    /// ε-prediction: x̂_0 = (x_t − √(1 − ᾱ_t)·ε̂)/√ᾱ_t;  x_0-prediction: ε̂ = (x_t − √ᾱ_t·x̂_0)/√(1 − ᾱ_t);
-    /// v-prediction: x̂_0 = √ᾱ_t·x_t − √(1 − ᾱ_t)·v̂, ε̂ = √(1 − ᾱ_t)·x_t + √ᾱ_t·v̂.
+    /// The estimates of x_0 and ε implied by the network output at x_t, each sample at its timestep
+    /// (Prediction.estimates).
     public func estimates(output: Tensor, xt: Tensor, t: [Int]) -> (x0: Tensor, noise: Tensor) {
         let (a, s) = signalAndNoiseScales(t, rank: xt.rank)
-        switch prediction {
-        case .epsilon: return ((xt - output * s) / a, output)
-        case .sample: return (output, (xt - output * a) / s)
-        case .velocity: return (xt * a - output * s, xt * s + output * a)
-        }
+        return prediction.estimates(output: output, xt: xt, signal: a, noise: s)
     }
 
     /// The min-SNR-γ loss weights (Hang et al. 2023), one per sample: w_t = min(SNR(t), γ)/SNR(t) = min(1, γ/SNR(t))

@@ -173,13 +173,8 @@ public struct Sampling: Sendable {
     /// x̂_0 and ε̂ from the network output at x_t, where x_t = √ᾱ·x_0 + √(1 − ᾱ)·ε (see GaussianDiffusion.estimates),
     /// with x̂_0 clipped or thresholded as configured (ε̂ as the network said).
     func estimates(_ output: Tensor, _ x: Tensor, alphaBar a: Double) -> (x0: Tensor, eps: Tensor) {
-        let (sa, sb) = (Float(a.squareRoot()), Float((1 - a).squareRoot()))
-        var (x0, eps): (Tensor, Tensor)
-        switch prediction {
-        case .epsilon: (x0, eps) = ((x - output * sb) / sa, output)
-        case .sample: (x0, eps) = (output, (x - output * sa) / sb)
-        case .velocity: (x0, eps) = (x * sa - output * sb, x * sb + output * sa)
-        }
+        var (x0, eps) = prediction.estimates(output: output, xt: x, signal: perSample([a.squareRoot()], rank: x.rank),
+                                             noise: perSample([(1 - a).squareRoot()], rank: x.rank))
         if let clipping { x0 = clipping.apply(x0) }
         return (x0, eps)
     }

@@ -60,16 +60,12 @@ func eulerSchedule(_ s: Sampling, karras: Bool, finalSigma: Double) -> (timestep
     return (timesteps, (sigmas + [finalSigma]).map { Double(Float($0)) })
 }
 
-/// x̂_0 from the network output at σ (x in the σ parametrisation): ε: x − σ·ε̂; v: v̂·(−σ/√(σ² + 1)) + x/(σ² + 1);
-/// x_0: the output.
+/// x̂_0 from the network output at σ, for x in the σ parametrisation x = x_0 + σ·ε = x_t/√ᾱ_t: the estimate at
+/// x_t = α·x, α = 1/√(σ² + 1) (Prediction.estimates with a = α, s = σ·α).
 func denoised(_ output: Tensor, _ x: Tensor, sigma: Double, prediction: Prediction) -> Tensor {
-    switch prediction {
-    case .epsilon: return x - output * Float(sigma)
-    case .velocity:
-        let s = Float(sigma)
-        return output * (-s / (s * s + 1).squareRoot()) + x / (s * s + 1)
-    case .sample: return output
-    }
+    let alpha = 1 / (sigma * sigma + 1).squareRoot()
+    let a = perSample([alpha], rank: x.rank)
+    return prediction.estimates(output: output, xt: x * a, signal: a, noise: perSample([sigma * alpha], rank: x.rank)).x0
 }
 
 /// x̂_0 at σ from the network, which sees x/√(σ² + 1) (its input scale at timestep t), as the Euler-type schedulers
@@ -219,12 +215,8 @@ public struct DPMSolverSampler: Sampler {
             x = withoutGradients {
                 let (output, _) = settings.splitVariance(model(x, Double(t)), channels: x.shape[1])
                 let (a0, s0, l0) = coefficients(sigmas[i]), (a1, s1, l1) = coefficients(sigmas[i + 1])
-                var x0: Tensor
-                switch settings.prediction {
-                case .epsilon: x0 = (x - output * Float(s0)) / Float(a0)
-                case .sample: x0 = output
-                case .velocity: x0 = x * Float(a0) - output * Float(s0)
-                }
+                var x0 = settings.prediction.estimates(output: output, xt: x, signal: perSample([a0], rank: x.rank),
+                                                       noise: perSample([s0], rank: x.rank)).x0
                 if case .dynamicThreshold? = settings.clipping { x0 = settings.clipping!.apply(x0) }
                 let h = l1 - l0
                 let lastFirstOrder = i == n - 1 && (settings.eulerAtFinal || (settings.lowerOrderFinal && n < 15)
