@@ -36,6 +36,7 @@ extension LabeledImages {
             }
         }
         return LabeledImages(images: images, labels: labels, classes: cifar10Classes)
+            .named("CIFAR-10 \(paths.map { URL(fileURLWithPath: $0).lastPathComponent }.joined(separator: ", "))")
     }
 
     /// The CIFAR-10 binary batches in a folder (the archive's cifar-10-batches-bin): the training split is every
@@ -56,5 +57,6 @@ extension LabeledImages {
             throw DataError(path: directory, problem: exists ? "holds no CIFAR-10 binary batches (\(wanted))" : "no such folder")
         }
         return try cifar10(paths: chosen.map { "\(directory)/\($0)" })
+            .named("CIFAR-10 \(chosen == test ? "test" : "training") split")
     }
 }

@@ -93,6 +93,7 @@ extension LabeledImages {
         }
         return LabeledImages(images: t, labels: labels.values.map(Int.init),
                              classes: (0...Int(labels.values.max()!)).map(String.init))
+            .named("IDX images \(URL(fileURLWithPath: imagesPath).lastPathComponent)")
     }
 
     /// An IDX images file and the labels file beside it (see `IDXFile.labelsPath(forImages:)`).
@@ -113,6 +114,7 @@ extension LabeledImages {
         guard let images = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
             throw DataError(path: directory, problem: "holds no MNIST images file (looked for \(candidates.map { URL(fileURLWithPath: $0).lastPathComponent }.joined(separator: ", ")))")
         }
-        return try idx(images: images)
+        let split = URL(fileURLWithPath: images).lastPathComponent.hasPrefix("train") ? "training" : "test"
+        return try idx(images: images).named("MNIST \(split) split", unit: "digits")
     }
 }

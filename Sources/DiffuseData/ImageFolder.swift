@@ -39,6 +39,7 @@ extension LabeledImages {
         }
         if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
         return LabeledImages(images: images, labels: files.map(\.label), classes: classes)
+            .named("the images of folder \(URL(fileURLWithPath: directory).lastPathComponent)")
     }
 
     /// The PNG files of an image folder in load order with their labels, and the class names (see `imageFolder`).

@@ -21,6 +21,10 @@ public struct LabeledImages {
     /// The name of each class, label i being `classes[i]`; empty for a data set without classes (every label 0),
     /// such as a flat folder of images, which a model should then learn unconditionally.
     public let classes: [String]
+    /// What the images are, for reports and captions ("MNIST test split"), never the path they came from.
+    public var name = "images"
+    /// What one example is called: "digits", "images".
+    public var unit = "images"
     public var count: Int { labels.count }
     public var channels: Int { images.shape[1] }
     public var height: Int { images.shape[2] }
@@ -33,9 +37,24 @@ public struct LabeledImages {
         self.classes = classes
     }
 
+    /// The same images under another name and unit.
+    public func named(_ name: String, unit: String = "images") -> LabeledImages {
+        var named = self
+        (named.name, named.unit) = (name, unit)
+        return named
+    }
+
+    /// The name and the count, as a report states its data: "MNIST test split, 10,000 digits".
+    public var caption: String {
+        var number = String(count)
+        for at in stride(from: number.count - 3, to: 0, by: -3) { number.insert(",", at: number.index(number.startIndex, offsetBy: at)) }
+        return "\(name), \(number) \(unit)"
+    }
+
     /// The examples at `indices`, in that order.
     public func subset(_ indices: [Int]) -> LabeledImages {
         LabeledImages(images: images.selecting(indices), labels: indices.map { labels[$0] }, classes: classes)
+            .named(name, unit: unit)
     }
 
     /// Every image scaled so that its short side is `size` and cut to its centred size×size square, by area
@@ -51,7 +70,7 @@ public struct LabeledImages {
             for i in r { resampleCentreSquare(src + i * c * h * w, channels: c, height: h, width: w, size: size,
                                               into: dst + i * c * size * size) }
         }
-        return LabeledImages(images: out, labels: labels, classes: classes)
+        return LabeledImages(images: out, labels: labels, classes: classes).named(name, unit: unit)
     }
 }
 

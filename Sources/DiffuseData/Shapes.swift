@@ -31,6 +31,6 @@ public enum SyntheticShapes {
                 }
             }
         }
-        return LabeledImages(images: images, labels: kinds, classes: classes)
+        return LabeledImages(images: images, labels: kinds, classes: classes).named("built-in coloured shapes")
     }
 }

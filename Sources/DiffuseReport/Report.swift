@@ -227,7 +227,7 @@ public struct ReportWriter {
         if let c = comparison {
             let budget = c.budgetMinutes.map { t("a budget of \(text.n($0, 0)) minutes of training each", "по \(text.n($0, 0)) минут обучения на модель") }
                 ?? t("the training runs listed below", "перечисленные ниже обучающие запуски")
-            s += t("All figures come from runs of Diffuse on \(c.data) with \(budget), on \(c.machine).",
+            s += t("All figures come from runs of Diffuse on the \(c.data), with \(budget), on \(c.machine).",
                    "Все числа получены в запусках Diffuse на данных \(c.data), \(budget), на машине \(c.machine).") + "\n\n"
         } else {
             s += t("All figures come from the runs: ", "Все числа получены в запусках: ") + runs.map { "`\($0.folder)`" }.joined(separator: ", ") + ".\n\n"

@@ -85,15 +85,17 @@ public struct ReferenceFeatures {
     public let statistics: FeatureStatistics
     /// The reference images' mean Laplacian magnitude.
     public let sharpness: Double
-    /// Which images, for reports: the data and the examples.
+    /// Which images, for reports: what the data is (`caption`, else `data`) and the examples.
     public let description: String
     public let fromCache: Bool
 
-    public init(images: Tensor, data: String, examples: String, network: FeatureNetwork, cacheDirectory: String,
-                progress: ((Int) -> Void)? = nil) throws {
+    /// `data` and `examples` name the images in the cache's key; `caption` says what they are in reports
+    /// (LabeledImages.caption).
+    public init(images: Tensor, data: String, examples: String, caption: String? = nil, network: FeatureNetwork,
+                cacheDirectory: String, progress: ((Int) -> Void)? = nil) throws {
         let key = "data=\(data);examples=\(examples);network=\(network.identity);resize=\(network.resize)"
         let file = cacheDirectory + "/reference-" + String(digest(Array(key.utf8)), radix: 16) + ".safetensors"
-        description = "\(data), examples \(examples) (\(images.shape[0]) images)"
+        description = "\(caption ?? data), examples \(examples)"
         if let cached = try? SafeTensorsFile(path: file), cached.metadata["key"] == key, let f = try? cached.tensor("features"),
            f.shape.first == images.shape[0] {
             features = f

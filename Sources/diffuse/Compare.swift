@@ -109,7 +109,8 @@ struct Compare: ParsableCommand {
         let first = try RunFolder(models[0].1).readConfig()
         let (train, heldOut, dataName) = try referenceImages(first)
         let bar = ProgressBar(total: train.count, label: "reference")
-        let reference = try ReferenceFeatures(images: train.images, data: dataName, examples: "0..<\(train.count)", network: network,
+        let reference = try ReferenceFeatures(images: train.images, data: dataName, examples: "0..<\(train.count)",
+                                              caption: train.caption, network: network,
                                               cacheDirectory: cache) { bar.update($0) }
 
         var rows: [ModelResult] = [], stepRows: [StepResult] = []
@@ -147,7 +148,7 @@ struct Compare: ParsableCommand {
                                            samples: gridSamples, fid: g.quality.fid))
             }
         }
-        let results = ComparisonResults(data: dataName, budgetMinutes: minutes, machine: Engine.machineDescription,
+        let results = ComparisonResults(data: train.caption, budgetMinutes: minutes, machine: Engine.machineDescription,
                                         featureNetwork: network.name, resize: network.resize, reference: reference.description,
                                         models: rows, steps: stepRows)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)

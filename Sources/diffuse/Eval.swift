@@ -88,7 +88,8 @@ struct Eval: ParsableCommand {
         }
         if nll > 0 && heldOut == nil { throw ValidationError("--nll needs held-out images: \(runFolder) trained on all of \(data)") }
         let bar = ProgressBar(total: images.count, label: "reference")
-        let referenceFeatures = try ReferenceFeatures(images: images.images, data: data, examples: examples, network: network,
+        let referenceFeatures = try ReferenceFeatures(images: images.images, data: data, examples: examples,
+                                                      caption: images.caption, network: network,
                                                       cacheDirectory: cache) { bar.update($0) }
         var settings = EvaluationSettings()
         (settings.samples, settings.batchSize, settings.sampler, settings.steps) = (samples, batchSize, sampler, steps)

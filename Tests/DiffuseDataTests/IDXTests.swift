@@ -14,7 +14,8 @@ final class IDXTests: DataTestCase {
         return path
     }
 
-    /// The real MNIST test set: 10,000 images 1×28×28 in [−1, 1], its known class counts, classes "0"…"9".
+    /// The real MNIST test set: 10,000 images 1×28×28 in [−1, 1], its known class counts, classes "0"…"9", and its
+    /// caption.
     func testRealMNIST() throws {
         let dir = try mnistDirectory()
         let data = try LabeledImages.idx(images: dir + "/t10k-images-idx3-ubyte.gz")
@@ -28,6 +29,9 @@ final class IDXTests: DataTestCase {
         // mnist(directory:) finds the same files when the folder has only the test split.
         let viaFolder = try LabeledImages.mnist(directory: dir)
         XCTAssertEqual(viaFolder.labels, data.labels)
+        // Reports name it by what it is, never by its path.
+        XCTAssertEqual(viaFolder.caption, "MNIST test split, 10,000 digits")
+        XCTAssertEqual(viaFolder.resized(to: 32).subset(Array(0..<999)).caption, "MNIST test split, 999 digits")
         XCTAssertEqual(try LabeledImages.mnist(directory: dir, split: .test).labels, data.labels)
         assertDataError(try LabeledImages.mnist(directory: dir, split: .train), path: dir, "train-images-idx3-ubyte")
     }
