@@ -71,9 +71,9 @@ public struct ConvolutionPlan: Hashable, Sendable, CustomStringConvertible {
     static var winogradTiles: Int { Engine.instructionSet == .avx512 ? 64 : 32 }
 
     /// The fewest tiles of a batch that the weight gradient runs on Winograd: its sums ∂U (16 floats per pair of
-    /// channels) cost as much to write, add up and transform back as 64 tiles' products save (cifar's 256 → 256 at
-    /// 16², batch 1: channel tiles 1.6× faster; at 8², batch 8, 128 tiles: Winograd as fast or 1.1× faster).
-    static let winogradGradientTiles = 128
+    /// channels, one copy per slice) cost more to clear, add up and transform back than fewer tiles save (cifar's
+    /// 256 → 256 at 16², batch 1 or 2: channel tiles 1.2–1.9× faster on either instruction set).
+    static let winogradGradientTiles = 256
 
     /// The plan conv2d would make now for `geometry` (outside withFrozenWeights), for benchmarks and tests.
     public init(_ geometry: ConvGeometry) { self.init(geometry, frozen: false) }
@@ -88,9 +88,10 @@ public struct ConvolutionPlan: Hashable, Sendable, CustomStringConvertible {
     ///   positions a step (cifar's 256 → 128 at 32², batch 8: row tiles 1.2–1.4× faster on either instruction set);
     ///   else the cheaper of flat and packed row tiles (Tiling's cost).
     /// - input gradient: the same, with the roles of the input and output channels swapped.
-    /// - weight gradient: Winograd where the forward's rule for it holds both ways over `winogradGradientTiles` tiles
-    ///   or more; else channel tiles for 32·k output channels, unless they come in blocks of 64 from fewer than 16 input
-    ///   channels; else position lanes.
+    /// - weight gradient: Winograd where the forward's rule for it holds both ways, over images larger than 8 × 8
+    ///   (at 16 tiles per image channel tiles were faster: cifar's 256 → 256 at 8², batch 8, 2.8 against 4.1 ms)
+    ///   and `winogradGradientTiles` tiles or more; else channel tiles for 32·k output channels, unless they come in
+    ///   blocks of 64 from fewer than 16 input channels; else position lanes.
     init(_ geo: ConvGeometry, frozen: Bool, forcing: Engine.ConvolutionForcing = Engine.convolutionForcing) {
         let (c, o) = (geo.c, geo.o)
         let tiles = Winograd.Plan(images: geo.n, channels: c, outputs: o, height: geo.h, width: geo.w)
@@ -111,7 +112,8 @@ public struct ConvolutionPlan: Hashable, Sendable, CustomStringConvertible {
         inputGradient = forcing.inputGradient.flatMap { $0.runs(geo, outputs: c) ? $0 : nil }
             ?? planned(outputs: c, inputs: o, geo.inputGradient(images: geo.n).1.filter { !$0.taps.isEmpty }.map(\.plan))
         weightGradient = forcing.weightGradient.flatMap { $0.runs(geo) ? $0 : nil } ?? {
-            if winograd && c >= 16 && o >= 16 && tiles.tiles >= Self.winogradGradientTiles
+            if winograd && c >= 16 && o >= 16 && tiles.tileRows * tiles.tileColumns > 16
+                && tiles.tiles >= Self.winogradGradientTiles
                 && WeightGradientAlgorithm.winograd.runs(geo) { return .winograd }
             if let block = Kernels.weightGradientBlock(outputs: o), block == 32 || c >= 16 { return .channelTiles }
             return .positionLanes
@@ -217,10 +219,9 @@ public struct Caches: Sendable, Equatable {
     func productDepth(columns: Int) -> Int { Swift.max(64, l2 / 2 / (columns * 4) / 64 * 64) }
     /// Tiles × channels of Winograd's transformed inputs per band of its forward pass (16 floats each): 3/8 of L2.
     var winogradBand: Int { l2 * 3 / 8 / 64 }
-    /// Tiles per band of Winograd's weight gradient: as many as keep the transformed gradients of one block of output
-    /// channels (`block` floats a tile), which every input channel's products read, in a third of L1 (64 tiles of 64
-    /// here). The same on every instruction set, as the bands are where the sums are added up.
-    func winogradGradientBand(block: Int) -> Int { l1 / 3 / (4 * block) }
+    /// Tiles × (input + output) channels of transformed inputs and gradients per band of Winograd's weight gradient
+    /// (16 floats each): 3/4 of L2.
+    var winogradGradientBand: Int { l2 * 3 / 4 / 64 }
 }
 
 /// How a correlation's outputs are cut into register tiles: 6 valid outputs × 64 output channels (`channels`,

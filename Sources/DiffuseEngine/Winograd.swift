@@ -382,50 +382,57 @@ enum Winograd {
 }
 
 extension Winograd {
+    /// The runs of tiles whose sums weightGradient keeps apart and then adds in order: one per thread on the
+    /// machines this is built for, and a fixed count, so that ∂W does not depend on the threads.
+    static let slices = 2
+
     /// ∂W of conv2d (3×3, stride 1, padding 1) from its input x and ∂L/∂y g (NCHW) on F(2×2, 3×3). As y =
     /// Aᵀ[(G w Gᵀ) ⊙ V]A on each tile,
     ///   ∂U_ξ[o][c] = Σ_tiles ∂M_ξ[o] · V_ξ[c],  ∂M = A ∂Y Aᵀ,   ∂W[o, c] = Gᵀ ∂U[o, c] G,
     /// each sum over tiles a product on channel tiles: 6 input channels (rows of V_ξ, broadcast) × a block of output
-    /// channels (∂M_ξ transposed to [tile][block]), the tiles as the steps. The tiles are cut into bands
-    /// (Caches.winogradGradientBand); for each band in turn the threads share out the transforms of its inputs and
-    /// gradients, then the products, by position ξ and block of output channels: each sum of ∂U runs on one thread,
-    /// over the tiles in order, whatever the threads and the bands.
+    /// channels (∂M_ξ transposed to [tile][block]), the tiles as the steps. The tiles are cut into `slices` runs of
+    /// bands whose V and ∂M stay in L2, each run summed on its own thread; the runs' sums are added in order.
     static func weightGradient(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ plan: Plan, block: Int,
                                into dw: UnsafeMutablePointer<Float>) {
         let (channels, outputs, total) = (plan.channels, plan.outputs, plan.tiles)
         let (blocks, sextets) = (outputs / block, (channels + 5) / 6)
-        let perBand = Swift.max(16, Engine.caches.winogradGradientBand(block: block) / 16 * 16)
-        let largest = Band(tiles: 0..<Swift.min(total, perBand), tileRows: plan.tileRows, tileColumns: plan.tileColumns)
-        let (inputs, products) = (16 * largest.plane(channels), 16 * outputs * (largest.count + 1))
-        let plane = blocks * sextets * 6 * block  // ∂U: [ξ][block][sextet][6][block]
+        let perBand = Swift.max(64, Engine.caches.winogradGradientBand / (channels + outputs) / 16 * 16)
+        let largest = Band(tiles: 0..<perBand, tileRows: plan.tileRows, tileColumns: plan.tileColumns)
+        let (inputs, products) = (16 * largest.plane(channels), 16 * outputs * perBand)
+        let plane = blocks * sextets * 6 * block, sums = 16 * plane  // ∂U: [ξ][block][sextet][6][block]
         let gather = 16 * 16 * 16 + 128  // transformGradient's scratch
-        withBuffer(inputs + products + 16 * plane) { v in
-        withUnsafeTemporaryAllocation(of: Int.self, capacity: largest.count + 1) { index in
-            let (mt, dU) = (v + inputs, v + inputs + products)
-            for t in 0...largest.count { index[t] = t }
-            for start in Swift.stride(from: 0, to: total, by: perBand) {
-                let band = Band(tiles: start..<Swift.min(total, start + perBand), tileRows: plan.tileRows,
-                                tileColumns: plan.tileColumns)
-                parallelFor(channels, grain: Swift.max(1, channels / 8), scratch: band.strips) { range, strips in
-                    Kernels.zero(strips, band.strips)  // finite values for the tiles past the band's last
-                    transformInput(x, plan, band, channels: range, into: v, strips: strips)
+        let scratch = inputs + products + gather + largest.strips
+        withBuffer(slices * sums) { partial in
+            parallelFor(slices, grain: 1, scratch: scratch) { range, s in
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: perBand) { index in
+                let (v, mt, spare) = (s, s + inputs, s + inputs + products)
+                let strips = spare + gather
+                for t in 0..<perBand { index[t] = t }
+                Kernels.zero(strips, largest.strips)  // finite values for the tiles past a band's last
+                for slice in range {
+                    let dU = partial + slice * sums
+                    Kernels.zero(dU, sums)
+                    let first = slice * total / slices / 16 * 16
+                    let last = slice + 1 == slices ? total : (slice + 1) * total / slices / 16 * 16
+                    for start in Swift.stride(from: first, to: last, by: perBand) {
+                        let band = Band(tiles: start..<Swift.min(last, start + perBand), tileRows: plan.tileRows,
+                                        tileColumns: plan.tileColumns)
+                        transformInput(x, plan, band, channels: 0..<channels, into: v, strips: strips)
+                        transformGradient(g, plan, band, block: block, into: mt, scratch: spare)
+                        accumulate(v, mt, plan, band, block: block, index: index.baseAddress!, into: dU)
+                    }
                 }
-                parallelFor(blocks, grain: 1, scratch: gather) { range, spare in
-                    transformGradient(g, plan, band, block: block, blocks: range, into: mt, scratch: spare)
-                }
-                parallelFor(16 * blocks, grain: Swift.max(1, 16 * blocks / 16)) { range in
-                    accumulate(v, mt, plan, band, block: block, products: range, index: index.baseAddress!,
-                               into: dU, first: start == 0)
-                }
-            }
-        } 
-            // ∂W[o, c] = Gᵀ ∂U[o, c] G, 16 output channels at a time in lanes.
-            let dU = v + inputs + products
+            } }
+            // ∂W[o, c] = Gᵀ (Σ_slices ∂U[o, c]) G, 16 output channels at a time in lanes.
             parallelFor(channels, grain: Swift.max(1, 64 / Swift.max(1, outputs / 16))) { range in
                 for c in range {
                     for o0 in Swift.stride(from: 0, to: outputs, by: 16) {
                         let at = ((o0 / block) * sextets + c / 6) * 6 * block + (c % 6) * block + o0 % block
-                        @inline(__always) func u(_ xi: Int) -> Lanes { Kernels.load(dU + xi * plane + at) }
+                        @inline(__always) func u(_ xi: Int) -> Lanes {
+                            var total = Kernels.load(partial + xi * plane + at)
+                            for slice in 1..<slices { total += Kernels.load(partial + slice * sums + xi * plane + at) }
+                            return total
+                        }
                         // Gᵀ times a column (u₀, u₁, u₂, u₃), or a row of Gᵀ ∂U times G: (u₀ + (u₁ + u₂)/2,
                         // (u₁ − u₂)/2, (u₁ + u₂)/2 + u₃).
                         @inline(__always) func times(_ u0: Lanes, _ u1: Lanes, _ u2: Lanes, _ u3: Lanes) -> (Lanes, Lanes, Lanes) {
@@ -457,13 +464,12 @@ extension Winograd {
     /// piece by piece into `scratch` (16·16·16 + 128 floats; the rows 48 apart, for the zeros a copy writes past 32),
     /// then each ξ's 16 × 16 transposed.
     private static func transformGradient(_ g: UnsafePointer<Float>, _ plan: Plan, _ band: Band, block: Int,
-                                          blocks range: Range<Int>, into mt: UnsafeMutablePointer<Float>,
-                                          scratch: UnsafeMutablePointer<Float>) {
+                                          into mt: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let (h, w, count, blocks) = (plan.height, plan.width, band.count, plan.outputs / block)
         let stride = (count + 1) / 2 * 2
         let rows = scratch + 16 * 16 * 16  // two rows of 32 floats, 48 apart
         let (tw, byRows, oddMask) = (plan.tileColumns, plan.rowsInPlace, Kernels.laneMask(w / 2))
-        for o0 in Swift.stride(from: range.lowerBound * block, to: range.upperBound * block, by: 16) {
+        for o0 in Swift.stride(from: 0, to: plan.outputs, by: 16) {
             var t0 = 0
             while t0 < count {
                 // 16 tiles, or, in rows of 17 to 32 columns, the rest of a tile row: read in place where it starts
@@ -520,34 +526,33 @@ extension Winograd {
         }
         if count % 2 == 1 {
             for xi in 0..<16 {
-                for b in range { Kernels.zero(mt + ((xi * blocks + b) * stride + count) * block, block) }
+                for b in 0..<blocks { Kernels.zero(mt + ((xi * blocks + b) * stride + count) * block, block) }
             }
         }
     }
 
-    /// dU[((ξ·blocks + b)·sextets + k)·6·block + i·block + j] (+)= Σ_t V_ξ[6k + i][t] · ∂M_ξ[t][b·block + j] over a
-    /// band's tiles, for the products ξ·blocks + b in `products`, on channelTile (blocks of 64) or
-    /// pairedChannelTile (32, the tiles two at a time); the band that comes `first` writes dU, later ones add to it.
+    /// dU[((ξ·blocks + b)·sextets + k)·6·block + i·block + j] += Σ_t V_ξ[6k + i][t] · ∂M_ξ[t][b·block + j] over a
+    /// band's tiles, on channelTile (blocks of 64) or pairedChannelTile (32, the tiles two at a time).
     private static func accumulate(_ v: UnsafePointer<Float>, _ mt: UnsafePointer<Float>, _ plan: Plan, _ band: Band,
-                                   block: Int, products: Range<Int>, index: UnsafePointer<Int>,
-                                   into dU: UnsafeMutablePointer<Float>, first: Bool) {
+                                   block: Int, index: UnsafePointer<Int>, into dU: UnsafeMutablePointer<Float>) {
         let (channels, blocks, sextets) = (plan.channels, plan.outputs / block, (plan.channels + 5) / 6)
         let steps = (band.count + 1) / 2 * 2
         withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: 6 * sextets) { bases in
-            for product in products {
-                let (xi, b) = (product / blocks, product % blocks)
+            for xi in 0..<16 {
                 for i in 0..<(6 * sextets) {
                     bases[i] = v + xi * band.plane(channels) + Swift.min(i, channels - 1) * band.stride
                 }
-                let w = mt + product * steps * block
-                for k in 0..<sextets {
-                    let out = dU + (product * sextets + k) * 6 * block
-                    if block == Kernels.channelTileOutputs {
-                        Kernels.channelTile(steps: band.count, positions: bases.baseAddress! + 6 * k, index: index,
-                                            w: w, out: out, accumulate: !first)
-                    } else {
-                        Kernels.pairedChannelTile(steps: steps, positions: bases.baseAddress! + 6 * k, index: index,
-                                                  w: w, out: out, accumulate: !first)
+                for b in 0..<blocks {
+                    let w = mt + (xi * blocks + b) * steps * block
+                    for k in 0..<sextets {
+                        let out = dU + ((xi * blocks + b) * sextets + k) * 6 * block
+                        if block == Kernels.channelTileOutputs {
+                            Kernels.channelTile(steps: band.count, positions: bases.baseAddress! + 6 * k, index: index,
+                                                w: w, out: out, accumulate: true)
+                        } else {
+                            Kernels.pairedChannelTile(steps: steps, positions: bases.baseAddress! + 6 * k, index: index,
+                                                      w: w, out: out, accumulate: true)
+                        }
                     }
                 }
             }
