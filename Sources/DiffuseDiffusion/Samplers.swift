@@ -96,3 +96,100 @@ public enum SampleClipping: Equatable, Sendable {
         }
     }
 }
+
+/// DDPM's ancestral sampler (Ho et al. 2020, Algorithm 2) as DDPMScheduler runs it, over all T steps or a subset:
+/// x_{t'} = μ̃(x_t, x̂_0) + σ_t·z with t' the next visited timestep, μ̃ the posterior mean between t and t'
+/// (β = 1 − ᾱ_t/ᾱ_{t'}), and noise wherever t > 0.
+public struct DDPMSampler: Sampler {
+    public let settings: Sampling
+    public let timesteps: [Int]
+
+    public init(_ settings: Sampling) {
+        self.settings = settings
+        timesteps = settings.spacing.timesteps(steps: settings.steps, trainingSteps: settings.trainingSteps,
+                                               offset: settings.stepsOffset)
+    }
+
+    public var evaluations: Int { timesteps.count }
+
+    public func sample(from noise: Tensor, model: Denoiser, stepNoise: (Int) -> Tensor,
+                       observe: ((Int, Tensor) -> Void)? = nil) -> Tensor {
+        let a = settings.alphaBar
+        var x = noise
+        for (i, t) in timesteps.enumerated() {
+            withoutGradients {
+                let previous = i + 1 < timesteps.count ? timesteps[i + 1] : -1
+                let barT = a[t], barPrev = previous >= 0 ? a[previous] : 1
+                let beta = 1 - barT / barPrev
+                let (output, predicted) = settings.splitVariance(model(x, Double(t)), channels: x.shape[1])
+                let x0 = settings.estimates(output, x, alphaBar: barT).x0
+                // μ̃ = (√ᾱ_{t'}·β/(1 − ᾱ_t))·x̂_0 + (√(1 − β)·(1 − ᾱ_{t'})/(1 − ᾱ_t))·x_t
+                let c0 = barPrev.squareRoot() * beta / (1 - barT), ct = (1 - beta).squareRoot() * (1 - barPrev) / (1 - barT)
+                x = x0 * Float(c0) + x * Float(ct)
+                if t > 0 {
+                    let small = max((1 - barPrev) / (1 - barT) * beta, 1e-20)  // β̃, kept above 0 as diffusers does
+                    let z = stepNoise(i)
+                    switch settings.variance {
+                    case .fixedSmall, .fixedSmallLog: x = x + z * Float(small.squareRoot())
+                    case .fixedLarge: x = x + z * Float(beta.squareRoot())
+                    case .learned: x = x + z * sqrt(predicted!)
+                    case .learnedRange:
+                        // log σ² = f·log β + (1 − f)·log β̃, f = (v + 1)/2
+                        let f = (predicted! + 1) * 0.5
+                        let logVariance = f * Float(Foundation.log(beta)) + (-f + 1) * Float(Foundation.log(small))
+                        x = x + z * exp(logVariance * 0.5)
+                    }
+                }
+            }
+            observe?(i, x)
+        }
+        return x
+    }
+}
+
+/// DDIM (Song et al. 2021) as DDIMScheduler runs it: x_{t'} = √ᾱ_{t'}·x̂_0 + √(1 − ᾱ_{t'} − σ²)·ε̂ + σ·z with
+/// t' = t − ⌊T/n⌋ and σ = η·√((1 − ᾱ_{t'})/(1 − ᾱ_t))·√(1 − ᾱ_t/ᾱ_{t'}). With η = 0 it is deterministic; η = 1 is
+/// DDPM's step.
+public struct DDIMSampler: Sampler {
+    public let settings: Sampling
+    public let timesteps: [Int]
+    /// ᾱ after the last step: 1 (`setAlphaToOne`, diffusers' default) or ᾱ_0.
+    public var finalAlphaBar: Double { settings.setAlphaToOne ? 1 : settings.alphaBar[0] }
+
+    public init(_ settings: Sampling) {
+        self.settings = settings
+        timesteps = settings.spacing.timesteps(steps: settings.steps, trainingSteps: settings.trainingSteps,
+                                               offset: settings.stepsOffset)
+    }
+
+    public var evaluations: Int { timesteps.count }
+
+    /// One DDIM step from x_t at `t` to the timestep `previous` (negative: the end), given the network output.
+    /// With η = 0 and no clipping the step is invertible: for ε-prediction, the same call with `t` and `previous`
+    /// swapped and the same ε̂ maps x_{t'} back to x_t (DDIM inversion).
+    public func step(_ x: Tensor, output: Tensor, t: Int, previous: Int, noise: Tensor?) -> Tensor {
+        let a = settings.alphaBar
+        let barT = a[t], barPrev = previous >= 0 ? a[previous] : finalAlphaBar
+        let (x0, eps) = settings.estimates(output, x, alphaBar: barT)
+        // (η = 0 skips the root, which is of a negative number when the step goes to a noisier timestep.)
+        let eta = settings.eta
+        let sigma = eta == 0 ? 0 : eta * ((1 - barPrev) / (1 - barT)).squareRoot() * (1 - barT / barPrev).squareRoot()
+        var next = x0 * Float(barPrev.squareRoot()) + eps * Float(max(0, 1 - barPrev - sigma * sigma).squareRoot())
+        if sigma > 0, let noise { next = next + noise * Float(sigma) }
+        return next
+    }
+
+    public func sample(from noise: Tensor, model: Denoiser, stepNoise: (Int) -> Tensor,
+                       observe: ((Int, Tensor) -> Void)? = nil) -> Tensor {
+        let jump = settings.trainingSteps / settings.steps
+        var x = noise
+        for (i, t) in timesteps.enumerated() {
+            x = withoutGradients {
+                let (output, _) = settings.splitVariance(model(x, Double(t)), channels: x.shape[1])
+                return step(x, output: output, t: t, previous: t - jump, noise: settings.eta > 0 ? stepNoise(i) : nil)
+            }
+            observe?(i, x)
+        }
+        return x
+    }
+}
