@@ -60,20 +60,16 @@ func eulerSchedule(_ s: Sampling, karras: Bool, finalSigma: Double) -> (timestep
     return (timesteps, (sigmas + [finalSigma]).map { Double(Float($0)) })
 }
 
-/// x̂_0 from the network output at σ, for x in the σ parametrisation x = x_0 + σ·ε = x_t/√ᾱ_t: the estimate at
-/// x_t = α·x, α = 1/√(σ² + 1) (Prediction.estimates with a = α, s = σ·α).
-func denoised(_ output: Tensor, _ x: Tensor, sigma: Double, prediction: Prediction) -> Tensor {
-    let alpha = 1 / (sigma * sigma + 1).squareRoot()
-    let a = perSample([alpha], rank: x.rank)
-    return prediction.estimates(output: output, xt: x * a, signal: a, noise: perSample([sigma * alpha], rank: x.rank)).x0
-}
-
-/// x̂_0 at σ from the network, which sees x/√(σ² + 1) (its input scale at timestep t), as the Euler-type schedulers
-/// call it.
+/// x̂_0 at σ from the network, as the Euler-type schedulers call it, for x in the σ parametrisation
+/// x = x_0 + σ·ε = x_t/√ᾱ_t: the network sees x_t = α·x, α = 1/√(σ² + 1) (its input scale at timestep t), and its
+/// output gives x̂_0 at that x_t (Prediction.estimates with a = α, s = σ·α).
 func denoised(_ model: Denoiser, _ x: Tensor, sigma: Double, t: Double, settings: Sampling) -> Tensor {
     let s = Float(sigma)
-    let (output, _) = settings.splitVariance(model(x / (s * s + 1).squareRoot(), t), channels: x.shape[1])
-    return denoised(output, x, sigma: sigma, prediction: settings.prediction)
+    let alpha = 1 / (s * s + 1).squareRoot()
+    let xt = x * alpha
+    let (output, _) = settings.splitVariance(model(xt, t), channels: x.shape[1])
+    return settings.prediction.estimates(output: output, xt: xt, signal: perSample([Double(alpha)], rank: x.rank),
+                                         noise: perSample([sigma * Double(alpha)], rank: x.rank)).x0
 }
 
 /// Euler's method on dx/dσ = (x − x̂_0)/σ, as EulerDiscreteScheduler; with `ancestral`, as
