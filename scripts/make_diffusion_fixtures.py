@@ -15,12 +15,14 @@ Writes Tests/DiffuseDiffusionTests/Fixtures/schedulers.safetensors:
   sampler.<name> (F32) [10, 2, 3, 4, 4]: the state after each of 10 steps (leading spacing, T = 1000, linear
     schedule) of DDPMScheduler.step / DDIMScheduler.step for the toy model  output = 0.3·x + 0.001·t,
     name = ddpm.<prediction>.<fixed_small|fixed_large>.clip<0|1> or ddim.<prediction>.eta<0|1>.clip<0|1>.
+  flow.shift<1|3>.timesteps [10] and flow.shift<1|3>.states [10, 2, 3, 4, 4] (F32): FlowMatchEulerDiscreteScheduler
+    (shift 1 and 3, T = 1000) over 10 steps from sampler.x_T for the same toy model at its float timesteps.
 """
 import pathlib
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
 from diffusers.schedulers.scheduling_ddpm import rescale_zero_terminal_snr
 from safetensors.torch import save_file
 
@@ -91,6 +93,15 @@ for prediction in ("epsilon", "sample", "v_prediction"):
                 x = s.step(model(x, int(t)), t, x, eta=float(eta), variance_noise=noise[i] if eta else None).prev_sample
                 states.append(x)
             tensors[f"sampler.ddim.{prediction}.eta{eta}.clip{int(clip)}"] = torch.stack(states)
+
+for shift in (1, 3):
+    s = FlowMatchEulerDiscreteScheduler(shift=float(shift))
+    s.set_timesteps(steps)
+    x, states = x_T, []
+    for t in s.timesteps:
+        x = s.step(model(x, t), t, x).prev_sample
+        states.append(x)
+    tensors[f"flow.shift{shift}.timesteps"], tensors[f"flow.shift{shift}.states"] = s.timesteps.clone(), torch.stack(states)
 
 root.mkdir(parents=True, exist_ok=True)
 out = root / "schedulers.safetensors"

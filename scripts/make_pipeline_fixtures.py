@@ -30,6 +30,7 @@ Writes under Tests/DiffuseModelsTests/Fixtures/ (folders are deleted and rewritt
                                 (no clamping, no rescaling to [0, 1])
     P.S.10.states [10, 2, C, 8, 8]       stochastic sampler S: x after each of the 10 steps
     P.S.10.step_noise [10, 2, C, 8, 8]   the noise randn_tensor handed to step i (zeros where the step draws none)
+  P.ipndm.n [2, C, 8, 8]      iPNDM (k-diffusion's sample_ipndm rule) on DPMSolverMultistepScheduler's timesteps and sigmas
   samplers.json: per pipeline its in_channels, class_conditional, labels and scheduler config; per sampler
     ("P.S") the scheduler class, the from_config overrides, step kwargs and the resulting full scheduler config; per
     stored key the sampler, steps, scheduler.timesteps (after set_timesteps), their dtype, scheduler.sigmas where
@@ -55,8 +56,9 @@ import re
 import shutil
 
 import torch
-from diffusers import (DDIMScheduler, DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler,
-                       EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler, UNet2DModel)
+from diffusers import (DDIMScheduler, DDPMPipeline, DDPMScheduler, DEISMultistepScheduler, DPMSolverMultistepScheduler,
+                       EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler, PNDMScheduler,
+                       UNet2DModel, UniPCMultistepScheduler)
 from diffusers.schedulers import (scheduling_ddim, scheduling_ddpm, scheduling_dpmsolver_multistep,
                                   scheduling_euler_ancestral_discrete, scheduling_euler_discrete)
 from diffusers.utils import logging
@@ -97,11 +99,26 @@ DETERMINISTIC = {
     "euler_karras": (EulerDiscreteScheduler, {"use_karras_sigmas": True}, {}),
     "heun": (HeunDiscreteScheduler, {}, {}),
     "heun_karras": (HeunDiscreteScheduler, {"use_karras_sigmas": True}, {}),
+    "euler_exponential": (EulerDiscreteScheduler, {"use_exponential_sigmas": True}, {}),
+    "pndm": (PNDMScheduler, {"skip_prk_steps": True}, {}),
+    "dpmpp_2m_exponential": (DPMSolverMultistepScheduler,
+                             {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_exponential_sigmas": True}, {}),
+    "dpmpp_3m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 3}, {}),
+    "dpmpp_3m_karras": (DPMSolverMultistepScheduler,
+                        {"algorithm_type": "dpmsolver++", "solver_order": 3, "use_karras_sigmas": True}, {}),
+    "unipc": (UniPCMultistepScheduler, {"solver_type": "bh2"}, {}),
+    # bh1's last step to sigma = 0 is NaN in diffusers (B(h) = -h = -inf times a zero correction): end at sigma_min.
+    "unipc_bh1": (UniPCMultistepScheduler, {"solver_type": "bh1", "final_sigmas_type": "sigma_min"}, {}),
+    "unipc_3": (UniPCMultistepScheduler, {"solver_type": "bh2", "solver_order": 3}, {}),
+    "unipc_karras": (UniPCMultistepScheduler, {"solver_type": "bh2", "use_karras_sigmas": True}, {}),
+    "deis": (DEISMultistepScheduler, {}, {}),
+    "deis_3": (DEISMultistepScheduler, {"solver_order": 3}, {}),
 }
 STOCHASTIC = {
     "ddpm": (DDPMScheduler, {}, {}),
     "euler_ancestral": (EulerAncestralDiscreteScheduler, {}, {}),
     "dpmpp_2m_sde": (DPMSolverMultistepScheduler, {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}, {}),
+    "dpmpp_3m_sde": (DPMSolverMultistepScheduler, {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}, {}),
 }
 SCHEDULER_MODULES = [scheduling_ddim, scheduling_ddpm, scheduling_dpmsolver_multistep,
                      scheduling_euler_ancestral_discrete, scheduling_euler_discrete]  # Heun draws no noise at all
@@ -169,6 +186,23 @@ def run(unet, scheduler, noise, labels, n, step_kwargs, step_noise=None):
     return x, torch.stack(states), counts, len(scheduler.timesteps)
 
 
+def ipndm(unet, scheduler, noise, labels, max_order=4):
+    """Adams-Bashforth on dx/dsigma = (x - D(x))/sigma in x = x_t/a, order min(i + 1, 4); a step to sigma = 0 is D(x)."""
+    sigmas, prediction = scheduler.sigmas, scheduler.config.prediction_type
+    x, slopes = noise * (sigmas[0] ** 2 + 1) ** 0.5, []
+    for i, t in enumerate(scheduler.timesteps):
+        sigma, following = sigmas[i], sigmas[i + 1]
+        a = 1 / (sigma ** 2 + 1) ** 0.5
+        out = unet(x * a, t, class_labels=labels).sample
+        denoised = {"epsilon": x - sigma * out, "v_prediction": a * (x * a) - sigma * a * out, "sample": out}[prediction]
+        d = (x - denoised) / sigma
+        slopes.append(d)
+        order = min(max_order, i + 1)
+        c = {1: [1], 2: [3 / 2, -1 / 2], 3: [23 / 12, -16 / 12, 5 / 12], 4: [55 / 24, -59 / 24, 37 / 24, -9 / 24]}[order]
+        x = denoised if following == 0 else x + (following - sigma) * sum(w * slopes[-1 - j] for j, w in enumerate(c))
+    return x
+
+
 def describe(scheduler, n, evaluations, counts):
     first = scheduler.timesteps[0]
     needed = hasattr(scheduler, "index_for_timestep") and scheduler.index_for_timestep(first) != 0
@@ -225,9 +259,9 @@ with torch.no_grad():
         for sname, (cls, overrides, step_kwargs) in {**DETERMINISTIC, **STOCHASTIC}.items():
             stochastic = sname in STOCHASTIC
             s = cls.from_config(scheduler.config, **overrides)
-            if sname == "euler_ancestral" and s.config.prediction_type == "sample":
+            if sname in ("euler_ancestral", "pndm") and s.config.prediction_type == "sample":
                 manifest["unsupported"].append({"pipeline": pname, "sampler": sname, "reason":
-                    "EulerAncestralDiscreteScheduler.step raises NotImplementedError for prediction_type 'sample'"})
+                    f"{cls.__name__}.step raises for prediction_type 'sample'"})
                 continue
             manifest["samplers"][f"{pname}.{sname}"] = {
                 "class": cls.__name__, "overrides": overrides, "step_kwargs": step_kwargs, "stochastic": stochastic,
@@ -252,6 +286,14 @@ with torch.no_grad():
                     tensors[f"{pname}.{sname}.{n}"] = x
                     manifest["keys"][f"{pname}.{sname}.{n}"] = {"sampler": f"{pname}.{sname}",
                                                                  **describe(s, n, evals, counts)}
+        # iPNDM: k-diffusion's sample_ipndm step rule (PyPI's k-diffusion 0.1.1 has no sample_ipndm; written here
+        # from its description) on DPMSolverMultistepScheduler's timesteps and σ, from x = x_T·√(σ_0² + 1) in x_t/a.
+        s = DPMSolverMultistepScheduler.from_config(scheduler.config)
+        for n in (10, 25):
+            s.set_timesteps(n)
+            tensors[f"{pname}.ipndm.{n}"] = ipndm(unet, s, noise, labels)
+            manifest["keys"][f"{pname}.ipndm.{n}"] = {"sampler": f"{pname}.ipndm", "steps": n,
+                                                      "timesteps": s.timesteps.tolist(), "sigmas": s.sigmas.tolist()}
     for key in tensors:
         if key not in manifest["keys"]:
             base = key.rsplit(".", 1)[0]

@@ -8,10 +8,10 @@ public func classifierFreeGuidance(conditional: Tensor, unconditional: Tensor, s
     unconditional + (conditional - unconditional) * Float(w)
 }
 
-/// A denoiser that guides a class-conditional network `predict(x, t, labels)` towards `labels` with scale `w`:
+/// A network that guides a class-conditional network `predict(x, t, labels)` towards `labels` with scale `w`:
 /// both predictions come from one call on the doubled batch [x; x] with labels [labels; null label].
 public func guidedDenoiser(labels: [Int], nullLabel: Int, scale w: Double,
-                           _ predict: @escaping (Tensor, Double, [Int]) -> Tensor) -> Denoiser {
+                           _ predict: @escaping (Tensor, Double, [Int]) -> Tensor) -> Network {
     { x, t in
         let n = x.shape[0]
         let both = predict(concat([x, x], axis: 0), t, labels + [Int](repeating: nullLabel, count: n))

@@ -9,19 +9,26 @@ public enum Prediction: String, CaseIterable, Codable, Sendable {
     case sample
     /// The velocity v = √ᾱ_t·ε − √(1 − ᾱ_t)·x_0 (Salimans & Ho).
     case velocity = "v_prediction"
+    /// Rectified flow's velocity v = dx_t/dt = ε − x_0 on x_t = (1 − t)·x_0 + t·ε.
+    case flow = "flow_prediction"
+
+    /// The predictions of a diffusion (variance-preserving) model: all but the flow's.
+    public static let diffusion: [Prediction] = [.epsilon, .sample, .velocity]
 }
 
 extension Prediction {
     /// x̂_0 and ε̂ implied by a network output at x_t = a·x_0 + s·ε (a = √ᾱ_t, s = √(1 − ᾱ_t), as tensors that
     /// broadcast over x_t: one factor, or one per sample):
     /// ε-prediction: x̂_0 = (x_t − s·ε̂)/a;  x_0-prediction: ε̂ = (x_t − a·x̂_0)/s;
-    /// v-prediction (v = a·ε − s·x_0): x̂_0 = a·x_t − s·v̂, ε̂ = s·x_t + a·v̂.
+    /// v-prediction (v = a·ε − s·x_0): x̂_0 = a·x_t − s·v̂, ε̂ = s·x_t + a·v̂;
+    /// flow (v = ε − x_0, with a + s = 1): x̂_0 = x_t − s·v̂, ε̂ = x_t + a·v̂.
     /// The one conversion of a network's output that training, likelihoods and every sampler go through.
     public func estimates(output: Tensor, xt: Tensor, signal a: Tensor, noise s: Tensor) -> (x0: Tensor, noise: Tensor) {
         switch self {
         case .epsilon: return ((xt - output * s) / a, output)
         case .sample: return (output, (xt - output * a) / s)
         case .velocity: return (xt * a - output * s, xt * s + output * a)
+        case .flow: return (xt - output * s, xt + output * a)
         }
     }
 }
@@ -69,6 +76,7 @@ public struct GaussianDiffusion: Sendable {
         case .velocity:
             let (a, s) = signalAndNoiseScales(t, rank: x0.rank)
             return noise * a - x0 * s
+        case .flow: return noise - x0
         }
     }
 
@@ -89,6 +97,7 @@ public struct GaussianDiffusion: Sendable {
             case .epsilon: return min(1, gamma / snr)
             case .sample: return min(snr, gamma)
             case .velocity: return min(snr, gamma) / (snr + 1)
+            case .flow: return 1
             }
         }
     }
@@ -97,5 +106,31 @@ public struct GaussianDiffusion: Sendable {
     public func loss(output: Tensor, target: Tensor, t: [Int], minSNRGamma: Double? = nil) -> Tensor {
         guard let gamma = minSNRGamma else { return mseLoss(output, target) }
         return mean(square(output - target) * perSample(minSNRWeights(t: t, gamma: gamma), rank: output.rank))
+    }
+}
+
+/// Rectified flow (Liu et al. 2023; Lipman et al. 2023): the straight path x_t = (1 − t)·x_0 + t·ε, t ∈ [0, 1],
+/// whose velocity v = dx_t/dt = ε − x_0 the network learns (prediction `.flow`), seeing the timestep t·T as
+/// diffusers' flow-matching schedulers give it.
+public struct RectifiedFlow: Sendable {
+    /// T: the network's timestep is t·T.
+    public var trainingSteps: Int
+    /// The shift of the sampling schedule, t ← shift·t/(1 + (shift − 1)·t) (1: none; > 1 spends more steps near noise).
+    public var shift: Double
+
+    public init(trainingSteps: Int = 1000, shift: Double = 1) { (self.trainingSteps, self.shift) = (trainingSteps, shift) }
+
+    /// x_t = (1 − t)·x_0 + t·ε, one t per sample.
+    public func noised(_ x0: Tensor, t: [Double], noise: Tensor) -> Tensor {
+        x0 * perSample(t.map { 1 - $0 }, rank: x0.rank) + noise * perSample(t, rank: x0.rank)
+    }
+
+    /// The velocity the network should output: v = ε − x_0.
+    public func target(x0: Tensor, noise: Tensor) -> Tensor { noise - x0 }
+
+    /// n times t = 1/(1 + e^{−u}), u ~ N(0, 1): the logit-normal law of Esser et al. (2024), which puts the training
+    /// where the path is hardest to predict, mid-way.
+    public static func logitNormal(_ n: Int, generator: inout RandomGenerator) -> [Double] {
+        generator.normal([n]).scalars.map { 1 / (1 + Foundation.exp(-Double($0))) }
     }
 }

@@ -27,7 +27,13 @@ public struct SchedulerConfig: Equatable, Sendable {
     public var setAlphaToOne: Bool?
     public var rescaleBetasZeroSNR: Bool?
     public var useKarrasSigmas: Bool?
-    /// DPM-Solver: order (1 or 2), dpmsolver++ or sde-dpmsolver++, midpoint or heun, and how it ends.
+    public var useExponentialSigmas: Bool?
+    /// PNDM: PLMS alone (true), or after a Runge–Kutta warm-up.
+    public var skipPRKSteps: Bool?
+    /// UniPC: the steps after which the corrector is skipped.
+    public var disableCorrector: [Int]?
+    /// The multistep solvers: order (1 to 3), DPM-Solver's dpmsolver++ or sde-dpmsolver++, the second-order rule
+    /// (DPM-Solver's midpoint or heun, UniPC's bh1 or bh2), and how they end.
     public var solverOrder: Int?
     public var algorithmType: String?
     public var solverType: String?
@@ -45,11 +51,11 @@ public struct SchedulerConfig: Equatable, Sendable {
 
     /// Keys diffusers writes that Diffuse reads; the flag says whether a true value asks for something Diffuse does
     /// not do (then reading fails, naming it).
-    static let unsupportedWhenTrue = ["use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas", "use_flow_sigmas",
+    static let unsupportedWhenTrue = ["use_beta_sigmas", "use_lu_lambdas", "use_flow_sigmas",
                                       "use_dynamic_shifting"]
     /// Keys that change nothing for the samplers here (their defaults are diffusers' only behaviour we copy).
     static let inert = ["flow_shift", "time_shift_type", "shift_terminal", "sigma_min", "sigma_max", "s_churn",
-                        "s_tmin", "s_tmax", "s_noise", "skip_prk_steps", "variance_type_ignored"]
+                        "s_tmin", "s_tmax", "s_noise", "variance_type_ignored"]
 
     /// Reads the object of a scheduler_config.json. Returns the config and the keys it does not know (which change
     /// nothing here: the caller warns). A key of the wrong type or a value that is not supported is an error naming
@@ -108,11 +114,18 @@ public struct SchedulerConfig: Equatable, Sendable {
             case "set_alpha_to_one": c.setAlphaToOne = try flag(key, value)
             case "rescale_betas_zero_snr": c.rescaleBetasZeroSNR = try flag(key, value)
             case "use_karras_sigmas": c.useKarrasSigmas = try flag(key, value)
+            case "use_exponential_sigmas": c.useExponentialSigmas = try flag(key, value)
+            case "skip_prk_steps": c.skipPRKSteps = try flag(key, value)
+            case "disable_corrector":
+                guard case .array(let list) = value else { throw fail(key, "expected a list of step numbers") }
+                c.disableCorrector = try list.map { try integer(key, $0) }
+            case "predict_x0":
+                if try !flag(key, value) { throw fail(key, "false (UniPC on ε) is not supported") }
             case "solver_order":
                 c.solverOrder = try integer(key, value)
-                guard c.solverOrder == 1 || c.solverOrder == 2 else { throw fail(key, "\(value) is not supported (1, 2)") }
-            case "algorithm_type": c.algorithmType = try text(key, value, ["dpmsolver++", "sde-dpmsolver++"])
-            case "solver_type": c.solverType = try text(key, value, ["midpoint", "heun"])
+                guard (1...3).contains(c.solverOrder!) else { throw fail(key, "\(value) is not supported (1, 2, 3)") }
+            case "algorithm_type": c.algorithmType = try text(key, value, ["dpmsolver++", "sde-dpmsolver++", "deis"])
+            case "solver_type": c.solverType = try text(key, value, ["midpoint", "heun", "bh1", "bh2", "logrho"])
             case "lower_order_final": c.lowerOrderFinal = try flag(key, value)
             case "euler_at_final": c.eulerAtFinal = try flag(key, value)
             case "final_sigmas_type": c.finalSigmasType = try text(key, value, ["zero", "sigma_min"])

@@ -171,7 +171,8 @@ extension RunConfig {
     /// Sampler settings for this run's diffusion model: its schedule and prediction, leading spacing, and x̂_0
     /// clipped to [−1, 1] for images (not for 2D points, nor for latents).
     public func sampling(_ kind: SamplerKind, steps: Int) -> Sampling {
-        Sampling(kind: kind, steps: steps, diffusion: diffusion, clip: self.kind == .ddpm && exampleShape.count == 3 ? 1 : nil)
+        if let flow { return Sampling(kind: kind, steps: steps, flow: flow) }
+        return Sampling(kind: kind, steps: steps, diffusion: diffusion, clip: self.kind == .ddpm && exampleShape.count == 3 ? 1 : nil)
     }
 
     /// The held-out images of a run trained on the first `examples` of its data: the rest (none otherwise).
@@ -202,7 +203,8 @@ public struct EvaluationSettings: Sendable {
     public var batchSize = 100
     public var sampler = SamplerKind.ddim
     public var steps = 50
-    public var karras = false
+    /// The σ spacing of the σ-based samplers.
+    public var sigmas = SigmaSpacing.discrete
     public var guidance: Double?
     public var seed: UInt64 = 0
     /// Held-out images for the likelihood bound (0: skip it).
@@ -254,9 +256,9 @@ public func evaluate(run path: String, network: FeatureNetwork, reference: Refer
     var samplerName = config.kind == .vae ? "decoder" : "generator"
     if objective is DiffusionObjective {
         var s = config.sampling(settings.sampler, steps: settings.steps)
-        s.karras = settings.karras
+        s.sigmaSpacing = settings.sigmas
         sampler = try s.makeSampler()
-        samplerName = settings.sampler.rawValue + (settings.karras ? " (Karras σ)" : "")
+        samplerName = settings.sampler.rawValue + (settings.sigmas == .discrete ? "" : " (\(settings.sigmas.rawValue) σ)")
     }
     var generator = RandomGenerator(seed: settings.seed, stream: 8)
     let start = Date()
@@ -269,7 +271,8 @@ public func evaluate(run path: String, network: FeatureNetwork, reference: Refer
     let quality = try SampleQuality(images: samples, generated: features, reference: reference, network: network)
 
     var bits: Double?, nllImages: Int?
-    if settings.nllImages > 0, let diffusion = objective as? DiffusionObjective, diffusion.firstStage == nil, let heldOut {
+    if settings.nllImages > 0, let diffusion = objective as? DiffusionObjective, diffusion.firstStage == nil, diffusion.flow == nil,
+       let heldOut {
         let n = min(settings.nllImages, heldOut.shape[0])
         let images = heldOut.slice(axis: 0, 0..<n)
         var values: [Double] = []

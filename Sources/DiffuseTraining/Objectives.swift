@@ -91,11 +91,14 @@ public final class DiffusionObjective: GenerativeObjective {
     public let classes: Int?
     let labelDropout: Double
     let minSNRGamma: Double?
+    /// Rectified flow instead of DDPM's objective (then `diffusion` is unused).
+    public let flow: RectifiedFlow?
     let exampleShape: [Int]
 
     public init(network: DenoisingNetwork, firstStage: AutoencoderKL?, diffusion: GaussianDiffusion, classes: Int?,
-                labelDropout: Double = 0, minSNRGamma: Double? = nil, exampleShape: [Int]) {
+                labelDropout: Double = 0, minSNRGamma: Double? = nil, flow: RectifiedFlow? = nil, exampleShape: [Int]) {
         self.network = network
+        self.flow = flow
         self.firstStage = firstStage
         self.diffusion = diffusion
         self.classes = classes
@@ -108,7 +111,8 @@ public final class DiffusionObjective: GenerativeObjective {
 
     convenience init(network: DenoisingNetwork, firstStage: AutoencoderKL?, config: RunConfig, exampleShape: [Int]) {
         self.init(network: network, firstStage: firstStage, diffusion: config.diffusion, classes: config.classes,
-                  labelDropout: config.labelDropout ?? 0, minSNRGamma: config.minSNRGamma, exampleShape: exampleShape)
+                  labelDropout: config.labelDropout ?? 0, minSNRGamma: config.minSNRGamma, flow: config.flow,
+                  exampleShape: exampleShape)
     }
 
     var prefix: String { firstStage == nil ? "" : "unet" }
@@ -129,24 +133,37 @@ public final class DiffusionObjective: GenerativeObjective {
         }
     }
 
+    /// The labels of a batch for training, each replaced by the null label with probability `labelDropout` (nil for
+    /// an unconditional model).
+    func labels(_ labels: [Int], generator: inout RandomGenerator) -> [Int]? {
+        guard let classes else { return nil }
+        let keep = generator.uniform([labels.count]).scalars
+        return zip(labels, keep).map { label, u in Double(u) < labelDropout ? classes : label }
+    }
+
     public func loss(update i: Int, batch: Batch, generator: inout RandomGenerator) -> (loss: Tensor, logged: [String: Float]) {
         let x0 = self.x0(batch.x, generator: &generator)
         let n = x0.shape[0]
+        if let flow {
+            let t = RectifiedFlow.logitNormal(n, generator: &generator)
+            let noise = generator.normal(x0.shape)
+            let labels = self.labels(batch.labels, generator: &generator)
+            let output = network.predict(flow.noised(x0, t: t, noise: noise), timesteps: t.map { $0 * Double(flow.trainingSteps) },
+                                         labels: labels)
+            let loss = mseLoss(output, flow.target(x0: x0, noise: noise))
+            return (loss, ["loss": loss.item])
+        }
         let t = generator.integers(n, below: diffusion.schedule.timesteps)
         let noise = generator.normal(x0.shape)
-        var labels: [Int]?
-        if let classes {
-            let keep = generator.uniform([n]).scalars
-            labels = zip(batch.labels, keep).map { label, u in Double(u) < labelDropout ? classes : label }
-        }
+        let labels = self.labels(batch.labels, generator: &generator)
         let output = network.predict(diffusion.noised(x0, t: t, noise: noise), timesteps: t, labels: labels)
         let loss = diffusion.loss(output: output, target: diffusion.target(x0: x0, noise: noise, t: t), t: t,
                                   minSNRGamma: minSNRGamma)
         return (loss, ["loss": loss.item])
     }
 
-    /// The denoiser the samplers call: unconditional, conditional, or guided.
-    func denoiser(labels: [Int]?, guidance: Double?) -> Denoiser {
+    /// The network the samplers call: unconditional, conditional, or guided.
+    func samplingNetwork(labels: [Int]?, guidance: Double?) -> Network {
         let network = self.network
         guard let labels, let classes else {
             return { x, t in network.predict(x, timesteps: [Double](repeating: t, count: x.shape[0]), labels: nil) }
@@ -165,7 +182,7 @@ public final class DiffusionObjective: GenerativeObjective {
         precondition(sampler != nil, "diffusion needs a sampler")
         // The network's convolutions pack their weights once for all the sampler's steps.
         return withFrozenWeights {
-            let x0 = sampler!.sample(from: noise, model: denoiser(labels: labels, guidance: guidance), generator: &generator,
+            let x0 = sampler!.sample(from: noise, model: samplingNetwork(labels: labels, guidance: guidance), generator: &generator,
                                      observe: observe)
             return images(fromState: x0)
         }

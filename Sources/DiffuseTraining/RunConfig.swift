@@ -47,6 +47,10 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var betaEnd = 0.02
     public var prediction = Prediction.epsilon
     public var minSNRGamma: Double?
+    /// Diffusion models: DDPM's objective on its noise schedule (nil), or rectified flow.
+    public var objective: DenoisingObjective?
+    /// Rectified flow: the shift of its sampling schedule (default 1).
+    public var flowShift: Double?
     public var steps = 2000
     public var batchSize = 32
     public var learningRate: Float = 2e-4
@@ -67,6 +71,11 @@ public struct RunConfig: Codable, Equatable, Sendable {
 
     public var kind: ModelKind { model ?? .ddpm }
 
+    /// The rectified flow of a flow-matching run.
+    public var flow: RectifiedFlow? {
+        objective == .flow ? RectifiedFlow(trainingSteps: timesteps, shift: flowShift ?? 1) : nil
+    }
+
     public var diffusion: GaussianDiffusion {
         GaussianDiffusion(schedule: NoiseSchedule(schedule, timesteps: timesteps, betaStart: betaStart, betaEnd: betaEnd),
                           prediction: prediction)
@@ -75,7 +84,11 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// The run's noise schedule as the keys of a diffusers DDPMScheduler config (its other keys at their defaults):
     /// what `diffuse export` writes beside the U-Net. Images are clipped to [−1, 1], as here.
     public var diffusersScheduler: [String: JSONValue] {
-        [
+        if let flow {
+            return ["_class_name": .string("FlowMatchEulerDiscreteScheduler"),
+                    "num_train_timesteps": .number(Double(flow.trainingSteps)), "shift": .number(flow.shift)]
+        }
+        return [
             "num_train_timesteps": .number(Double(timesteps)), "beta_start": .number(betaStart),
             "beta_end": .number(betaEnd), "beta_schedule": .string(schedule.rawValue), "trained_betas": .null,
             "prediction_type": .string(prediction.rawValue), "variance_type": .string("fixed_small"),
@@ -97,6 +110,13 @@ public struct RunConfig: Codable, Equatable, Sendable {
         try check(warmup >= 0 && sampleEvery >= 0 && checkpointEvery >= 0, "warm-up and intervals must not be negative")
         try check(sampleCount > 0 && sampleSteps > 0 && sampleSteps <= timesteps, "sample count and steps must be positive (steps ≤ timesteps)")
         if let g = minSNRGamma { try check(g > 0, "min-SNR γ must be positive, got \(g)") }
+        try check((objective == .flow) == (prediction == .flow),
+                  "rectified flow (--objective flow) predicts the velocity flow_prediction, and only it does")
+        if let flow {
+            try check(minSNRGamma == nil, "min-SNR weighting is for the diffusion objective, not rectified flow")
+            try check(flow.shift > 0 && flow.shift.isFinite, "the flow shift must be positive, got \(flow.shift)")
+            try check(kind == .ddpm || kind == .latentDiffusion, "--objective flow is for diffusion models (ddpm, latent-diffusion)")
+        }
         if let c = gradientClip { try check(c > 0, "gradient clip must be positive, got \(c)") }
         if let k = classes { try check(k >= 2, "a class-conditional model needs at least 2 classes, got \(k)") }
         if let p = labelDropout { try check(p >= 0 && p < 1, "label dropout must be in [0, 1), got \(p)") }
@@ -111,4 +131,12 @@ public struct RunConfig: Codable, Equatable, Sendable {
         case .classifier: try check(classifier != nil, "a classifier run needs its configuration")
         }
     }
+}
+
+/// What a diffusion model's network learns.
+public enum DenoisingObjective: String, CaseIterable, Codable, Sendable {
+    /// DDPM's simple loss on its noise schedule, predicting ε, x_0 or v.
+    case diffusion
+    /// Rectified flow (flow matching): the velocity ε − x_0 on the straight path, at logit-normal t.
+    case flow
 }

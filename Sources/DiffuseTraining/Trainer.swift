@@ -264,7 +264,7 @@ public final class Trainer {
         let labels = classes.map { k in (0..<count).map { $0 / 8 % k } }
         var sampler: Sampler?
         if objective is DiffusionObjective {
-            sampler = DDIMSampler(config.sampling(.ddim, steps: config.sampleSteps))
+            sampler = try config.sampling(config.flow == nil ? .ddim : .euler, steps: config.sampleSteps).makeSampler()
         }
         objective.model.eval()
         defer { trainingMode() }

@@ -59,7 +59,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Images generated (and featurised) at once.") var batchSize = 100
     @Option(help: "Diffusion sampler.") var sampler = SamplerKind.ddim
     @Option(help: "Diffusion sampling steps.") var steps = 50
-    @Flag(help: "Karras σ spacing (dpm++2m, dpm++2m-sde, euler, heun).") var karras = false
+    @Option(help: "σ spacing of the σ-based samplers: discrete, karras, exponential, edm, ays.") var sigmas = SigmaSpacing.discrete
     @Option(help: "Classifier-free guidance scale for a conditional model (default: none).") var guidance: Double?
     @Option(help: "Reference images: train (the run's training images) or held-out.") var reference = "train"
     @Option(help: "Bound −log p(x) on this many held-out images (pixel-space diffusion; 0: skip).") var nll = 0
@@ -93,7 +93,7 @@ struct Eval: ParsableCommand {
                                                       cacheDirectory: cache) { bar.update($0) }
         var settings = EvaluationSettings()
         (settings.samples, settings.batchSize, settings.sampler, settings.steps) = (samples, batchSize, sampler, steps)
-        (settings.karras, settings.guidance, settings.seed, settings.nllImages) = (karras, guidance, seed, nll)
+        (settings.sigmas, settings.guidance, settings.seed, settings.nllImages) = (sigmas, guidance, seed, nll)
         let result = try evaluate(run: runFolder, network: network, reference: referenceFeatures, settings: settings,
                                   heldOut: heldOut?.images, progress: progressBars())
         print(summary(result))

@@ -11,6 +11,11 @@ import Foundation
 extension SamplerKind: ExpressibleByArgument {}
 extension TimestepSpacing: ExpressibleByArgument {}
 extension ReverseVariance: ExpressibleByArgument {}
+extension SigmaSpacing: ExpressibleByArgument {}
+
+/// Every sampler with a line on when to use it, for --help.
+let samplerGuide = SamplerKind.allCases.map { "  \($0.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0))\($0.advice)" }
+    .joined(separator: "\n")
 
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -23,10 +28,14 @@ struct Sample: ParsableCommand {
         prediction type, clipping and spacing, as diffusers' `Sampler.from_config(pipeline.scheduler.config)`; a bare \
         UNet takes them from --schedule, --beta-start, --beta-end, --train-timesteps and --prediction.
 
-        Samplers (each steps like the diffusers scheduler of the same name, and matches it given the same noise): \
-        ddpm, ddim (--eta), dpm++2m, dpm++2m-sde, euler, euler-ancestral, heun (two network evaluations a step); \
-        --karras spaces the σ of dpm++2m, euler and heun as Karras et al. A VAE decodes z ~ N(0, I) and a GAN \
-        generates from z, in one network evaluation: the sampler options are for diffusion models only.
+        Samplers (each steps like the diffusers scheduler of the same name, and matches it given the same noise; \
+        ipndm like k-diffusion's sample_ipndm):
+        \(samplerGuide)
+        --sigmas respaces the noise levels of the σ-based samplers (all but ddpm, ddim, pndm and euler-ancestral): \
+        karras (Karras et al., ρ = 7; --karras for short), exponential (uniform in log σ), edm (Karras' spacing over \
+        EDM's σ ∈ [0.002, 80]) or ays (Align Your Steps, Stable Diffusion 1.5's ten steps, interpolated). A VAE \
+        decodes z ~ N(0, I) and a GAN generates from z, in one network evaluation: the sampler options are for \
+        diffusion models only.
 
         A class-conditional model draws one row per class (--count images each, default 8), or --class N only; \
         --guidance W applies classifier-free guidance ε_∅ + W·(ε_c − ε_∅) (for models trained with label dropout).
@@ -40,6 +49,7 @@ struct Sample: ParsableCommand {
         Examples:
           diffuse sample runs/shapes --out grid.png --count 64 --sampler ddim --steps 50
           diffuse sample runs/mnist --sampler dpm++2m --karras --steps 20 --out mnist.png
+          diffuse sample runs/mnist --sampler unipc --steps 8 --out mnist-8.png
           diffuse sample runs/mnist-cond --guidance 2 --out digits.png
           diffuse sample runs/vae --out vae.png
           diffuse sample --model ./ddpm-cifar10-32 --sampler heun --steps 25 --count 16 --out cifar.png
@@ -49,9 +59,12 @@ struct Sample: ParsableCommand {
     @Argument(help: "A run folder made by `diffuse train` (or give --model).") var runFolder: String?
     @Option(help: ArgumentHelp("A diffusers pipeline, UNet2DModel or AutoencoderKL folder instead of a run.", valueName: "folder"))
     var model: String?
-    @Option(help: "Sampler: \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")).") var sampler = SamplerKind.ddim
+    @Option(help: "Sampler: \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")) (default ddim; euler for flow models).")
+    var sampler: SamplerKind?
     @Option(help: "Sampling steps (default: T for ddpm, 50 for the others).") var steps: Int?
-    @Flag(help: "Karras et al.'s σ spacing (dpm++2m, dpm++2m-sde, euler, heun).") var karras = false
+    @Option(help: "σ spacing of the σ-based samplers: discrete (the model's timesteps), karras, exponential, edm, ays.")
+    var sigmas: SigmaSpacing?
+    @Flag(help: "Karras et al.'s σ spacing: --sigmas karras.") var karras = false
     @Option(help: "DDIM's η: 0 deterministic, 1 as stochastic as DDPM.") var eta: Double = 0
     @Option(help: "DDPM's reverse variance: fixed_small (β̃_t) or fixed_large (β_t) (default: the model's).") var variance: ReverseVariance?
     @Option(help: "Which timesteps a sampler of fewer steps visits: leading, linspace, trailing (default: the model's).")
@@ -107,8 +120,8 @@ struct Sample: ParsableCommand {
                 throw ValidationError("--schedule, --beta-start, --beta-end, --train-timesteps and --prediction are for a bare "
                                       + "UNet folder; this pipeline's scheduler_config.json sets them")
             }
-            var settings = try Sampling(kind: sampler, steps: defaultSteps(config.numTrainTimesteps ?? 1000), config: config)
-            apply(&settings)
+            var settings = try Sampling(kind: sampler ?? .ddim, steps: defaultSteps(config.numTrainTimesteps ?? 1000), config: config)
+            try apply(&settings)
             let u = unet.config
             var shape = [u.inChannels, u.sampleSize, u.sampleSize]
             if let vae = folder.vae {
@@ -132,8 +145,9 @@ struct Sample: ParsableCommand {
             throw ValidationError("\(runFolder!) is a \(config.kind.rawValue) run: it does not generate")
         }
         guard let diffusion = objective as? DiffusionObjective else { return (objective, nil, false, runFolder!, config) }
-        var settings = config.sampling(sampler, steps: defaultSteps(diffusion.diffusion.schedule.timesteps))
-        apply(&settings)
+        var settings = config.sampling(sampler ?? (config.flow == nil ? .ddim : .euler),
+                                       steps: defaultSteps(diffusion.diffusion.schedule.timesteps))
+        try apply(&settings)
         return (objective, settings, (config.labelDropout ?? 0) > 0, runFolder!, config)
     }
 
@@ -141,10 +155,19 @@ struct Sample: ParsableCommand {
     private func defaultSteps(_ T: Int) -> Int { steps ?? (sampler == .ddpm ? T : min(50, T)) }
 
     /// The user's choices over the model's settings.
-    private func apply(_ settings: inout Sampling) {
-        if karras { settings.karras = true }
-        settings.eta = eta
-        if let variance { settings.variance = variance }
+    private func apply(_ settings: inout Sampling) throws {
+        if karras { settings.sigmaSpacing = .karras }
+        if let sigmas { settings.sigmaSpacing = sigmas }
+        if eta != 0 {
+            guard var ddim = settings.solver as? DDIM else { throw ValidationError("--eta is DDIM's (--sampler ddim)") }
+            ddim.eta = eta
+            settings.solver = ddim
+        }
+        if let variance {
+            guard var ddpm = settings.solver as? DDPM else { throw ValidationError("--variance is DDPM's (--sampler ddpm)") }
+            ddpm.variance = variance
+            settings.solver = ddpm
+        }
         if let spacing { settings.spacing = spacing }
     }
 
@@ -170,7 +193,7 @@ struct Sample: ParsableCommand {
         let chosen: Sampler?
         do { chosen = try settings?.makeSampler() } catch { throw ValidationError("\(error)") }
         if chosen == nil {
-            let diffusionOnly = ["--sampler", "--steps", "--karras", "--eta", "--variance", "--spacing", "--trajectory"]
+            let diffusionOnly = ["--sampler", "--steps", "--karras", "--sigmas", "--eta", "--variance", "--spacing", "--trajectory"]
             if let flag = diffusionOnly.first(where: CommandLine.arguments.contains) {
                 throw ValidationError("\(flag) is for diffusion models; \(name) generates in one network evaluation")
             }
@@ -261,7 +284,7 @@ struct Sample: ParsableCommand {
         c.examples = samples.shape[0]
         guard case let .points(data) = try loadTrainingData(c) else { return }
         if let plot, samples.shape[1] == 2 {
-            let figure = Plot(title: "\(samples.shape[0]) samples (\(sampler.rawValue))", xLabel: "x₁", yLabel: "x₂",
+            let figure = Plot(title: "\(samples.shape[0]) samples (\((sampler ?? .ddim).rawValue))", xLabel: "x₁", yLabel: "x₂",
                               series: [Plot.Series("data", points: data), Plot.Series("samples", points: samples)])
             try writeAtomically(Data(figure.svg().utf8), to: plot)
         }

@@ -8,6 +8,7 @@ import Foundation
 
 extension BetaSchedule: ExpressibleByArgument {}
 extension Prediction: ExpressibleByArgument {}
+extension DenoisingObjective: ExpressibleByArgument {}
 extension ModelKind: ExpressibleByArgument {}
 extension ReconstructionLoss: ExpressibleByArgument {}
 extension GANLoss: ExpressibleByArgument {}
@@ -65,7 +66,11 @@ struct Train: ParsableCommand {
     @Option(help: "Hidden widths of the MLP for 2D data, e.g. 128,128,128.") var hidden = "128,128,128"
     @Option(help: "Noise schedule: linear, scaled_linear, squaredcos_cap_v2 (cosine), sigmoid.") var schedule = BetaSchedule.linear
     @Option(help: "Diffusion timesteps T.") var timesteps = 1000
-    @Option(help: "What the network predicts: epsilon, sample, v_prediction.") var prediction = Prediction.epsilon
+    @Option(help: "Diffusion models: diffusion (DDPM's simple loss) or flow (rectified flow: the velocity ε − x₀ on x_t = (1 − t)·x₀ + t·ε, t logit-normal).")
+    var objective = DenoisingObjective.diffusion
+    @Option(help: "Rectified flow: the shift of its sampling schedule, t ← s·t/(1 + (s − 1)·t) (default 1).") var shift: Double?
+    @Option(help: "What the network predicts: epsilon, sample, v_prediction (flow_prediction with --objective flow).")
+    var prediction: Prediction?
     @Option(help: "Min-SNR-γ loss weighting (e.g. 5); off by default.") var minSnrGamma: Double?
     @Option(help: "Optimizer steps.") var steps = 2000
     @Option(help: "Stop after this many minutes (a checkpoint is written), whatever --steps says.") var minutes: Double?
@@ -137,7 +142,9 @@ struct Train: ParsableCommand {
         c.mlpHidden = try parseList(hidden, "--hidden")
         c.schedule = schedule
         c.timesteps = timesteps
-        c.prediction = prediction
+        c.objective = objective == .flow ? .flow : nil
+        c.flowShift = shift
+        c.prediction = prediction ?? (objective == .flow ? .flow : .epsilon)
         c.minSNRGamma = minSnrGamma
         c.steps = steps
         c.batchSize = batchSize

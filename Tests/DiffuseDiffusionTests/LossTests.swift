@@ -14,7 +14,7 @@ final class LossTests: XCTestCase {
         let expected: [Prediction: (Double) -> Double] = [
             .epsilon: { min($0, gamma) / $0 }, .sample: { min($0, gamma) }, .velocity: { min($0, gamma) / ($0 + 1) },
         ]
-        for prediction in Prediction.allCases {
+        for prediction in Prediction.diffusion {
             let diffusion = GaussianDiffusion(schedule: schedule, prediction: prediction)
             let weights = diffusion.minSNRWeights(t: ts, gamma: gamma)
             assertClose(weights, ts.map { expected[prediction]!(snr[$0]) }, rtol: 1e-12, "\(prediction) weights")

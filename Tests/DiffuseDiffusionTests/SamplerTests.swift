@@ -3,7 +3,7 @@ import DiffuseEngine
 import XCTest
 
 /// The toy network of the fixture, a pure function of (x, t) that both languages evaluate alike: 0.3·x + 0.001·t.
-let toyModel: Denoiser = { x, t in x * 0.3 + Float(0.001 * Double(t)) }
+let toyModel: Network = { x, t in x * 0.3 + Float(0.001 * Double(t)) }
 
 final class SamplerTests: XCTestCase {
     /// Runs `sampler` from the fixture's x_T with the fixture's per-step noise z (the one diffusers drew at the same
@@ -38,13 +38,13 @@ final class SamplerTests: XCTestCase {
     /// DDPM over 10 leading steps against DDPMScheduler.step, for every prediction, both fixed variances, clip on/off.
     func testDDPMMatchesDiffusers() throws {
         let f = try fixture()
-        for prediction in Prediction.allCases {
+        for prediction in Prediction.diffusion {
             for variance in [ReverseVariance.fixedSmall, .fixedLarge] {
                 for clip in [false, true] {
                     var s = settings(.ddpm, prediction, clip: clip)
-                    s.variance = variance
-                    let sampler = DDPMSampler(s)
-                    XCTAssertEqual(sampler.timesteps, Array(stride(from: 900, through: 0, by: -100)))
+                    s.solver = DDPM(variance: variance)
+                    let sampler = try s.makeSampler()
+                    XCTAssertEqual(sampler.schedule.timesteps, stride(from: 900, through: 0, by: -100).map(Double.init))
                     let name = "ddpm.\(prediction.rawValue).\(variance.rawValue).clip\(clip ? 1 : 0)"
                     assertMatches(try chain(sampler, f), try f.tensor("sampler.\(name)"), name)
                 }
@@ -56,13 +56,13 @@ final class SamplerTests: XCTestCase {
     /// clip on/off; with η = 1 the same z as diffusers' `variance_noise`.
     func testDDIMMatchesDiffusers() throws {
         let f = try fixture()
-        for prediction in Prediction.allCases {
+        for prediction in Prediction.diffusion {
             for eta in [0.0, 1.0] {
                 for clip in [false, true] {
                     var s = settings(.ddim, prediction, clip: clip)
-                    s.eta = eta
+                    s.solver = DDIM(eta: eta)
                     let name = "ddim.\(prediction.rawValue).eta\(Int(eta)).clip\(clip ? 1 : 0)"
-                    assertMatches(try chain(DDIMSampler(s), f), try f.tensor("sampler.\(name)"), name)
+                    assertMatches(try chain(s.makeSampler(), f), try f.tensor("sampler.\(name)"), name)
                 }
             }
         }
@@ -73,14 +73,14 @@ final class SamplerTests: XCTestCase {
     func testDDIMWithEtaOneIsDDPM() throws {
         let f = try fixture()
         var s = settings(.ddim, clip: false)
-        s.eta = 1
-        let a = try chain(DDIMSampler(s), f), b = try chain(DDPMSampler(settings(.ddpm, clip: false)), f)
+        s.solver = DDIM(eta: 1)
+        let a = try chain(s.makeSampler(), f), b = try chain(settings(.ddpm, clip: false).makeSampler(), f)
         XCTAssertLessThanOrEqual(relativeToMax(a.last!, b.last!), 1e-5)
     }
 
     /// DDIM with η = 0 draws no noise: two runs from the same x_T with different generators give the same bits.
-    func testDeterministicDDIM() {
-        let sampler = DDIMSampler(settings(.ddim, steps: 20, clip: true))
+    func testDeterministicDDIM() throws {
+        let sampler = try settings(.ddim, steps: 20, clip: true).makeSampler()
         var noiseGenerator = RandomGenerator(seed: 5)
         let xT = noiseGenerator.normal([2, 1, 4, 4])
         var g1 = RandomGenerator(seed: 1), g2 = RandomGenerator(seed: 2)
@@ -93,12 +93,16 @@ final class SamplerTests: XCTestCase {
     /// One DDIM η = 0 step x_t → x_{t'} = √ᾱ_{t'}·x̂_0 + √(1 − ᾱ_{t'})·ε̂ is undone by the step from t' to t with the
     /// same ε̂ (DDIM inversion), to float32 rounding amplified by 1/√ᾱ_t (≤ 71 at t = 900): 1e-5 of max |x_t|.
     func testDDIMStepIsInvertible() {
-        let sampler = DDIMSampler(settings(.ddim, steps: 50, clip: false))
+        let ddim = DDIM()
+        let a = NoiseSchedule().alphaBar
         var generator = RandomGenerator(seed: 3)
         for (t, previous) in [(900, 800), (500, 480), (20, 0)] {
             let xt = generator.normal([2, 3, 4, 4]), eps = generator.normal([2, 3, 4, 4])
-            let next = sampler.step(xt, output: eps, t: t, previous: previous, noise: nil)
-            let back = sampler.step(next, output: eps, t: previous, previous: t, noise: nil)
+            let D = Denoiser(network: { _, _ in eps }, prediction: .epsilon)
+            let (sigma, target) = (((1 - a[t]) / a[t]).squareRoot(), ((1 - a[previous]) / a[previous]).squareRoot())
+            let next = ddim.step(D(xt, sigma: sigma, t: Double(t)), process: .variancePreserving, from: sigma, to: target, noise: nil)
+            let back = ddim.step(D(next, sigma: target, t: Double(previous)), process: .variancePreserving, from: target,
+                                 to: sigma, noise: nil)
             XCTAssertLessThanOrEqual(relativeToMax(back, xt), 1e-5, "\(t) → \(previous) → \(t)")
             XCTAssertGreaterThan(relativeToMax(next, xt), 1e-2, "the step moved x")
         }

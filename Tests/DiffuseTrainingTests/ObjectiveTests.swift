@@ -161,7 +161,7 @@ final class ObjectiveTests: TemporaryFolderTestCase {
         XCTAssertEqual(vae.unscaled(vae.scaled(z)).scalars.map(Double.init), z.scalars.map(Double.init), accuracy: 1e-5)
 
         trainer.objective.model.eval()
-        let sampler = DDIMSampler(Sampling(kind: .ddim, steps: 3, diffusion: objective.diffusion, clip: nil))
+        let sampler = try Sampling(kind: .ddim, steps: 3, diffusion: objective.diffusion, clip: nil).makeSampler()
         let images3 = objective.generate(from: g.normal([2, 2, 4, 4]), sampler: sampler, labels: [1, 2], guidance: 2,
                                          generator: &g, observe: nil)
         XCTAssertEqual(images3.shape, [2, 3, 8, 8])
