@@ -48,23 +48,23 @@ public enum SamplerKind: String, CaseIterable, Codable, Sendable {
         }
     }
 
-    /// When to use it, in a line (for `diffuse sample --help`).
+    /// When to use it, in a line of at most 60 characters (for `diffuse sample --help`).
     public var advice: String {
         switch self {
-        case .ddpm: "the reference: T steps of ancestral noise; slow, and the best at T"
-        case .ddim: "deterministic, good from ~50 steps; invertible (DDIM inversion)"
+        case .ddpm: "the reference: ancestral noise over all T steps; slow"
+        case .ddim: "deterministic, good from ~50 steps; invertible"
         case .pndm: "Stable Diffusion's default; fine from ~50 steps"
         case .euler: "the simplest ODE step; a baseline at 25–50 steps"
-        case .eulerAncestral: "stochastic Euler: more varied samples, does not converge as steps grow"
-        case .heun: "second order at two evaluations a step; accurate from ~20 evaluations"
+        case .eulerAncestral: "stochastic Euler: varied samples, never converges"
+        case .heun: "second order, two evaluations a step; from ~20"
         case .dpmSolver: "the all-rounder at 15–25 steps (with --sigmas karras)"
-        case .dpmSolverSDE: "stochastic DPM-Solver++: better samples than dpm++2m at 25+ steps"
-        case .dpmSolver3: "third order: best for unguided sampling at 10–20 steps"
+        case .dpmSolverSDE: "stochastic DPM-Solver++: beats dpm++2m at 25+ steps"
+        case .dpmSolver3: "third order: unguided sampling at 10–20 steps"
         case .dpmSolver3SDE: "stochastic third order, for 25+ steps"
         case .uniPC: "predictor-corrector: among the best at 5–10 steps"
-        case .uniPCBH1: "UniPC for unguided sampling at very few steps"
+        case .uniPCBH1: "UniPC for unguided models at very few steps"
         case .deis: "exponential-integrator multistep; strong at 5–10 steps"
-        case .iPNDM: "fourth-order multistep in σ: the best at 5–10 steps on unguided models"
+        case .iPNDM: "fourth-order multistep in σ; strong at 5–10 steps"
         }
     }
 

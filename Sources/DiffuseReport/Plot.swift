@@ -120,8 +120,9 @@ func xmlEscaped(_ s: String) -> String {
         .replacingOccurrences(of: "'", with: "&apos;")
 }
 
-/// Colours of successive series (Tableau 10).
-let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+/// Colours of successive series (Tableau 10, then six darker ones of Tableau 20b: a series per sampler).
+let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+               "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd"]
 
 /// Approximate advance of one character of the 11-pixel sans-serif font.
 let characterWidth = 6.6

@@ -115,15 +115,21 @@ public struct ReportText: Sendable {
                          "FID и время обучения каждой модели: по \(samples) образцов против \(r.reference); признаки: \(r.featureNetwork), масштабирование \(r.resize). Резкость: среднее абсолютное значение лапласиана образцов (\(n(r.models.first?.referenceSharpness ?? 0, 3)) у данных). Бит/измерение: вариационная граница на отложенных изображениях.") + "\n\n"
     }
 
+    /// FID against network evaluations, one table per model: a row per sampler, a column per number of evaluations.
     func stepsTable(_ r: ComparisonResults) -> String {
-        let rows = r.steps.map { s in
-            [s.model, s.sampler, "\(s.steps)", "\(s.evaluationsPerSample)", n(s.fid), n(1000 * s.secondsPerSample, 1)]
-        }
+        func ordered(_ names: [String]) -> [String] { names.reduce(into: []) { if !$0.contains($1) { $0.append($1) } } }
         let gridSamples = r.steps.first?.samples ?? 0
-        return pipeTable(t("Model | Sampler | Steps | Network evaluations | FID | ms / sample", "Модель | Сэмплер | Шагов | Вычислений сети | FID | мс / образец"),
-                         rightAligned: Set(2...5), rows: rows)
-            + "\n: " + t("FID against the number of sampling steps (\(gridSamples) samples per point; fewer samples raise FID, so compare within this table).",
-                         "FID в зависимости от числа шагов сэмплирования (\(gridSamples) образцов на точку; при меньшей выборке FID выше, поэтому сравнивайте внутри таблицы).") + "\n\n"
+        return ordered(r.steps.map(\.model)).map { model in
+            let points = r.steps.filter { $0.model == model }
+            let counts = Set(points.map(\.evaluationsPerSample)).sorted()
+            let rows = ordered(points.map(\.sampler)).map { sampler in
+                [sampler] + counts.map { k in points.first { $0.sampler == sampler && $0.evaluationsPerSample == k }.map { n($0.fid, 1) } ?? "" }
+            }
+            return pipeTable(t("Sampler | ", "Сэмплер | ") + counts.map(String.init).joined(separator: " | "),
+                             rightAligned: Set(1...counts.count), rows: rows)
+                + "\n: " + t("FID of \(model) by sampler (rows) and network evaluations per sample (columns); \(gridSamples) samples per point, so compare within the table.",
+                             "FID модели \(model) по сэмплерам (строки) и числу вычислений сети на образец (столбцы); \(gridSamples) образцов на точку, поэтому сравнивайте внутри таблицы.") + "\n\n"
+        }.joined()
     }
 }
 
@@ -195,7 +201,9 @@ public struct ReportWriter {
         body += samplesSection(grids)
         body += try lossSection(figures)
         body += conclusions()
+        body += "# " + t("References", "Литература") + " {-}\n\n::: {#refs}\n:::\n"
         try writeAtomically(Data(body.utf8), to: folder + "/report.md")
+        try writeAtomically(Data(references.utf8), to: folder + "/references.bib")
         try writeAtomically(Data(makefile().utf8), to: folder + "/Makefile")
     }
 
@@ -204,6 +212,7 @@ public struct ReportWriter {
         var yaml = "---\ntitle: \"\(title.replacingOccurrences(of: "\"", with: "'"))\"\n"
         if let author = options.author { yaml += "author: \"\(author.replacingOccurrences(of: "\"", with: "'"))\"\n" }
         yaml += "date: \(options.date)\nlang: \(options.language == .english ? "en" : "ru")\n"
+        yaml += "bibliography: references.bib\nlink-citations: true\n"
         // For the PDF only: figures where they stand, and long code lines wrapped.
         yaml += """
             header-includes:
@@ -221,8 +230,8 @@ public struct ReportWriter {
 
     func introduction() -> String {
         var s = "# " + t("Introduction", "Введение") + "\n\n"
-        s += t("Generative models learn a distribution from examples and draw new ones from it. Generative adversarial networks (GANs) pit a generator against a discriminator; variational autoencoders (VAEs) decode samples of a latent Gaussian; denoising diffusion models learn to undo a gradual noising of the data, step by step. This report describes diffusion models, the DDPM and latent-diffusion architectures, and measures them against a VAE and a GAN trained with the same tool, on the same data and machine.",
-               "Генеративные модели обучаются на примерах распределению данных и порождают из него новые образцы. Генеративно-состязательные сети (GAN) противопоставляют генератор дискриминатору; вариационные автокодировщики (VAE) декодируют образцы латентного гауссовского распределения; диффузионные модели учатся шаг за шагом обращать постепенное зашумление данных. В отчёте описаны диффузионные модели, архитектуры DDPM и латентной диффузии, и они сравниваются с VAE и GAN, обученными тем же инструментом на тех же данных и той же машине.")
+        s += t("Generative models learn a distribution from examples and draw new ones from it. Generative adversarial networks (GANs) pit a generator against a discriminator; variational autoencoders (VAEs) decode samples of a latent Gaussian; denoising diffusion models learn to undo a gradual noising of the data, step by step [@goodfellow2014; @kingma2014; @ho2020]. This report describes diffusion models, the DDPM and latent-diffusion architectures, and measures them against a VAE and a GAN trained with the same tool, on the same data and machine.",
+               "Генеративные модели обучаются на примерах распределению данных и порождают из него новые образцы. Генеративно-состязательные сети (GAN) противопоставляют генератор дискриминатору; вариационные автокодировщики (VAE) декодируют образцы латентного гауссовского распределения; диффузионные модели учатся шаг за шагом обращать постепенное зашумление данных [@goodfellow2014; @kingma2014; @ho2020]. В отчёте описаны диффузионные модели, архитектуры DDPM и латентной диффузии, и они сравниваются с VAE и GAN, обученными тем же инструментом на тех же данных и той же машине.")
         s += "\n\n"
         if let c = comparison {
             let budget = c.budgetMinutes.map { t("a budget of \(text.n($0, 0)) minutes of training each", "по \(text.n($0, 0)) минут обучения на модель") }
@@ -237,8 +246,8 @@ public struct ReportWriter {
 
     func forwardSection(_ run: RunSummary?, schedule: String?, forward: String?) throws -> String {
         var s = "# " + t("The forward process", "Прямой процесс") + "\n\n"
-        s += t("The forward process is a Markov chain that adds Gaussian noise to an image $x_0$ over $T$ steps:",
-               "Прямой процесс — марковская цепь, добавляющая к изображению $x_0$ гауссовский шум за $T$ шагов:") + "\n\n"
+        s += t("The forward process of DDPM [@ho2020] is a Markov chain that adds Gaussian noise to an image $x_0$ over $T$ steps:",
+               "Прямой процесс DDPM [@ho2020] — марковская цепь, добавляющая к изображению $x_0$ гауссовский шум за $T$ шагов:") + "\n\n"
         s += "$$q(x_t \\mid x_{t-1}) = \\mathcal{N}\\left(x_t;\\ \\sqrt{1-\\beta_t}\\,x_{t-1},\\ \\beta_t I\\right).$$\n\n"
         s += t("With $\\alpha_t = 1 - \\beta_t$ and $\\bar\\alpha_t = \\prod_{s=1}^{t} \\alpha_s$ it has a closed form, so that $x_t$ is drawn in one step:",
                "При $\\alpha_t = 1 - \\beta_t$ и $\\bar\\alpha_t = \\prod_{s=1}^{t} \\alpha_s$ он имеет замкнутую форму, и $x_t$ получается за один шаг:") + "\n\n"
@@ -294,8 +303,8 @@ public struct ReportWriter {
                        "**\(run.name)**\(kind): U-Net из \(text.millions(run.parameters)) параметров в формате `UNet2DModel` библиотеки diffusers — ResNet-блоки с синусоидальным вложением шага, самовнимание на наименьшем разрешении, пропускающие связи между половинами — на изображениях \(shape).")
             case "latent-diffusion":
                 let latent = run.latentShape?.map(String.init).joined(separator: "×") ?? "?"
-                s += t("**\(run.name)**: a VAE encodes \(shape) images to \(latent) latents, scaled by \(text.n(run.scalingFactor ?? 1, 4)) to unit variance; a U-Net denoises there, and the decoder maps samples back to pixels (\(text.millions(run.parameters)) parameters in all).",
-                       "**\(run.name)**: VAE кодирует изображения \(shape) в латентные тензоры \(latent), умноженные на \(text.n(run.scalingFactor ?? 1, 4)) до единичной дисперсии; U-Net удаляет шум в латентном пространстве, декодер возвращает образцы в пиксели (всего \(text.millions(run.parameters)) параметров).")
+                s += t("**\(run.name)**: a VAE encodes \(shape) images to \(latent) latents, scaled by \(text.n(run.scalingFactor ?? 1, 4)) to unit variance; a U-Net denoises there, and the decoder maps samples back to pixels, as in latent diffusion [@rombach2022] (\(text.millions(run.parameters)) parameters in all).",
+                       "**\(run.name)**: VAE кодирует изображения \(shape) в латентные тензоры \(latent), умноженные на \(text.n(run.scalingFactor ?? 1, 4)) до единичной дисперсии; U-Net удаляет шум в латентном пространстве, декодер возвращает образцы в пиксели, как в латентной диффузии [@rombach2022] (всего \(text.millions(run.parameters)) параметров).")
             case "vae":
                 s += t("**\(run.name)**: diffusers' `AutoencoderKL` (\(text.millions(run.parameters)) parameters), trained on reconstruction plus the KL divergence of its posterior from $\\mathcal{N}(0, I)$; it samples by decoding $z \\sim \\mathcal{N}(0, I)$.",
                        "**\(run.name)**: `AutoencoderKL` из diffusers (\(text.millions(run.parameters)) параметров), обученный на реконструкцию плюс KL-расхождение апостериорного распределения с $\\mathcal{N}(0, I)$; образцы — декодирование $z \\sim \\mathcal{N}(0, I)$.")
@@ -323,16 +332,18 @@ public struct ReportWriter {
                                 rightAligned: Set(2...5), rows: rows)
             return s + "\n: " + t("The runs (final loss: the mean of the last 50 steps).", "Запуски (итоговая потеря: среднее за последние 50 шагов).") + "\n\n"
         }
-        s += t("The theory contrasts the three families: GANs train unstably, VAEs give blurry images, diffusion models generate slowly. The tables measure each claim on the runs.",
-               "Теория противопоставляет три семейства: GAN обучаются нестабильно, VAE дают размытые изображения, диффузионные модели генерируют медленно. Таблицы измеряют каждое утверждение на запусках.") + "\n\n"
+        s += t("The theory contrasts the three families: GANs train unstably, VAEs give blurry images, diffusion models generate slowly. The tables measure each claim on the runs, sample quality by the Fréchet distance of features (FID) [@heusel2017].",
+               "Теория противопоставляет три семейства: GAN обучаются нестабильно, VAE дают размытые изображения, диффузионные модели генерируют медленно. Таблицы измеряют каждое утверждение на запусках, качество образцов — расстоянием Фреше между признаками (FID) [@heusel2017].") + "\n\n"
         return s + text.methodsTable(c) + text.qualityTable(c)
     }
 
     func stepsSection(_ figures: String) throws -> String {
         var s = "# " + t("Faster generation", "Ускорение генерации") + "\n\n"
-        s += t("DDPM samples with all $T$ steps. DDIM takes larger deterministic steps along the same marginals, and ODE solvers such as DPM-Solver++ and Heun's method need fewer still; each step is one network evaluation (two for Heun).",
-               "DDPM генерирует за все $T$ шагов. DDIM делает более крупные детерминированные шаги с теми же маргинальными распределениями, а решатели ОДУ, такие как DPM-Solver++ и метод Хойна, обходятся ещё меньшим числом шагов; каждый шаг — одно вычисление сети (у Хойна — два).") + "\n\n"
+        s += t("DDPM samples with all $T$ steps. Seen as the solution of an ordinary differential equation in the noise level σ [@karras2022], with a denoiser $D(x; \\sigma)$ that every parametrisation of the network (ε, $x_0$, $v$) reduces to, sampling becomes numerical integration, and higher-order solvers need far fewer network evaluations (NFE). DDIM [@song2021] is Euler's method on that equation; Heun's method [@karras2022] is second order at two evaluations a step; PNDM [@liu2022] and iPNDM [@zhang2023] are linear multistep methods; DPM-Solver++ [@lu2022], DEIS [@zhang2023] and UniPC [@zhao2023] integrate the linear part exactly (exponential integrators) and extrapolate the denoiser from earlier steps, UniPC adding a corrector. Rectified flow [@liu2023; @lipman2023] trains the network on the straight path $x_t = (1-t)\\,x_0 + t\\,\\varepsilon$ (at logit-normal $t$ [@esser2024]) to predict its velocity $\\varepsilon - x_0$, whose paths are meant to be straight enough for few Euler steps. Schedules of σ (Karras', exponential, Align Your Steps [@sabour2024]) place the steps.",
+               "DDPM генерирует за все $T$ шагов. Если рассматривать генерацию как решение обыкновенного дифференциального уравнения по уровню шума σ [@karras2022] с денойзером $D(x; \\sigma)$, к которому сводится любая параметризация сети (ε, $x_0$, $v$), сэмплирование становится численным интегрированием, и решатели высокого порядка требуют гораздо меньше вычислений сети (NFE). DDIM [@song2021] — метод Эйлера для этого уравнения; метод Хойна [@karras2022] имеет второй порядок при двух вычислениях на шаг; PNDM [@liu2022] и iPNDM [@zhang2023] — линейные многошаговые методы; DPM-Solver++ [@lu2022], DEIS [@zhang2023] и UniPC [@zhao2023] интегрируют линейную часть точно (экспоненциальные интеграторы) и экстраполируют денойзер по предыдущим шагам, а UniPC добавляет корректор. Выпрямленный поток [@liu2023; @lipman2023] обучает сеть на прямом пути $x_t = (1-t)\\,x_0 + t\\,\\varepsilon$ (при логит-нормальном $t$ [@esser2024]) предсказывать его скорость $\\varepsilon - x_0$; такие пути должны быть достаточно прямыми для немногих шагов Эйлера. Расписания σ (Карраса, экспоненциальное, Align Your Steps [@sabour2024]) задают положение шагов.") + "\n\n"
         guard let c = comparison, !c.steps.isEmpty else { return s }
+        s += t("Each model was sampled with every solver it takes at each number of network evaluations, on timesteps spaced to end at $T$ (trailing spacing); Heun's method spends two evaluations a step (but the last), PNDM one more than its steps.",
+               "Каждая модель сэмплировалась каждым подходящим решателем при каждом числе вычислений сети, с шагами по времени, кончающимися в $T$ (trailing); метод Хойна тратит два вычисления на шаг (кроме последнего), PNDM — на одно больше числа шагов.") + "\n\n"
         s += text.stepsTable(c)
         // A panel per model, a series per sampler, in the order measured (so that a sampler keeps its colour).
         func ordered(_ names: [String]) -> [String] { names.reduce(into: []) { if !$0.contains($1) { $0.append($1) } } }
@@ -420,7 +431,7 @@ public struct ReportWriter {
         """
         # Build the report with pandoc (Debian: apt-get install pandoc; for PDF also texlive-xetex and librsvg2-bin).
         PANDOC ?= pandoc
-        FLAGS = --standalone --number-sections --toc
+        FLAGS = --standalone --number-sections --toc --citeproc
 
         all: report.html report.docx
 

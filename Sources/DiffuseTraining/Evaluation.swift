@@ -205,6 +205,8 @@ public struct EvaluationSettings: Sendable {
     public var steps = 50
     /// The σ spacing of the σ-based samplers.
     public var sigmas = SigmaSpacing.discrete
+    /// Which timesteps the samplers visit (default: the run's, leading).
+    public var spacing: TimestepSpacing?
     public var guidance: Double?
     public var seed: UInt64 = 0
     /// Held-out images for the likelihood bound (0: skip it).
@@ -257,6 +259,7 @@ public func evaluate(run path: String, network: FeatureNetwork, reference: Refer
     if objective is DiffusionObjective {
         var s = config.sampling(settings.sampler, steps: settings.steps)
         s.sigmaSpacing = settings.sigmas
+        if let spacing = settings.spacing { s.spacing = spacing }
         sampler = try s.makeSampler()
         samplerName = settings.sampler.rawValue + (settings.sigmas == .discrete ? "" : " (\(settings.sigmas.rawValue) σ)")
     }

@@ -11,32 +11,37 @@ struct Compare: ParsableCommand {
         abstract: "Train (or take) DDPM, latent diffusion, VAE and GAN runs on the same data and measure them side by side.",
         discussion: """
         With --data and --minutes, trains each model for the same wall-clock budget in --out: a class-conditional \
-        DDPM (mnist-small U-Net), a VAE (KL weight 1), latent diffusion (a first-stage VAE with KL weight 0.01 for a \
-        third of the budget, its latent U-Net for the rest), a DCGAN; plus the classifier whose features measure \
-        them (not counted in the budget). With --runs, takes trained runs instead. All are trained on the first \
-        --examples images; the rest are held out for the likelihood bound.
+        DDPM (mnist-small U-Net), the same U-Net as rectified flow (--objective flow), a VAE (KL weight 1), latent \
+        diffusion (a first-stage VAE with KL weight 0.01 for a third of the budget, its latent U-Net for the rest), a \
+        DCGAN; plus the classifier whose features measure them (not counted in the budget). With --runs, takes \
+        trained runs instead. All are trained on the first --examples images; the rest are held out for the \
+        likelihood bound.
 
         Then measures each with `diffuse eval`'s metrics (FID, precision, recall, KID under the classifier's \
         features, against the training images; bits/dim for the DDPM; sampling time and network evaluations per \
-        sample; training time and steps), and the diffusion models' FID against the number of steps of several \
-        samplers (--grid). Writes results.json and tables.md in --out; `diffuse report` turns them into a report.
+        sample; training time and steps), and the diffusion and flow models' FID against the network evaluations of \
+        every sampler they take (--grid-evaluations, trailing timesteps; plus DDPM over all T steps), or of the \
+        sampler:steps points of --grid. Writes results.json and tables.md in --out; `diffuse report` turns them into \
+        a report.
 
         Examples:
           diffuse compare --data mnist:../shared/data/mnist --minutes 15 --out runs/compare
           diffuse compare --data mnist:../shared/data/mnist --out runs/compare \\
-              --runs ddpm=runs/ddpm,latent-diffusion=runs/ldm,vae=runs/vae,gan=runs/gan --classifier runs/classifier
+              --runs ddpm=runs/ddpm,flow=runs/flow,latent-diffusion=runs/ldm,vae=runs/vae,gan=runs/gan \
+              --classifier runs/classifier
         """)
 
     @Option(help: "The data (as diffuse train --data).") var data: String
     @Option(help: "Training budget per model in minutes (when training).") var minutes: Double?
     @Option(help: "Train on the first N images; the rest are held out.") var examples = 9000
-    @Option(help: "Trained runs instead of training: kind=FOLDER,... with kinds ddpm, latent-diffusion, vae, gan.") var runs: String?
+    @Option(help: "Trained runs instead of training: kind=FOLDER,... with kinds ddpm, flow, latent-diffusion, vae, gan.") var runs: String?
     @Option(help: "A trained classifier run for the features (default: train one in --out).") var classifier: String?
     @Option(help: "Generated images per model for the main table.") var samples = 1000
     @Option(help: "The diffusion models' sampler for the main table.") var sampler = SamplerKind.ddim
     @Option(help: "Its steps.") var steps = 50
-    @Option(help: "FID against steps: sampler:steps,... for the diffusion models.")
-    var grid = "ddpm:1000,ddim:10,ddim:20,ddim:50,dpm++2m:10,dpm++2m:20,heun:10"
+    @Option(help: "FID against network evaluations: these counts for every sampler a model takes.")
+    var gridEvaluations = "1,2,5,10,20,50"
+    @Option(help: "FID against steps at these sampler:steps points instead, e.g. ddim:10,dpm++2m:20.") var grid: String?
     @Option(help: "Generated images per point of the grid.") var gridSamples = 250
     @Option(help: "Held-out images for the DDPM's bits/dim (0: skip).") var nll = 100
     @Option(help: "Folder of cached reference features.") var cache = defaultCacheDirectory
@@ -46,21 +51,53 @@ struct Compare: ParsableCommand {
         guard (minutes == nil) != (runs == nil) else { throw ValidationError("give either --minutes (to train) or --runs (trained runs)") }
         if let minutes { guard minutes > 0 else { throw ValidationError("--minutes must be positive") } }
         guard samples >= 4, gridSamples >= 4, steps > 0 else { throw ValidationError("--samples and --grid-samples must be at least 4") }
-        _ = try gridPoints()
+        _ = try gridPoints(flow: false, trainingSteps: 1000)
     }
 
-    /// The grid's (sampler, steps) points.
-    func gridPoints() throws -> [(SamplerKind, Int)] {
-        try grid.split(separator: ",").map { item in
-            let parts = item.split(separator: ":")
-            guard parts.count == 2, let kind = SamplerKind(rawValue: String(parts[0])), let n = Int(parts[1]), n > 0 else {
-                throw ValidationError("--grid takes sampler:steps items separated by commas, e.g. ddim:50, got '\(item)'")
+    /// The grid's (sampler, steps) points for a model: --grid's, or each sampler it takes at the steps that give each
+    /// of --grid-evaluations (once per distinct step count), after DDPM over all T steps (not for flow).
+    func gridPoints(flow: Bool, trainingSteps T: Int) throws -> [(SamplerKind, Int)] {
+        if let grid {
+            return try grid.split(separator: ",").map { item in
+                let parts = item.split(separator: ":")
+                guard parts.count == 2, let kind = SamplerKind(rawValue: String(parts[0])), let n = Int(parts[1]), n > 0 else {
+                    throw ValidationError("--grid takes sampler:steps items separated by commas, e.g. ddim:50, got '\(item)'")
+                }
+                return (kind, n)
             }
-            return (kind, n)
         }
+        let counts = try gridEvaluations.split(separator: ",").map { item -> Int in
+            guard let n = Int(item), n > 0 else {
+                throw ValidationError("--grid-evaluations takes positive counts separated by commas, got '\(item)'")
+            }
+            return n
+        }
+        let samplers = flow ? Sampling.flowSamplers : SamplerKind.allCases.filter { $0 != .ddpm }
+        var points: [(SamplerKind, Int)] = flow ? [] : [(.ddpm, T)]
+        for kind in samplers {
+            var seen: Set<Int> = []
+            for evaluations in counts {
+                let steps = min(T, kind == .heun ? (evaluations + 1) / 2 : kind == .pndm ? max(1, evaluations - 1) : evaluations)
+                if seen.insert(steps).inserted { points.append((kind, steps)) }
+            }
+        }
+        return points
     }
 
-    static let names: [ModelKind: String] = [.ddpm: "DDPM", .latentDiffusion: "Latent diffusion", .vae: "VAE", .gan: "GAN"]
+    /// The models compared, in the report's order.
+    enum Entry: String, CaseIterable {
+        case ddpm, flow, latentDiffusion = "latent-diffusion", vae, gan
+        var name: String {
+            switch self {
+            case .ddpm: "DDPM"
+            case .flow: "Rectified flow"
+            case .latentDiffusion: "Latent diffusion"
+            case .vae: "VAE"
+            case .gan: "GAN"
+            }
+        }
+        var samplesByDiffusion: Bool { self == .ddpm || self == .flow || self == .latentDiffusion }
+    }
 
     /// Runs `diffuse train` with these arguments.
     func train(_ arguments: [String]) throws {
@@ -70,12 +107,12 @@ struct Compare: ParsableCommand {
     }
 
     /// The runs to measure, in the report's order, training them first when asked.
-    func trainedRuns() throws -> [(ModelKind, String)] {
+    func trainedRuns() throws -> [(Entry, String)] {
         if let runs {
             return try runs.split(separator: ",").map { item in
                 let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-                guard parts.count == 2, let kind = ModelKind(rawValue: parts[0]), Self.names[kind] != nil else {
-                    throw ValidationError("--runs takes kind=FOLDER items (kinds ddpm, latent-diffusion, vae, gan), got '\(item)'")
+                guard parts.count == 2, let kind = Entry(rawValue: parts[0]) else {
+                    throw ValidationError("--runs takes kind=FOLDER items (kinds ddpm, flow, latent-diffusion, vae, gan), got '\(item)'")
                 }
                 return (kind, parts[1])
             }
@@ -85,17 +122,19 @@ struct Compare: ParsableCommand {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let folder = { (name: String) in out + "/" + name }
         try train(common + ["--out", folder("ddpm"), "--conditional", "--preset", "mnist-small", "--minutes", String(budget)])
+        try train(common + ["--out", folder("flow"), "--objective", "flow", "--conditional", "--preset", "mnist-small",
+                            "--minutes", String(budget)])
         try train(common + ["--out", folder("vae"), "--model", "vae", "--batch-size", "64", "--minutes", String(budget)])
         try train(common + ["--out", folder("first-stage"), "--model", "vae", "--kl-weight", "0.01", "--batch-size", "64",
                             "--minutes", String(budget / 3)])
         try train(common + ["--out", folder("latent-diffusion"), "--model", "latent-diffusion", "--autoencoder", folder("first-stage"),
                             "--batch-size", "64", "--minutes", String(budget * 2 / 3)])
         try train(common + ["--out", folder("gan"), "--model", "gan", "--batch-size", "64", "--minutes", String(budget)])
-        return [(.ddpm, folder("ddpm")), (.latentDiffusion, folder("latent-diffusion")), (.vae, folder("vae")), (.gan, folder("gan"))]
+        return [(.ddpm, folder("ddpm")), (.flow, folder("flow")), (.latentDiffusion, folder("latent-diffusion")), (.vae, folder("vae")),
+                (.gan, folder("gan"))]
     }
 
     func run() throws {
-        let points = try gridPoints()
         let models = try trainedRuns()
         var classifierRun = classifier
         if classifierRun == nil {
@@ -120,9 +159,9 @@ struct Compare: ParsableCommand {
                 throw ValidationError("\(folder) trained on \(config.data) (examples \(config.examples.map(String.init) ?? "all")), "
                                       + "\(models[0].1) on \(first.data) (examples \(first.examples.map(String.init) ?? "all")): compare like with like")
             }
-            let name = Self.names[kind]!
+            let name = kind.name
             var settings = EvaluationSettings()
-            (settings.samples, settings.sampler, settings.steps) = (samples, sampler, steps)
+            (settings.samples, settings.sampler, settings.steps) = (samples, kind == .flow ? .euler : sampler, steps)
             settings.nllImages = kind == .ddpm ? nll : 0
             print("== \(name): \(folder)")
             let e = try evaluate(run: folder, network: network, reference: reference, settings: settings, heldOut: heldOut?.images,
@@ -136,10 +175,11 @@ struct Compare: ParsableCommand {
                                     recall: e.quality.recall, kid: e.quality.kid, kidStd: e.quality.kidStd,
                                     sharpness: e.quality.sharpness, referenceSharpness: e.quality.referenceSharpness,
                                     bitsPerDim: e.bitsPerDim, nllImages: e.nllImages))
-            guard kind == .ddpm || kind == .latentDiffusion else { continue }
-            for (gridSampler, gridSteps) in points {
+            guard kind.samplesByDiffusion else { continue }
+            for (gridSampler, gridSteps) in try gridPoints(flow: kind == .flow, trainingSteps: config.timesteps)
+            where kind != .flow || Sampling.flowSamplers.contains(gridSampler) {
                 var s = EvaluationSettings()
-                (s.samples, s.sampler, s.steps) = (gridSamples, gridSampler, gridSteps)
+                (s.samples, s.sampler, s.steps, s.spacing) = (gridSamples, gridSampler, gridSteps, .trailing)
                 print("== \(name): \(gridSampler.rawValue), \(gridSteps) steps")
                 let g = try evaluate(run: folder, network: network, reference: reference, settings: s, progress: progressBars())
                 print(String(format: "  FID %.3f, %.1f ms per sample", g.quality.fid, 1000 * g.secondsPerSample))

@@ -31,6 +31,7 @@ struct Sample: ParsableCommand {
         Samplers (each steps like the diffusers scheduler of the same name, and matches it given the same noise; \
         ipndm like k-diffusion's sample_ipndm):
         \(samplerGuide)
+
         --sigmas respaces the noise levels of the σ-based samplers (all but ddpm, ddim, pndm and euler-ancestral): \
         karras (Karras et al., ρ = 7; --karras for short), exponential (uniform in log σ), edm (Karras' spacing over \
         EDM's σ ∈ [0.002, 80]) or ays (Align Your Steps, Stable Diffusion 1.5's ten steps, interpolated). A VAE \

@@ -118,4 +118,15 @@ final class SamplerTests: XCTestCase {
         s.steps = 999
         XCTAssertNoThrow(try s.makeSampler())
     }
+
+    /// `diffuse sample --help` lists every sampler with its line of advice, which fits the help's 80 columns beside
+    /// the name (60 characters), and names the class it copies.
+    func testEverySamplerSaysWhenToUseIt() {
+        for kind in SamplerKind.allCases {
+            XCTAssertFalse(kind.advice.isEmpty, kind.rawValue)
+            XCTAssertLessThanOrEqual(kind.advice.count, 60, kind.rawValue)
+            XCTAssertFalse(kind.diffusersClass.isEmpty, kind.rawValue)
+        }
+        XCTAssertEqual(Set(SamplerKind.allCases.map(\.advice)).count, SamplerKind.allCases.count, "one line each")
+    }
 }
