@@ -51,6 +51,19 @@ final class ObjectiveTests: TemporaryFolderTestCase {
         return c
     }
 
+    /// A class-conditional rectified-flow run (shift 3) of a tiny U-Net on the images.
+    private func flowRun(steps: Int) -> RunConfig {
+        var c = base(.ddpm, steps: steps)
+        var u = UNet2DConfig.mnistSmall
+        (u.sampleSize, u.inChannels, u.outChannels, u.blockOutChannels, u.normNumGroups) = (8, 3, 3, [8, 16, 16], 4)
+        guard case let .images(images) = data else { fatalError() }
+        (c.classes, c.labelDropout) = (images.classes.count, 0.2)
+        u.numClassEmbeds = c.classes! + 1
+        c.unet = u
+        (c.objective, c.prediction, c.flowShift) = (.flow, .flow, 3)
+        return c
+    }
+
     /// A class-conditional latent-diffusion run on a trained VAE run's latents.
     private func latentRun(steps: Int, vae: RunFolder) throws -> (RunConfig, [String: Tensor]) {
         var c = base(.latentDiffusion, steps: steps)
@@ -79,13 +92,15 @@ final class ObjectiveTests: TemporaryFolderTestCase {
 
     /// 4 steps straight, or 2 then 2 more after resuming, log the same values to the last digit, for a VAE with a
     /// patch discriminator (two optimizers), a GAN with R1 (two optimizers, no moving average) and conditional
-    /// latent diffusion (a frozen first stage in the checkpoint, label dropout).
+    /// latent diffusion (a frozen first stage in the checkpoint, label dropout) and conditional rectified flow
+    /// (logit-normal times drawn from the same generator).
     func testResumeIsExactForEveryKind() throws {
         let vaeFolder = tempFolder()
         _ = try Trainer(config: vaeRun(steps: 2, adversarial: false), data: data, folder: vaeFolder, resume: false).train()
         let (latent, firstStage) = try latentRun(steps: 4, vae: vaeFolder)
         let runs: [(String, RunConfig, [String: Tensor]?)] = [
             ("vae", vaeRun(steps: 4, adversarial: true), nil), ("gan", ganRun(steps: 4), nil), ("latent", latent, firstStage),
+            ("flow", flowRun(steps: 4), nil),
         ]
         for (name, config, first) in runs {
             let straight = tempFolder(), split = tempFolder()
