@@ -16,13 +16,14 @@ Writes Tests/DiffuseDiffusionTests/Fixtures/schedulers.safetensors:
     schedule) of DDPMScheduler.step / DDIMScheduler.step for the toy model  output = 0.3·x + 0.001·t,
     name = ddpm.<prediction>.<fixed_small|fixed_large>.clip<0|1> or ddim.<prediction>.eta<0|1>.clip<0|1>.
   flow.shift<1|3>.timesteps [10] and flow.shift<1|3>.states [10, 2, 3, 4, 4] (F32): FlowMatchEulerDiscreteScheduler
-    (shift 1 and 3, T = 1000) over 10 steps from sampler.x_T for the same toy model at its float timesteps.
+    (shift 1 and 3, T = 1000) over 10 steps from sampler.x_T for the same toy model at its float timesteps;
+    flow_heun.shift<1|3>.final [2, 3, 4, 4]: FlowMatchHeunDiscreteScheduler's result (19 evaluations).
 """
 import pathlib
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler
 from diffusers.schedulers.scheduling_ddpm import rescale_zero_terminal_snr
 from safetensors.torch import save_file
 
@@ -102,6 +103,12 @@ for shift in (1, 3):
         x = s.step(model(x, t), t, x).prev_sample
         states.append(x)
     tensors[f"flow.shift{shift}.timesteps"], tensors[f"flow.shift{shift}.states"] = s.timesteps.clone(), torch.stack(states)
+    s = FlowMatchHeunDiscreteScheduler(shift=float(shift))
+    s.set_timesteps(steps)
+    x = x_T
+    for t in s.timesteps:
+        x = s.step(model(x, t), t, x).prev_sample
+    tensors[f"flow_heun.shift{shift}.final"] = x
 
 root.mkdir(parents=True, exist_ok=True)
 out = root / "schedulers.safetensors"

@@ -24,6 +24,27 @@ public enum NoiseProcess: String, Codable, Sendable {
             return sigma.isInfinite ? (0, 1) : (1 / (1 + sigma), sigma / (1 + sigma))
         }
     }
+
+    // The frame in which the step-by-step solvers (Heun, iPNDM) integrate the probability-flow ODE: a time τ(σ) and
+    // the state y = x_t/c(σ), in which dy/dτ = (d(a/c)/dτ)·x̂₀ + (d(s/c)/dτ)·ε̂ with constant coefficients: Karras et
+    // al.'s for the variance-preserving process (τ = σ, c = a: y = x̂₀ + σ·ε̂, dy/dσ = ε̂), the flow's own for
+    // rectified flow (τ = t, c = 1: y = (1 − t)·x̂₀ + t·ε̂, dy/dt = ε̂ − x̂₀, the velocity).
+
+    /// τ(σ).
+    public func odeTime(_ sigma: Double) -> Double { self == .variancePreserving ? sigma : scales(sigma).noise }
+
+    /// c(σ), by which y is multiplied back into x_t.
+    public func odeScale(_ sigma: Double) -> Double { self == .variancePreserving ? scales(sigma).signal : 1 }
+
+    /// y and dy/dτ at x_t of noise level σ, from its estimates (so that nothing divides by a).
+    public func odeState(_ e: Estimate, sigma: Double) -> (y: Tensor, slope: Tensor) {
+        switch self {
+        case .variancePreserving: return (e.x0 + e.noise * Float(sigma), e.noise)
+        case .rectifiedFlow:
+            let (a, s) = scales(sigma)
+            return (e.x0 * Float(a) + e.noise * Float(s), e.noise - e.x0)
+        }
+    }
 }
 
 /// What the denoiser says at one point x_t of a chain.

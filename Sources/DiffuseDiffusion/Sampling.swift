@@ -127,8 +127,9 @@ public struct Sampling: Sendable {
 
     public var trainingSteps: Int { flow?.trainingSteps ?? alphaBar.count }
 
-    /// The samplers that run a rectified-flow model: those whose updates stay finite at t = 1 (a = 0).
-    public static let flowSamplers: [SamplerKind] = [.euler, .dpmSolver, .dpmSolverSDE, .dpmSolver3, .dpmSolver3SDE]
+    /// The samplers that run a rectified-flow model: those written in x_t or in the process' ODE frame, whose updates
+    /// stay finite at t = 1 (a = 0).
+    public static let flowSamplers: [SamplerKind] = [.euler, .heun, .iPNDM, .dpmSolver, .dpmSolverSDE, .dpmSolver3, .dpmSolver3SDE]
 
     /// For a rectified-flow model, as FlowMatchEulerDiscreteScheduler (Euler) spaces its steps.
     public init(kind: SamplerKind, steps: Int, flow: RectifiedFlow) {

@@ -132,9 +132,10 @@ public struct Euler: Solver {
     }
 }
 
-/// Heun's method (Karras et al. 2022, Algorithm 1 without churn), as HeunDiscreteScheduler: an Euler step to σ', a
-/// second estimate ε̂' there, and the step redone with the mean slope, x' = x̂₀ + σ·ε̂ + (σ' − σ)·(ε̂ + ε̂')/2 in
-/// x = x_t/a; the step to σ = 0 is Euler's alone. 2n − 1 evaluations.
+/// Heun's method (Karras et al. 2022, Algorithm 1 without churn) in the process' ODE frame (`NoiseProcess.odeState`),
+/// as HeunDiscreteScheduler and FlowMatchHeunDiscreteScheduler: an Euler step to σ', a second slope there, and the
+/// step redone with the mean, y' = y + (τ' − τ)·(k + k')/2 (for diffusion y = x_t/a, τ = σ, k = ε̂); the step to
+/// σ = 0 is Euler's alone. 2n − 1 evaluations.
 public struct Heun: Solver {
     public init() {}
 
@@ -145,12 +146,12 @@ public struct Heun: Solver {
         var x = x
         for i in 0..<schedule.steps {
             let (sigma, next) = (schedule.sigmas[i], schedule.sigmas[i + 1])
-            let e = D(x, sigma: sigma, t: schedule.timesteps[i])
-            let (a1, s1) = D.process.scales(next)
-            let euler = e.x0 * Float(a1) + e.noise * Float(s1)
+            let (y, slope) = D.process.odeState(D(x, sigma: sigma, t: schedule.timesteps[i]), sigma: sigma)
+            let (dt, c) = (D.process.odeTime(next) - D.process.odeTime(sigma), Float(D.process.odeScale(next)))
+            let euler = (y + slope * Float(dt)) * c
             if next > 0 {
-                let second = D(euler, sigma: next, t: schedule.timesteps[i + 1])
-                x = (e.x0 + e.noise * Float(sigma) + (e.noise + second.noise) * Float((next - sigma) / 2)) * Float(a1)
+                let second = D.process.odeState(D(euler, sigma: next, t: schedule.timesteps[i + 1]), sigma: next).slope
+                x = (y + (slope + second) * Float(dt / 2)) * c
             } else {
                 x = euler
             }
@@ -210,8 +211,8 @@ public struct PLMS: Solver {
 }
 
 /// iPNDM (Zhang & Chen 2023), as k-diffusion's `sample_ipndm` (after zju-pi/diff-sampler): Adams–Bashforth with
-/// fixed coefficients on dx/dσ = ε̂ in x = x_t/a, of order min(i + 1, `order`), from Euler's at the first step; a step
-/// to σ = 0 gives x̂₀.
+/// fixed coefficients on the process' ODE (`NoiseProcess.odeState`; for diffusion dx/dσ = ε̂ in x = x_t/a), of order
+/// min(i + 1, `order`), from Euler's at the first step; a step to σ = 0 gives x̂₀.
 public struct IPNDM: Solver {
     public var order: Int
 
@@ -224,12 +225,13 @@ public struct IPNDM: Solver {
         for i in 0..<schedule.steps {
             let (sigma, next) = (schedule.sigmas[i], schedule.sigmas[i + 1])
             let e = D(x, sigma: sigma, t: schedule.timesteps[i])
-            slopes.append(e.noise)
+            let (y, slope) = D.process.odeState(e, sigma: sigma)
+            slopes.append(slope)
             if next == 0 {
                 x = e.x0
             } else {
-                let a1 = Float(D.process.scales(next).signal)
-                x = (e.x0 + e.noise * Float(sigma) + adamsBashforth(slopes.suffix(order)) * Float(next - sigma)) * a1
+                let dt = D.process.odeTime(next) - D.process.odeTime(sigma)
+                x = (y + adamsBashforth(slopes.suffix(order)) * Float(dt)) * Float(D.process.odeScale(next))
             }
             done(i, x)
         }

@@ -59,6 +59,18 @@ final class FlowTests: XCTestCase {
         }
     }
 
+    /// Heun on a flow model against FlowMatchHeunDiscreteScheduler (10 steps, 19 evaluations), shift 1 and 3.
+    func testHeunMatchesFlowMatchHeunDiscreteScheduler() throws {
+        let f = try fixture()
+        let noise = try f.tensor("sampler.x_T")
+        for shift in [1, 3] {
+            let sampler = try Sampling(kind: .heun, steps: 10, flow: RectifiedFlow(shift: Double(shift))).makeSampler()
+            XCTAssertEqual(sampler.evaluations, 19)
+            let out = sampler.sample(from: noise, model: toyModel, stepNoise: { _ in noise })
+            XCTAssertLessThanOrEqual(relativeToMax(out, try f.tensor("flow_heun.shift\(shift).final")), 2e-5, "shift \(shift)")
+        }
+    }
+
     /// With the exact velocity of Gaussian data x_0 ~ N(μ, s²), v̂ = E[ε | x_t] − E[x_0 | x_t], every sampler that runs
     /// flow models returns N(μ, s²) as its steps grow (elements never mix, and each step is affine: the law is read
     /// from one run, as in SamplerStatisticsTests): the mean within 1e-3 and the standard deviation's error at 200
