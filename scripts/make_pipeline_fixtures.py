@@ -101,6 +101,7 @@ DETERMINISTIC = {
     "heun_karras": (HeunDiscreteScheduler, {"use_karras_sigmas": True}, {}),
     "euler_exponential": (EulerDiscreteScheduler, {"use_exponential_sigmas": True}, {}),
     "pndm": (PNDMScheduler, {"skip_prk_steps": True}, {}),
+    "pndm_prk": (PNDMScheduler, {"skip_prk_steps": False}, {}),
     "dpmpp_2m_exponential": (DPMSolverMultistepScheduler,
                              {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_exponential_sigmas": True}, {}),
     "dpmpp_3m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 3}, {}),
@@ -220,7 +221,9 @@ def jsonable(v):
     if isinstance(v, dict):
         return {k: jsonable(e) for k, e in v.items()}
     if isinstance(v, torch.Tensor):
-        return v.tolist()
+        return jsonable(v.tolist())
+    if isinstance(v, float) and v != v or v in (float("inf"), float("-inf")):
+        return str(v)  # JSON has no infinities (lambda_min_clipped is -inf): "-inf"
     return v
 
 
@@ -259,7 +262,7 @@ with torch.no_grad():
         for sname, (cls, overrides, step_kwargs) in {**DETERMINISTIC, **STOCHASTIC}.items():
             stochastic = sname in STOCHASTIC
             s = cls.from_config(scheduler.config, **overrides)
-            if sname in ("euler_ancestral", "pndm") and s.config.prediction_type == "sample":
+            if sname in ("euler_ancestral", "pndm", "pndm_prk") and s.config.prediction_type == "sample":
                 manifest["unsupported"].append({"pipeline": pname, "sampler": sname, "reason":
                     f"{cls.__name__}.step raises for prediction_type 'sample'"})
                 continue

@@ -7,7 +7,7 @@ public enum SamplerKind: String, CaseIterable, Codable, Sendable {
     case ddpm
     /// DDIM (Song et al. 2021), deterministic with η = 0: DDIMScheduler.
     case ddim
-    /// PNDM's pseudo linear multistep method (Liu et al. 2022): PNDMScheduler with skip_prk_steps.
+    /// PNDM's pseudo linear multistep method (Liu et al. 2022): PNDMScheduler (for a run: with skip_prk_steps).
     case pndm
     /// Euler's method on the probability-flow ODE in σ (Karras et al. 2022): EulerDiscreteScheduler.
     case euler
@@ -208,11 +208,7 @@ public struct Sampling: Sendable {
         }
         switch kind {
         case .ddpm: solver = DDPM(variance: c.varianceType.flatMap(ReverseVariance.init(rawValue:)) ?? .fixedSmall)
-        case .pndm:
-            guard c.skipPRKSteps ?? false else {
-                throw SamplingError(message: "PNDM's Runge–Kutta warm-up (skip_prk_steps false) is not supported: set "
-                                    + "skip_prk_steps to true in the scheduler config for PLMS, or choose another --sampler")
-            }
+        case .pndm: solver = PLMS(rungeKutta: (c.skipPRKSteps ?? false) ? nil : alphaBar)
         case _ where kind.isDPMSolver:
             solver = DPMSolver(order: kind == .dpmSolver3 || kind == .dpmSolver3SDE ? 3 : 2, stochastic: kind.isStochastic,
                                heun: c.solverType == "heun", lowerOrderFinal: c.lowerOrderFinal ?? true,
@@ -236,6 +232,9 @@ public struct Sampling: Sendable {
             throw fail("--sigmas \(sigmaSpacing.rawValue) is for the σ-based samplers, not \(kind.rawValue)")
         }
         if let ddim = solver as? DDIM, ddim.eta < 0 { throw fail("η must not be negative") }
+        if let plms = solver as? PLMS, plms.rungeKutta != nil && steps < 4 {
+            throw fail("PNDM's Runge–Kutta start (skip_prk_steps false) takes three steps: give at least 4")
+        }
         if flow != nil && !Self.flowSamplers.contains(kind) {
             throw fail("\(kind.rawValue) does not run rectified-flow models; use one of "
                        + Self.flowSamplers.map(\.rawValue).joined(separator: ", "))

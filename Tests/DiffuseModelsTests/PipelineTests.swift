@@ -47,7 +47,7 @@ final class PipelineTests: XCTestCase {
         ("ddim", .ddim, { _ in }), ("dpmpp_2m", .dpmSolver, { _ in }), ("dpmpp_2m_karras", .dpmSolver, { $0.useKarrasSigmas = true }),
         ("euler", .euler, { _ in }), ("euler_karras", .euler, { $0.useKarrasSigmas = true }), ("heun", .heun, { _ in }),
         ("heun_karras", .heun, { $0.useKarrasSigmas = true }), ("euler_exponential", .euler, { $0.useExponentialSigmas = true }),
-        ("pndm", .pndm, { $0.skipPRKSteps = true }), ("dpmpp_2m_exponential", .dpmSolver, { $0.useExponentialSigmas = true }),
+        ("pndm", .pndm, { $0.skipPRKSteps = true }), ("pndm_prk", .pndm, { $0.skipPRKSteps = false }), ("dpmpp_2m_exponential", .dpmSolver, { $0.useExponentialSigmas = true }),
         ("dpmpp_3m", .dpmSolver3, { _ in }), ("dpmpp_3m_karras", .dpmSolver3, { $0.useKarrasSigmas = true }),
         ("unipc", .uniPC, { _ in }), ("unipc_bh1", .uniPCBH1, { $0.finalSigmasType = "sigma_min" }),
         ("unipc_3", .uniPC, { $0.solverOrder = 3 }), ("unipc_karras", .uniPC, { $0.useKarrasSigmas = true }),
@@ -81,13 +81,20 @@ final class PipelineTests: XCTestCase {
     }
 
     /// Every deterministic sampler at 10 and 25 steps on every pipeline: the final sample within 1e-4 of the largest
-    /// value of diffusers' (the bound; the unclipped ε-samplers end with values in the hundreds).
+    /// value of diffusers' (the bound; the unclipped ε-samplers end with values in the hundreds), after as many
+    /// network evaluations as diffusers made (the fixture's count; iPNDM's loop has none recorded).
     func testDeterministicSamplersMatchDiffusers() throws {
         let f = try SafeTensorsFile(path: Self.fixtures.appendingPathComponent("samplers.safetensors").path)
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.fixtures.appendingPathComponent("samplers.json")))
+        let keys = (manifest as? [String: Any])?["keys"] as? [String: [String: Any]] ?? [:]
         for pipeline in Self.pipelines {
             for (name, kind, overrides) in Self.samplers where !Self.unsupported(pipeline, kind) {
                 for steps in [10, 25] {
-                    let out = try run(pipeline, sampler(pipeline, kind, steps: steps, overrides: overrides), f: f)
+                    let sampler = try sampler(pipeline, kind, steps: steps, overrides: overrides)
+                    if let evaluations = keys["\(pipeline).\(name).\(steps)"]?["unet_evaluations"] as? Int {
+                        XCTAssertEqual(sampler.evaluations, evaluations, "\(pipeline) \(name) \(steps) steps: network evaluations")
+                    }
+                    let out = try run(pipeline, sampler, f: f)
                     let error = relativeToMax(out, try f.tensor("\(pipeline).\(name).\(steps)"))
                     XCTAssertLessThanOrEqual(error, 1e-4, "\(pipeline) \(name) \(steps) steps")
                 }
