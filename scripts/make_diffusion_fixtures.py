@@ -18,12 +18,18 @@ Writes Tests/DiffuseDiffusionTests/Fixtures/schedulers.safetensors:
   flow.shift<1|3>.timesteps [10] and flow.shift<1|3>.states [10, 2, 3, 4, 4] (F32): FlowMatchEulerDiscreteScheduler
     (shift 1 and 3, T = 1000) over 10 steps from sampler.x_T for the same toy model at its float timesteps;
     flow_heun.shift<1|3>.final [2, 3, 4, 4]: FlowMatchHeunDiscreteScheduler's result (19 evaluations).
+  respaced.edm.<n>, respaced.ays.<n> (F64), n = 10, 25, on diffusers' float32 σ table of Stable Diffusion's
+    scaled_linear schedule: EDM's σ (k-diffusion's get_sigmas_karras formula, rho 7, between max(σ_min, 0.002) and
+    min(σ_max, 80); written out, as importing PyPI's k-diffusion needs packages that replace this torch), and Align Your
+    Steps' (the σ at diffusers' AysSchedules["StableDiffusionTimesteps"] and at t = 0, log-linearly interpolated to
+    n + 1 levels as NVIDIA's loglinear_interp, the last dropped for the final σ); respaced.ays.timesteps (I64).
 """
 import pathlib
 
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler
+from diffusers.schedulers import AysSchedules
 from diffusers.schedulers.scheduling_ddpm import rescale_zero_terminal_snr
 from safetensors.torch import save_file
 
@@ -109,6 +115,17 @@ for shift in (1, 3):
     for t in s.timesteps:
         x = s.step(model(x, t), t, x).prev_sample
     tensors[f"flow_heun.shift{shift}.final"] = x
+
+sd = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+table = ((1 - sd.alphas_cumprod) / sd.alphas_cumprod) ** 0.5
+for n in (10, 25):
+    low, high, rho = max(float(table[0]), 0.002), min(float(table[-1]), 80.0), 7.0
+    ramp = np.linspace(0, 1, n)
+    tensors[f"respaced.edm.{n}"] = torch.tensor((high ** (1 / rho) + ramp * (low ** (1 / rho) - high ** (1 / rho))) ** rho)
+    levels = table[AysSchedules["StableDiffusionTimesteps"] + [0]].double().numpy()
+    ys = np.interp(np.linspace(0, 1, n + 1), np.linspace(0, 1, len(levels)), np.log(levels[::-1]))
+    tensors[f"respaced.ays.{n}"] = torch.tensor(np.exp(ys)[::-1][:-1].copy())
+tensors["respaced.ays.timesteps"] = torch.tensor(AysSchedules["StableDiffusionTimesteps"])
 
 root.mkdir(parents=True, exist_ok=True)
 out = root / "schedulers.safetensors"

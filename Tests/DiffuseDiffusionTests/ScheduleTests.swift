@@ -73,3 +73,30 @@ final class ScheduleTests: XCTestCase {
         }
     }
 }
+
+/// The respaced σ that diffusers does not spell out as config keys: EDM's (k-diffusion's Karras formula over EDM's
+/// range) and Align Your Steps' (diffusers' AysSchedules, NVIDIA's interpolation), on Stable Diffusion's schedule.
+final class RespacedSigmaTests: XCTestCase {
+    func sampling(_ spacing: SigmaSpacing, steps: Int) -> Sampling {
+        let alphaBar = NoiseSchedule(.scaledLinear, betaStart: 0.00085, betaEnd: 0.012).float32AlphaBar
+        var s = Sampling(kind: .dpmSolver, steps: steps, alphaBar: alphaBar, prediction: .epsilon, betaSchedule: .scaledLinear)
+        s.sigmaSpacing = spacing
+        return s
+    }
+
+    /// σ to float32 rounding (the multistep schedulers keep σ in float32).
+    func testEDMAndAlignYourStepsSigmas() throws {
+        let f = try fixture()
+        for n in [10, 25] {
+            for spacing in [SigmaSpacing.edm, .alignYourSteps] {
+                let schedule = sampling(spacing, steps: n).schedule()
+                assertClose(Array(schedule.sigmas.dropLast()), try f.doubles("respaced.\(spacing == .edm ? "edm" : "ays").\(n)"),
+                            rtol: 1e-6, "\(spacing.rawValue), \(n) steps")
+                XCTAssertEqual(schedule.sigmas.last, 0)
+            }
+        }
+        // Ten steps of AYS are the published timesteps themselves.
+        XCTAssertEqual(sampling(.alignYourSteps, steps: 10).schedule().timesteps,
+                       try f.integers("respaced.ays.timesteps").map(Double.init))
+    }
+}
