@@ -66,6 +66,7 @@ struct Sample: ParsableCommand {
     @Option(help: "σ spacing of the σ-based samplers: discrete (the model's timesteps), karras, exponential, edm, ays.")
     var sigmas: SigmaSpacing?
     @Flag(help: "Karras et al.'s σ spacing: --sigmas karras.") var karras = false
+    @Option(help: "Rectified-flow models: the schedule's shift (default: the run's).") var shift: Double?
     @Option(help: "DDIM's η: 0 deterministic, 1 as stochastic as DDPM.") var eta: Double = 0
     @Option(help: "DDPM's reverse variance: fixed_small (β̃_t) or fixed_large (β_t) (default: the model's).") var variance: ReverseVariance?
     @Option(help: "Which timesteps a sampler of fewer steps visits: leading, linspace, trailing (default: the model's).")
@@ -170,6 +171,12 @@ struct Sample: ParsableCommand {
             settings.solver = ddpm
         }
         if let spacing { settings.spacing = spacing }
+        if let shift {
+            guard settings.flow != nil, shift > 0, shift.isFinite else {
+                throw ValidationError("--shift is a positive number, for rectified-flow models (trained with --objective flow)")
+            }
+            settings.flow!.shift = shift
+        }
     }
 
     /// The class label of each sample (nil for an unconditional model).
@@ -194,7 +201,7 @@ struct Sample: ParsableCommand {
         let chosen: Sampler?
         do { chosen = try settings?.makeSampler() } catch { throw ValidationError("\(error)") }
         if chosen == nil {
-            let diffusionOnly = ["--sampler", "--steps", "--karras", "--sigmas", "--eta", "--variance", "--spacing", "--trajectory"]
+            let diffusionOnly = ["--sampler", "--steps", "--karras", "--sigmas", "--shift", "--eta", "--variance", "--spacing", "--trajectory"]
             if let flag = diffusionOnly.first(where: CommandLine.arguments.contains) {
                 throw ValidationError("\(flag) is for diffusion models; \(name) generates in one network evaluation")
             }
