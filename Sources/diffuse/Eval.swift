@@ -57,7 +57,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Feature network: classifier:RUN or inception:FILE.") var features: String
     @Option(help: "Generated images to measure.") var samples = 1000
     @Option(help: "Images generated (and featurised) at once.") var batchSize = 100
-    @Option(help: "Diffusion sampler.") var sampler = SamplerKind.ddim
+    @Option(help: "Diffusion sampler (default ddim; euler for flow models).") var sampler: SamplerKind?
     @Option(help: "Diffusion sampling steps.") var steps = 50
     @Option(help: "σ spacing of the σ-based samplers: discrete, karras, exponential, edm, ays.") var sigmas = SigmaSpacing.discrete
     @Option(help: "Classifier-free guidance scale for a conditional model (default: none).") var guidance: Double?
@@ -92,7 +92,8 @@ struct Eval: ParsableCommand {
                                                       caption: images.caption, network: network,
                                                       cacheDirectory: cache) { bar.update($0) }
         var settings = EvaluationSettings()
-        (settings.samples, settings.batchSize, settings.sampler, settings.steps) = (samples, batchSize, sampler, steps)
+        (settings.samples, settings.batchSize, settings.sampler, settings.steps) =
+            (samples, batchSize, sampler ?? (config.flow == nil ? .ddim : .euler), steps)
         (settings.sigmas, settings.guidance, settings.seed, settings.nllImages) = (sigmas, guidance, seed, nll)
         let result = try evaluate(run: runFolder, network: network, reference: referenceFeatures, settings: settings,
                                   heldOut: heldOut?.images, progress: progressBars())
