@@ -190,12 +190,17 @@ public struct PLMS: Solver {
 
     public func solve(_ D: Denoiser, _ x: Tensor, _ schedule: SolverSchedule, noise: (Int) -> Tensor,
                       done: (Int, Tensor) -> Void) -> Tensor {
-        /// x_t at σ' from x_t at σ along the noise that `output` implies at x_t.
+        /// x_t at σ' from x_t at σ along what `output` implies there: a'·x̂₀ + s'·ε̂ (= a'·(x_t/a + (σ' − σ)·ε̂)), with
+        /// x̂₀ clipped as configured and ε̂ = (x_t − a·x̂₀)/s from the clipped x̂₀ (PNDMScheduler itself never clips).
         func transfer(_ x: Tensor, _ sigma: Double, _ next: Double, _ output: Tensor) -> Tensor {
-            let (a, s) = D.process.scales(sigma)
-            let noise = D.prediction.estimates(output: output, xt: x, signal: perSample([a], rank: x.rank),
-                                               noise: perSample([s], rank: x.rank)).noise
-            return (x / Float(a) + noise * Float(next - sigma)) * Float(D.process.scales(next).signal)
+            let (a, s) = D.process.scales(sigma), (a1, s1) = D.process.scales(next)
+            var (x0, noise) = D.prediction.estimates(output: output, xt: x, signal: perSample([a], rank: x.rank),
+                                                     noise: perSample([s], rank: x.rank))
+            if let clipping = D.clipping {
+                x0 = clipping.apply(x0)
+                noise = (x - x0 * Float(a)) / Float(s)
+            }
+            return x0 * Float(a1) + noise * Float(s1)
         }
         var x = x
         var outputs: [Tensor] = []

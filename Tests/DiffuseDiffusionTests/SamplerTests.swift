@@ -129,4 +129,23 @@ final class SamplerTests: XCTestCase {
         }
         XCTAssertEqual(Set(SamplerKind.allCases.map(\.advice)).count, SamplerKind.allCases.count, "one line each")
     }
+
+    /// A run's sampling clamps x̂₀ for every sampler: with a network whose x̂₀ is 10 everywhere, each chain that
+    /// ends at σ = 0 ends inside [−1, 1], and those that end at σ_min (PNDM, DEIS: a'·x̂₀ + s'·ε̂ with s' = 0.01)
+    /// near it, where the unclamped x̂₀ would put them near 10.
+    func testEverySamplerClampsARunsEstimates() throws {
+        let wild: Network = { x, _ in x * 0 + 10 }
+        var g = RandomGenerator(seed: 4)
+        let noise = g.normal([2, 1, 4, 4])
+        for kind in SamplerKind.allCases {
+            let settings = Sampling(kind: kind, steps: 6, diffusion: GaussianDiffusion(prediction: .sample), clip: 1)
+            guard let sampler = try? settings.makeSampler() else {
+                XCTAssertEqual(kind, .eulerAncestral, "only euler-ancestral refuses x₀ predictions")
+                continue
+            }
+            let bound: Float = sampler.schedule.sigmas.last == 0 ? 1 + 1e-5 : 1.1
+            let out = sampler.sample(from: noise, model: wild, generator: &g).scalars
+            XCTAssertTrue(out.allSatisfy { abs($0) <= bound }, "\(kind.rawValue): \(out.map(abs).max()!)")
+        }
+    }
 }
