@@ -89,6 +89,29 @@ PIPELINES = {
         seed=4, unet=dict(in_channels=1, out_channels=1, num_class_embeds=3, **plain), scheduler=dict(),
         labels=[0, 2]),
 }
+class FixedDPMSolverMultistepScheduler(DPMSolverMultistepScheduler):
+    """diffusers 0.42.1's DPM-Solver++(3M) SDE has the sign of the 1/2 in its D2 coefficient wrong:
+    alpha_t * ((1 - exp(-2h) - 2h) / (2h)^2 - 0.5) tends to -alpha_t as h -> 0 where the integral it stands for is O(h)
+    (k-diffusion's sample_dpmpp_3m_sde: -phi_3 with phi_3 = phi_2 / 2h - 1/2, i.e. + 0.5 here). This reference adds
+    alpha_t * D2 (the difference of the two) to diffusers' own third-order SDE step, and leaves everything else."""
+
+    def multistep_dpm_solver_third_order_update(self, model_output_list, *args, sample=None, noise=None, **kwargs):
+        x_t = super().multistep_dpm_solver_third_order_update(model_output_list, *args, sample=sample, noise=noise, **kwargs)
+        if self.config.algorithm_type != "sde-dpmsolver++":
+            return x_t
+        sigmas = [self.sigmas[self.step_index + k] for k in (1, 0, -1, -2)]
+        (alpha_t, _), (alpha_s0, sigma_s0), (alpha_s1, sigma_s1), (alpha_s2, sigma_s2) = [
+            self._sigma_to_alpha_sigma_t(s) for s in sigmas]
+        lambda_t = torch.log(alpha_t) - torch.log(self._sigma_to_alpha_sigma_t(sigmas[0])[1])
+        lambda_s0, lambda_s1, lambda_s2 = [torch.log(a) - torch.log(s) for a, s in
+                                           ((alpha_s0, sigma_s0), (alpha_s1, sigma_s1), (alpha_s2, sigma_s2))]
+        m0, m1, m2 = model_output_list[-1], model_output_list[-2], model_output_list[-3]
+        h, h_0, h_1 = lambda_t - lambda_s0, lambda_s0 - lambda_s1, lambda_s1 - lambda_s2
+        r0, r1 = h_0 / h, h_1 / h
+        d2 = (1.0 / (r0 + r1)) * ((1.0 / r0) * (m0 - m1) - (1.0 / r1) * (m1 - m2))
+        return x_t + alpha_t * d2
+
+
 # name: (class, from_config overrides, step kwargs)
 DETERMINISTIC = {
     "ddim": (DDIMScheduler, {}, {"eta": 0.0}),
@@ -119,7 +142,7 @@ STOCHASTIC = {
     "ddpm": (DDPMScheduler, {}, {}),
     "euler_ancestral": (EulerAncestralDiscreteScheduler, {}, {}),
     "dpmpp_2m_sde": (DPMSolverMultistepScheduler, {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}, {}),
-    "dpmpp_3m_sde": (DPMSolverMultistepScheduler, {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}, {}),
+    "dpmpp_3m_sde": (FixedDPMSolverMultistepScheduler, {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}, {}),
 }
 SCHEDULER_MODULES = [scheduling_ddim, scheduling_ddpm, scheduling_dpmsolver_multistep,
                      scheduling_euler_ancestral_discrete, scheduling_euler_discrete]  # Heun draws no noise at all

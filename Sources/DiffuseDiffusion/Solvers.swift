@@ -276,9 +276,11 @@ func halfLogSNR(_ process: NoiseProcess, _ sigma: Double) -> Double {
 /// h = λ' − λ, D₀ = x̂₀ and the divided differences D₁, D₂ of the last x̂₀ (r_k = h_{i−k}/h),
 ///   x' = (s'/s)·x_t − a'(e^{−h} − 1)·D₀ + a'((e^{−h} − 1)/h + 1)·D₁ − a'((e^{−h} − 1 + h)/h² − ½)·D₂,
 /// the second order with the midpoint rule −½a'(e^{−h} − 1)·D₁ unless `heun`; the SDE form
-///   x' = (s'/s)e^{−h}·x_t + a'(1 − e^{−2h})·D₀ + a'((1 − e^{−2h})/(−2h) + 1)·D₁ + a'((1 − e^{−2h} − 2h)/(2h)² − ½)·D₂
+///   x' = (s'/s)e^{−h}·x_t + a'(1 − e^{−2h})·D₀ + a'((1 − e^{−2h})/(−2h) + 1)·D₁ + a'((1 − e^{−2h} − 2h)/(2h)² + ½)·D₂
 ///        + s'√(1 − e^{−2h})·z   (midpoint: ½a'(1 − e^{−2h})·D₁).
-/// First order at the start, and at the end with few steps, `eulerAtFinal`, or a final σ of 0.
+/// First order at the start, and at the end with few steps, `eulerAtFinal`, or a final σ of 0. The SDE's D₂
+/// coefficient is k-diffusion's (sample_dpmpp_3m_sde, φ₃ = φ₂/2h − ½ with the sign that makes it O(h)); diffusers
+/// 0.42 writes − ½, which tends to −a' as h → 0: its 3M SDE converges slowly and on a flow model diverges.
 public struct DPMSolver: Solver {
     public var order: Int
     public var stochastic: Bool
@@ -322,7 +324,7 @@ public struct DPMSolver: Solver {
                 let e2 = 1 - Foundation.exp(-2 * h)  // 1 − e^{−2h}
                 x = x * Float(s1 / s0 * Foundation.exp(-h)) + x0 * Float(a1 * e2) + noise(i) * Float(s1 * e2.squareRoot())
                 if let d1 { x = x + d1 * Float(k == 2 && !heun ? 0.5 * a1 * e2 : a1 * (e2 / (-2 * h) + 1)) }
-                if let d2 { x = x + d2 * Float(a1 * ((e2 - 2 * h) / (4 * h * h) - 0.5)) }
+                if let d2 { x = x + d2 * Float(a1 * ((e2 - 2 * h) / (4 * h * h) + 0.5)) }
             } else {
                 let e = Foundation.expm1(-h)  // e^{−h} − 1
                 x = x * Float(s1 / s0) - x0 * Float(a1 * e)

@@ -102,7 +102,8 @@ final class PipelineTests: XCTestCase {
         }
     }
 
-    /// The stochastic samplers, given the noise diffusers drew at each step: every state of the chain.
+    /// The stochastic samplers, given the noise diffusers drew at each step: every state of the chain (3M SDE
+    /// against diffusers' with the sign of its D₂ term's ½ corrected, see make_pipeline_fixtures.py).
     func testStochasticSamplersMatchDiffusersStepByStep() throws {
         let f = try SafeTensorsFile(path: Self.fixtures.appendingPathComponent("samplers.safetensors").path)
         for pipeline in Self.pipelines {
