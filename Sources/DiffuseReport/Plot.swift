@@ -11,13 +11,17 @@ public struct Plot: Sendable {
         public var x: [Double]
         public var y: [Double]
         public var mark: Mark
+        /// Its colour's place in the palette (default: the series' own place), so that one thing keeps its colour
+        /// across panels that show different subsets.
+        public var colour: Int?
 
-        public init(_ label: String, x: [Double], y: [Double], mark: Mark = .line) {
+        public init(_ label: String, x: [Double], y: [Double], mark: Mark = .line, colour: Int? = nil) {
             precondition(x.count == y.count, "series '\(label)' has \(x.count) x and \(y.count) y values")
             self.label = label
             self.x = x
             self.y = y
             self.mark = mark
+            self.colour = colour
         }
 
         /// The rows of `points` [N, 2] as (x, y), drawn as dots: 2D samples or data.
@@ -203,7 +207,7 @@ struct PanelRenderer {
         out += "<g clip-path=\"url(#\(clip))\">\n"
         var drawn: [(Double, Double)] = []  // pixel positions, to place the legend where the data is not
         for (k, series) in plot.series.enumerated() {
-            let colour = palette[k % palette.count]
+            let colour = palette[(series.colour ?? k) % palette.count]
             let points = zip(series.x, series.y).map { x, y in px(x).flatMap { a in py(y).map { (a, $0) } } }
             switch series.mark {
             case .dots:
@@ -255,7 +259,7 @@ struct PanelRenderer {
         var out = "<rect x=\"\(number(bx))\" y=\"\(number(by))\" width=\"\(number(boxWidth))\" height=\"\(number(boxHeight))\" "
             + "fill=\"white\" fill-opacity=\"0.85\" stroke=\"#999999\"/>\n"
         for (row, (k, series)) in labelled.enumerated() {
-            let y = by + 4 + rowHeight * (Double(row) + 0.5), colour = palette[k % palette.count]
+            let y = by + 4 + rowHeight * (Double(row) + 0.5), colour = palette[(series.colour ?? k) % palette.count]
             switch series.mark {
             case .line: out += line(bx + 6, y, bx + 24, y, stroke: colour, width: 2)
             case .dots: out += "<circle cx=\"\(number(bx + 15))\" cy=\"\(number(y))\" r=\"3\" fill=\"\(colour)\"/>\n"

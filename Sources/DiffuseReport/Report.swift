@@ -345,15 +345,19 @@ public struct ReportWriter {
         s += t("Each model was sampled with every solver it takes at each number of network evaluations, on timesteps spaced to end at $T$ (trailing spacing); Heun's method spends two evaluations a step (but the last), PNDM one more than its steps.",
                "Каждая модель сэмплировалась каждым подходящим решателем при каждом числе вычислений сети, с шагами по времени, кончающимися в $T$ (trailing); метод Хойна тратит два вычисления на шаг (кроме последнего), PNDM — на одно больше числа шагов.") + "\n\n"
         s += text.stepsTable(c)
-        // A panel per model, a series per sampler, in the order measured (so that a sampler keeps its colour).
+        // A panel per model, a series per sampler, coloured by its place in the order measured (so that a sampler keeps
+        // its colour from panel to panel).
         func ordered(_ names: [String]) -> [String] { names.reduce(into: []) { if !$0.contains($1) { $0.append($1) } } }
         let samplers = ordered(c.steps.map(\.sampler))
         let plots = ordered(c.steps.map(\.model)).map { model in
+            // FID spans orders of magnitude between one evaluation and fifty: a logarithmic axis. A model's panel lists
+            // the samplers it was measured with (a flow model takes fewer).
             Plot(title: model, xLabel: t("log₁₀ network evaluations per sample", "log₁₀ вычислений сети на образец"), yLabel: "FID",
-                 series: samplers.map { sampler in
+                 logY: true, series: samplers.enumerated().compactMap { k, sampler in
                      let points = c.steps.filter { $0.model == model && $0.sampler == sampler }.sorted { $0.evaluationsPerSample < $1.evaluationsPerSample }
+                     guard !points.isEmpty else { return nil }
                      return Plot.Series(sampler, x: points.map { Foundation.log10(Double($0.evaluationsPerSample)) }, y: points.map(\.fid),
-                                        mark: points.count > 1 ? .line : .dots)
+                                        mark: points.count > 1 ? .line : .dots, colour: k)
                  })
         }
         try writeAtomically(Data(svgFigure(plots, columns: plots.count, panelWidth: 420, panelHeight: 340).utf8), to: figures + "/fid-steps.svg")
