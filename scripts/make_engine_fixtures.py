@@ -212,6 +212,11 @@ case("logsoftmax_axis1", lambda x: torch.log_softmax(x, dim=1), randn(2, 4, 3, s
 case("attention", F.scaled_dot_product_attention, randn(2, 2, 3, 4), randn(2, 2, 5, 4), randn(2, 2, 5, 4))
 case("attention_scale", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, scale=0.3),
      randn(1, 2, 4, 3), randn(1, 2, 2, 3), randn(1, 2, 2, 3))
+# Causal (is_causal: query i sees keys j <= i, the mask aligned at the top left), L = S and L < S.
+case("attention_causal", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+     randn(2, 2, 5, 4), randn(2, 2, 5, 4), randn(2, 2, 5, 4))
+case("attention_causal_wide", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+     randn(1, 2, 3, 4), randn(1, 2, 6, 4), randn(1, 2, 6, 4))
 
 # Embedding: weight [V, D], indices [2, 3] (stored as F32; 1 and 4 repeat, 5 is never picked).
 case("embedding", lambda w, i: F.embedding(i.long(), w), randn(6, 4),

@@ -6,10 +6,11 @@ import Foundation
 // use heads of 8 channels). The backward pass recomputes the probabilities from the saved log-sum-exp of each row.
 
 /// Attention(Q, K, V) = softmax(Q·Kᵀ·scale)·V over the last two dimensions: queries [..., L, D], keys [..., S, D],
-/// values [..., S, E], the same leading (batch, head) dimensions; scale defaults to 1/√D. With P = softmax(Q·Kᵀ·s),
+/// values [..., S, E], the same leading (batch, head) dimensions; scale defaults to 1/√D. `causal`: query i sees the
+/// keys j ≤ i only (PyTorch's is_causal, the mask aligned at the top left). With P = softmax(Q·Kᵀ·s),
 /// O = P·V and δ_i = Σ_e ∂L/∂O[i,e]·O[i,e]:
 ///   ∂L/∂V = Pᵀ·∂L/∂O,  ∂L/∂S = P ⊙ (∂L/∂O·Vᵀ − δ),  ∂L/∂Q = s·∂L/∂S·K,  ∂L/∂K = s·(∂L/∂S)ᵀ·Q
-public func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, scale: Float? = nil) -> Tensor {
+public func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, scale: Float? = nil, causal: Bool = false) -> Tensor {
     precondition(q.rank >= 2 && k.rank == q.rank && v.rank == q.rank, "attention of \(q.shape), \(k.shape), \(v.shape)")
     let batch = Array(q.shape.dropLast(2))
     let (l, d, s, e) = (q.shape[q.rank - 2], q.shape[q.rank - 1], k.shape[k.rank - 2], v.shape[v.rank - 1])
@@ -17,7 +18,7 @@ public func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, sca
                  && k.shape[k.rank - 1] == d && v.shape[v.rank - 2] == s,
                  "attention of queries \(q.shape), keys \(k.shape) and values \(v.shape)")
     let heads = batch.reduce(1, *)
-    let geometry = AttentionHead(l: l, s: s, d: d, e: e, scale: scale ?? 1 / Float(d).squareRoot())
+    let geometry = AttentionHead(l: l, s: s, d: d, e: e, scale: scale ?? 1 / Float(d).squareRoot(), causal: causal)
     let out = Tensor(uninitialized: batch + [l, e])
     let needsGradient = GradMode.isEnabled && (q.requiresGrad || k.requiresGrad || v.requiresGrad)
     let lse = Tensor(uninitialized: [heads * l])
@@ -51,6 +52,8 @@ public func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, sca
 private struct AttentionHead {
     let l, s, d, e: Int
     let scale: Float
+    /// Whether query i sees only the keys j ≤ i.
+    let causal: Bool
     var padded: Int { (s + 15) / 16 * 16 }
 
     /// Eight vectors, one per row of a block.
@@ -78,7 +81,8 @@ private struct AttentionHead {
         return (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7))
     }
 
-    /// out[r][j] = scale·Σ_c Q[first + r][c]·kt[c][j] for r < 8 (rows of `padded`), −∞ past S.
+    /// out[r][j] = scale·Σ_c Q[first + r][c]·kt[c][j] for r < 8 (rows of `padded`), −∞ past S and, when causal,
+    /// past the row's own index (the forward and the backward pass both take their scores here).
     private func scores(_ q: UnsafePointer<Float>, first: Int, _ kt: UnsafePointer<Float>,
                         into out: UnsafeMutablePointer<Float>) {
         let query = rows(q, first, width: d)
@@ -97,7 +101,10 @@ private struct AttentionHead {
             }
             AttentionHead.store(acc, scaledBy: scale, out + j, padded)
         }
-        for r in 0..<8 { for j in s..<padded { out[r * padded + j] = -.infinity } }
+        for r in 0..<8 {
+            let end = causal ? Swift.min(Swift.min(first + r, l - 1) + 1, s) : s
+            for j in end..<padded { out[r * padded + j] = -.infinity }
+        }
     }
 
     /// at[r·stride] = v.r·factor for r < 8.

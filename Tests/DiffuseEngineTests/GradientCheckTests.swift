@@ -135,6 +135,9 @@ final class GradientCheckTests: XCTestCase {
         checkGradients("attention", [normal([1, 2, 3, 4]), normal([1, 2, 5, 4]), normal([1, 2, 5, 4])]) { x in
             scaledDotProductAttention(x[0], x[1], x[2])
         }
+        checkGradients("causal attention", [normal([1, 2, 5, 4]), normal([1, 2, 5, 4]), normal([1, 2, 5, 4])]) { x in
+            scaledDotProductAttention(x[0], x[1], x[2], causal: true)
+        }
     }
 
     func testActivations() {

@@ -126,7 +126,7 @@ final class OpTests: XCTestCase {
     func testFixtureFileIsTheExpectedOne() throws {
         let fixtures = try Fixtures.ops()
         let cases = Set(fixtures.names.map { String($0.split(separator: ".")[0]) })
-        XCTAssertEqual(cases.count, 120, "regenerated fixtures: update the case lists below")
+        XCTAssertEqual(cases.count, 122, "regenerated fixtures: update the case lists below")
         for name in fixtures.names { XCTAssertEqual(fixtures.entries[name]?.dtype, .f32, name) }
     }
 
@@ -290,12 +290,18 @@ final class OpTests: XCTestCase {
     func testAttention() throws {
         try checkOp("attention") { x in scaledDotProductAttention(x[0], x[1], x[2]) }
         try checkOp("attention_scale") { x in scaledDotProductAttention(x[0], x[1], x[2], scale: 0.3) }
+        try checkOp("attention_causal") { x in scaledDotProductAttention(x[0], x[1], x[2], causal: true) }
+        try checkOp("attention_causal_wide") { x in scaledDotProductAttention(x[0], x[1], x[2], causal: true) }
     }
 
     /// Attention against plain loops (in Double) where its kernels take the query rows 8 at a time with a partial
-    /// last block (21 queries), keys past a multiple of 16 (37), and heads of 40 and 24 channels: output and the
-    /// three gradients, the same bits on 1 and 2 threads.
+    /// last block (21 queries), keys past a multiple of 16 (37), and heads of 40 and 24 channels, with and without
+    /// the causal mask: output and the three gradients, the same bits on 1 and 2 threads.
     func testAttentionMatchesPlainLoops() {
+        for causal in [false, true] { attentionMatchesPlainLoops(causal: causal) }
+    }
+
+    func attentionMatchesPlainLoops(causal: Bool) {
         var g = RandomGenerator(seed: 41)
         let (heads, l, sk, d, e) = (2, 21, 37, 40, 24)
         let q = g.normal([1, heads, l, d]), k = g.normal([1, heads, sk, d]), v = g.normal([1, heads, sk, e])
@@ -307,7 +313,10 @@ final class OpTests: XCTestCase {
         let scale = 1 / Double(d).squareRoot()
         for h in 0..<heads {
             for i in 0..<l {
-                let scores = (0..<sk).map { j in (0..<d).reduce(0.0) { $0 + pq[(h * l + i) * d + $1] * pk[(h * sk + j) * d + $1] } * scale }
+                let scores = (0..<sk).map { j in
+                    causal && j > i ? -Double.infinity
+                        : (0..<d).reduce(0.0) { $0 + pq[(h * l + i) * d + $1] * pk[(h * sk + j) * d + $1] } * scale
+                }
                 let m = scores.max()!, exps = scores.map { Foundation.exp($0 - m) }, total = exps.reduce(0, +)
                 let prob = exps.map { $0 / total }
                 for c in 0..<e { o[(h * l + i) * e + c] = (0..<sk).reduce(0.0) { $0 + prob[$1] * pv[(h * sk + $1) * e + c] } }
@@ -326,15 +335,15 @@ final class OpTests: XCTestCase {
         }
         let results = withThreads([1, 2]) { () -> [Tensor] in
             let (ql, kl, vl) = (q.requiringGrad(), k.requiringGrad(), v.requiringGrad())
-            let out = scaledDotProductAttention(ql, kl, vl)
+            let out = scaledDotProductAttention(ql, kl, vl, causal: causal)
             out.backward(gout)
             return [out, ql.grad!, kl.grad!, vl.grad!]
         }
         let expected = [Tensor(o.map(Float.init), shape: gout.shape), Tensor(gq.map(Float.init), shape: q.shape),
                         Tensor(gk.map(Float.init), shape: k.shape), Tensor(gv.map(Float.init), shape: v.shape)]
         for (i, what) in ["output", "∂q", "∂k", "∂v"].enumerated() {
-            assertClose(results[0][i], expected[i], Tolerance(atol: 1e-5, rtol: 1e-4), "attention \(what)")
-            XCTAssertEqual(results[0][i].scalars, results[1][i].scalars, "attention \(what): 1 and 2 threads differ")
+            assertClose(results[0][i], expected[i], Tolerance(atol: 1e-5, rtol: 1e-4), "attention (causal: \(causal)) \(what)")
+            XCTAssertEqual(results[0][i].scalars, results[1][i].scalars, "attention (causal: \(causal)) \(what): 1 and 2 threads differ")
         }
     }
 
