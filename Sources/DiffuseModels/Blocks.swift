@@ -115,3 +115,112 @@ public final class SpatialSelfAttention: Module {
         return outputScale == 1 ? y : y / outputScale
     }
 }
+
+/// diffusers' `Attention` of a transformer block: heads·headDimension channels through to_q, to_k, to_v (without
+/// bias) and to_out.0, the keys and values from `context` (cross-attention, its own width) or from x itself.
+public final class TransformerAttention: Module {
+    public let toQ, toK, toV, toOut: Linear
+    public let heads: Int
+
+    public init(queryDimension: Int, contextDimension: Int?, heads: Int, headDimension: Int, generator: inout RandomGenerator) {
+        let inner = heads * headDimension, context = contextDimension ?? queryDimension
+        toQ = Linear(queryDimension, inner, bias: false, generator: &generator)
+        toK = Linear(context, inner, bias: false, generator: &generator)
+        toV = Linear(context, inner, bias: false, generator: &generator)
+        toOut = Linear(inner, queryDimension, generator: &generator)
+        self.heads = heads
+        super.init()
+        register("to_q", toQ)
+        register("to_k", toK)
+        register("to_v", toV)
+        register("to_out", ModuleList([toOut]))
+    }
+
+    /// x [B, L, query] attending to context [B, S, context] (x itself when nil).
+    public func callAsFunction(_ x: Tensor, context: Tensor? = nil) -> Tensor {
+        let source = context ?? x
+        func split(_ t: Tensor) -> Tensor { t.reshaped([t.shape[0], t.shape[1], heads, t.shape[2] / heads]).transposed(1, 2) }
+        let attended = scaledDotProductAttention(split(toQ(x)), split(toK(source)), split(toV(source)))
+        return toOut(attended.transposed(1, 2).reshaped([x.shape[0], x.shape[1], attended.shape[1] * attended.shape[3]]))
+    }
+}
+
+/// diffusers' BasicTransformerBlock (layer norms, GEGLU feed-forward): h = x + attn1(norm1(x)),
+/// h = h + attn2(norm2(h), context), y = h + ff(norm3(h)) with ff(u) = net.2(a ⊙ GELU(b)), [a, b] = net.0.proj(u).
+public final class BasicTransformerBlock: Module {
+    public let norm1, norm2, norm3: LayerNorm
+    public let attn1, attn2: TransformerAttention
+    public let geglu, ffOut: Linear
+
+    public init(dimension: Int, heads: Int, headDimension: Int, contextDimension: Int, generator: inout RandomGenerator) {
+        (norm1, norm2, norm3) = (LayerNorm(dimension), LayerNorm(dimension), LayerNorm(dimension))
+        attn1 = TransformerAttention(queryDimension: dimension, contextDimension: nil, heads: heads, headDimension: headDimension,
+                                     generator: &generator)
+        attn2 = TransformerAttention(queryDimension: dimension, contextDimension: contextDimension, heads: heads,
+                                     headDimension: headDimension, generator: &generator)
+        geglu = Linear(dimension, 8 * dimension, generator: &generator)
+        ffOut = Linear(4 * dimension, dimension, generator: &generator)
+        super.init()
+        register("norm1", norm1)
+        register("attn1", attn1)
+        register("norm2", norm2)
+        register("attn2", attn2)
+        register("norm3", norm3)
+        let gate = Module(), net = Module()
+        gate.register("proj", geglu)
+        net.register("0", gate)
+        net.register("2", ffOut)
+        let ff = Module()
+        ff.register("net", net)
+        register("ff", ff)
+    }
+
+    public func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
+        var h = x + attn1(norm1(x))
+        h = h + attn2(norm2(h), context: context)
+        let projected = geglu(norm3(h)), half = projected.shape[2] / 2
+        return h + ffOut(projected.slice(axis: 2, 0..<half) * gelu(projected.slice(axis: 2, half..<(2 * half))))
+    }
+}
+
+/// diffusers' Transformer2DModel on a feature map (Stable Diffusion's spatial transformer): x + proj_out(blocks(
+/// proj_in(group_norm(x)))) over the positions as a sequence, proj_in and proj_out 1×1 convolutions or, with
+/// `linearProjection` (SD 2.x), linear layers on the sequence.
+public final class Transformer2DModel: Module {
+    public let norm: GroupNorm
+    /// proj_in and proj_out: 1×1 convolutions, or linear layers (`linearProjection`).
+    let convolutions: (in: Conv2d, out: Conv2d)?
+    let linears: (in: Linear, out: Linear)?
+    public let blocks: [BasicTransformerBlock]
+
+    public init(channels: Int, heads: Int, headDimension: Int, contextDimension: Int, layers: Int = 1, groups: Int = 32,
+                linearProjection: Bool, generator: inout RandomGenerator) {
+        let inner = heads * headDimension
+        norm = GroupNorm(groups: groups, channels: channels, eps: 1e-6)
+        let projIn: Module = linearProjection ? Linear(channels, inner, generator: &generator)
+            : Conv2d(channels, inner, kernel: 1, generator: &generator)
+        blocks = (0..<layers).map { _ in
+            BasicTransformerBlock(dimension: inner, heads: heads, headDimension: headDimension, contextDimension: contextDimension,
+                                  generator: &generator)
+        }
+        let projOut: Module = linearProjection ? Linear(inner, channels, generator: &generator)
+            : Conv2d(inner, channels, kernel: 1, generator: &generator)
+        (convolutions, linears) = linearProjection ? (nil, (projIn as! Linear, projOut as! Linear))
+            : ((projIn as! Conv2d, projOut as! Conv2d), nil)
+        super.init()
+        register("norm", norm)
+        register("proj_in", projIn)
+        register("transformer_blocks", ModuleList(blocks))
+        register("proj_out", projOut)
+    }
+
+    /// x [B, C, H, W] with context [B, S, contextDimension].
+    public func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
+        let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        func sequence(_ t: Tensor) -> Tensor { t.reshaped([b, t.shape[1], h * w]).transposed(1, 2) }  // [B, HW, C]
+        func map(_ t: Tensor) -> Tensor { t.transposed(1, 2).reshaped([b, t.shape[2], h, w]) }
+        var s = linears.map { $0.in(sequence(norm(x))) } ?? sequence(convolutions!.in(norm(x)))
+        for block in blocks { s = block(s, context: context) }
+        return (linears.map { map($0.out(s)) } ?? convolutions!.out(map(s))) + x
+    }
+}

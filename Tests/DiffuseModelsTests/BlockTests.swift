@@ -61,6 +61,28 @@ final class BlockTests: XCTestCase {
         }
     }
 
+    /// Stable Diffusion's spatial transformer (diffusers' Transformer2DModel: two BasicTransformerBlocks with self- and
+    /// cross-attention and GEGLU) with 1×1-convolution and linear projections, against PyTorch: the output, the
+    /// gradients of x and of the context, and every parameter gradient (scripts/make_transformer_fixtures.py).
+    func testTransformer2DModelMatchesDiffusers() throws {
+        let f = try fixture("transformer2d.safetensors")
+        for kind in ["conv", "linear"] {
+            var generator = RandomGenerator(seed: 2)
+            let model = Transformer2DModel(channels: 16, heads: 2, headDimension: 8, contextDimension: 12, layers: 2, groups: 4,
+                                           linearProjection: kind == "linear", generator: &generator)
+            try model.load(state(f, prefix: "\(kind).param"))
+            let x = try f.tensor("\(kind).x").requiringGrad(), context = try f.tensor("\(kind).context").requiringGrad()
+            let out = model(x, context: context)
+            assertClose(out, try f.tensor("\(kind).out"), atol: 1e-5, rtol: 1e-4, "\(kind) output")
+            out.backward(try f.tensor("\(kind).gout"))
+            assertClose(x.grad!, try f.tensor("\(kind).grad.x"), atol: 1e-4, rtol: 1e-3, "\(kind) ∂/∂x")
+            assertClose(context.grad!, try f.tensor("\(kind).grad.context"), atol: 1e-4, rtol: 1e-3, "\(kind) ∂/∂context")
+            for (name, p) in model.namedParameters() {
+                assertClose(p.grad!, try f.tensor("\(kind).grad.\(name)"), atol: 2e-4, rtol: 1e-3, "\(kind) ∂/∂\(name)")
+            }
+        }
+    }
+
     func testLoadRejectsWrongShapesAndMissingKeys() throws {
         let f = try fixture("blocks.safetensors")
         var generator = RandomGenerator(seed: 1)
