@@ -168,8 +168,11 @@ extension GenerativeObjective {
 }
 
 extension RunConfig {
+    /// The sampler used when none is named: DDIM, or Euler for rectified flow (which DDIM does not run).
+    public var defaultSampler: SamplerKind { flow == nil ? .ddim : .euler }
+
     /// Sampler settings for this run's diffusion model: its schedule and prediction, leading spacing, and x̂_0
-    /// clipped to [−1, 1] for images (not for 2D points, nor for latents).
+    /// clipped to [−1, 1] for images (not for 2D points, nor for latents); a flow run's path and shift.
     public func sampling(_ kind: SamplerKind, steps: Int) -> Sampling {
         if let flow { return Sampling(kind: kind, steps: steps, flow: flow) }
         return Sampling(kind: kind, steps: steps, diffusion: diffusion, clip: self.kind == .ddpm && exampleShape.count == 3 ? 1 : nil)

@@ -254,7 +254,7 @@ public final class Trainer {
 
     /// The grid written during training: generated from the averaged weights and the run's fixed noise (the same
     /// every time, so that successive grids show the model improving on the same starting points); diffusion with
-    /// DDIM. A class-conditional model draws one row per class.
+    /// the run's default sampler (DDIM; Euler for rectified flow). A class-conditional model draws one row per class.
     public func writeSampleGrid() throws {
         guard let objective = objective as? GenerativeObjective else { return }
         var g = RandomGenerator(seed: config.seed, stream: 3)
@@ -264,7 +264,7 @@ public final class Trainer {
         let labels = classes.map { k in (0..<count).map { $0 / 8 % k } }
         var sampler: Sampler?
         if objective is DiffusionObjective {
-            sampler = try config.sampling(config.flow == nil ? .ddim : .euler, steps: config.sampleSteps).makeSampler()
+            sampler = try config.sampling(config.defaultSampler, steps: config.sampleSteps).makeSampler()
         }
         objective.model.eval()
         defer { trainingMode() }

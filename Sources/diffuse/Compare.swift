@@ -161,7 +161,7 @@ struct Compare: ParsableCommand {
             }
             let name = kind.name
             var settings = EvaluationSettings()
-            (settings.samples, settings.sampler, settings.steps) = (samples, kind == .flow ? .euler : sampler, steps)
+            (settings.samples, settings.sampler, settings.steps) = (samples, kind == .flow ? config.defaultSampler : sampler, steps)
             settings.nllImages = kind == .ddpm ? nll : 0
             print("== \(name): \(folder)")
             let e = try evaluate(run: folder, network: network, reference: reference, settings: settings, heldOut: heldOut?.images,

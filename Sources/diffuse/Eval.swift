@@ -93,7 +93,7 @@ struct Eval: ParsableCommand {
                                                       cacheDirectory: cache) { bar.update($0) }
         var settings = EvaluationSettings()
         (settings.samples, settings.batchSize, settings.sampler, settings.steps) =
-            (samples, batchSize, sampler ?? (config.flow == nil ? .ddim : .euler), steps)
+            (samples, batchSize, sampler ?? config.defaultSampler, steps)
         (settings.sigmas, settings.guidance, settings.seed, settings.nllImages) = (sigmas, guidance, seed, nll)
         let result = try evaluate(run: runFolder, network: network, reference: referenceFeatures, settings: settings,
                                   heldOut: heldOut?.images, progress: progressBars())

@@ -147,7 +147,7 @@ struct Sample: ParsableCommand {
             throw ValidationError("\(runFolder!) is a \(config.kind.rawValue) run: it does not generate")
         }
         guard let diffusion = objective as? DiffusionObjective else { return (objective, nil, false, runFolder!, config) }
-        var settings = config.sampling(sampler ?? (config.flow == nil ? .ddim : .euler),
+        var settings = config.sampling(sampler ?? config.defaultSampler,
                                        steps: defaultSteps(diffusion.diffusion.schedule.timesteps))
         try apply(&settings)
         return (objective, settings, (config.labelDropout ?? 0) > 0, runFolder!, config)
