@@ -24,19 +24,25 @@ final class ReportTests: TemporaryFolderTestCase {
         return text
     }
 
-    func testReportOfATinyRunConvertsWithPandoc() throws {
+    /// A tiny DDPM run on 8×8 shapes, `steps` steps long, once pandoc is known to be there.
+    private func tinyRun(steps: Int, seed: UInt64) throws -> RunFolder {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/pandoc") else {
             throw XCTSkip("pandoc is not installed (scripts/test.sh installs it: apt-get install pandoc)")
         }
-        var g = RandomGenerator(seed: 9)
+        var g = RandomGenerator(seed: seed)
         let data = DataSet.images(SyntheticShapes.generate(count: 16, size: 8, generator: &g))
         var c = RunConfig()
         var u = UNet2DConfig.mnistSmall
         (u.sampleSize, u.inChannels, u.outChannels, u.blockOutChannels, u.normNumGroups) = (8, 3, 3, [8, 16, 16], 4)
         c.unet = u
-        (c.steps, c.batchSize, c.timesteps, c.sampleEvery, c.checkpointEvery, c.sampleCount, c.sampleSteps) = (3, 8, 50, 0, 0, 4, 5)
+        (c.steps, c.batchSize, c.timesteps, c.sampleEvery, c.checkpointEvery, c.sampleCount, c.sampleSteps) = (steps, 8, 50, 0, 0, 4, 5)
         let run = RunFolder(temporaryPath())
         _ = try Trainer(config: c, data: data, folder: run, resume: false).train()
+        return run
+    }
+
+    func testReportOfATinyRunConvertsWithPandoc() throws {
+        let run = try tinyRun(steps: 3, seed: 9)
 
         let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
         let listing = try trainingStepListing(source: source)
@@ -68,18 +74,7 @@ final class ReportTests: TemporaryFolderTestCase {
     /// A comparison's report: the FID-against-evaluations table per model (a row per sampler, a column per count),
     /// the figure, every solver's citation resolved by pandoc's citeproc.
     func testComparisonReportTabulatesFIDAgainstEvaluations() throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/pandoc") else {
-            throw XCTSkip("pandoc is not installed (scripts/test.sh installs it: apt-get install pandoc)")
-        }
-        var g = RandomGenerator(seed: 2)
-        let data = DataSet.images(SyntheticShapes.generate(count: 16, size: 8, generator: &g))
-        var c = RunConfig()
-        var u = UNet2DConfig.mnistSmall
-        (u.sampleSize, u.inChannels, u.outChannels, u.blockOutChannels, u.normNumGroups) = (8, 3, 3, [8, 16, 16], 4)
-        c.unet = u
-        (c.steps, c.batchSize, c.timesteps, c.sampleEvery, c.checkpointEvery, c.sampleCount, c.sampleSteps) = (2, 8, 50, 0, 0, 4, 5)
-        let run = RunFolder(temporaryPath())
-        _ = try Trainer(config: c, data: data, folder: run, resume: false).train()
+        let run = try tinyRun(steps: 2, seed: 2)
         func model(_ name: String, _ kind: String, fid: Double) -> ModelResult {
             ModelResult(name: name, kind: kind, run: run.path, parameters: 1000, trainingSeconds: 60, trainingSteps: 2, sampler: "ddim",
                         steps: 50, evaluationsPerSample: 50, secondsPerSample: 0.01, samples: 100, fid: fid, precision: 0.5,
