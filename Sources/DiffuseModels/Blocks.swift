@@ -188,26 +188,31 @@ public final class BasicTransformerBlock: Module {
 /// `linearProjection` (SD 2.x), linear layers on the sequence.
 public final class Transformer2DModel: Module {
     public let norm: GroupNorm
-    /// proj_in and proj_out: 1×1 convolutions, or linear layers (`linearProjection`).
-    let convolutions: (in: Conv2d, out: Conv2d)?
-    let linears: (in: Linear, out: Linear)?
+    /// proj_in and proj_out.
+    enum Projections {
+        case convolutions(Conv2d, Conv2d)
+        case linears(Linear, Linear)
+    }
+    let projections: Projections
     public let blocks: [BasicTransformerBlock]
 
     public init(channels: Int, heads: Int, headDimension: Int, contextDimension: Int, layers: Int = 1, groups: Int = 32,
                 linearProjection: Bool, generator: inout RandomGenerator) {
         let inner = heads * headDimension
         norm = GroupNorm(groups: groups, channels: channels, eps: 1e-6)
-        let projIn: Module = linearProjection ? Linear(channels, inner, generator: &generator)
-            : Conv2d(channels, inner, kernel: 1, generator: &generator)
+        projections = linearProjection
+            ? .linears(Linear(channels, inner, generator: &generator), Linear(inner, channels, generator: &generator))
+            : .convolutions(Conv2d(channels, inner, kernel: 1, generator: &generator),
+                            Conv2d(inner, channels, kernel: 1, generator: &generator))
         blocks = (0..<layers).map { _ in
             BasicTransformerBlock(dimension: inner, heads: heads, headDimension: headDimension, contextDimension: contextDimension,
                                   generator: &generator)
         }
-        let projOut: Module = linearProjection ? Linear(inner, channels, generator: &generator)
-            : Conv2d(inner, channels, kernel: 1, generator: &generator)
-        (convolutions, linears) = linearProjection ? (nil, (projIn as! Linear, projOut as! Linear))
-            : ((projIn as! Conv2d, projOut as! Conv2d), nil)
         super.init()
+        let (projIn, projOut): (Module, Module) = switch projections {
+        case let .convolutions(i, o): (i, o)
+        case let .linears(i, o): (i, o)
+        }
         register("norm", norm)
         register("proj_in", projIn)
         register("transformer_blocks", ModuleList(blocks))
@@ -216,11 +221,13 @@ public final class Transformer2DModel: Module {
 
     /// x [B, C, H, W] with context [B, S, contextDimension].
     public func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
-        let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         func sequence(_ t: Tensor) -> Tensor { t.reshaped([b, t.shape[1], h * w]).transposed(1, 2) }  // [B, HW, C]
         func map(_ t: Tensor) -> Tensor { t.transposed(1, 2).reshaped([b, t.shape[2], h, w]) }
-        var s = linears.map { $0.in(sequence(norm(x))) } ?? sequence(convolutions!.in(norm(x)))
-        for block in blocks { s = block(s, context: context) }
-        return (linears.map { map($0.out(s)) } ?? convolutions!.out(map(s))) + x
+        func transform(_ s: Tensor) -> Tensor { blocks.reduce(s) { $1($0, context: context) } }
+        switch projections {
+        case let .convolutions(projIn, projOut): return projOut(map(transform(sequence(projIn(norm(x)))))) + x
+        case let .linears(projIn, projOut): return map(projOut(transform(projIn(sequence(norm(x)))))) + x
+        }
     }
 }
