@@ -194,7 +194,7 @@ public final class AutoencoderKL: Module {
             let first = resnet(ch, ch)
             let attention = c.midBlockAddAttention
                 ? SpatialSelfAttention(channels: ch, headDimension: ch, groups: groups, eps: eps, generator: &generator) : nil
-            return UNetMidBlock2D(resnets: [first, resnet(ch, ch)], attention: attention)
+            return UNetMidBlock2D(resnets: [first, resnet(ch, ch)], attention: attention.map(StageAttention.spatial))
         }
 
         encoderIn = Conv2d(c.inChannels, channels[0], kernel: 3, padding: 1, generator: &generator)
@@ -204,8 +204,7 @@ public final class AutoencoderKL: Module {
             let input = output
             output = channels[i]
             let resnets = (0..<c.layersPerBlock).map { resnet($0 == 0 ? input : output, output) }
-            let down = i < channels.count - 1
-                ? Resampler.convolution(Conv2d(output, output, kernel: 3, stride: 2, generator: &generator), padRightBottom: true) : nil
+            let down = i < channels.count - 1 ? Resampler.downsample(output, padding: 0, generator: &generator) : nil
             stages.append(UNetStage(resnets: resnets, attentions: [], resampler: down, isUp: false))
         }
         encoderStages = stages
@@ -224,8 +223,7 @@ public final class AutoencoderKL: Module {
             let input = output
             output = reversed[i]
             let resnets = (0...c.layersPerBlock).map { resnet($0 == 0 ? input : output, output) }
-            let up = i < channels.count - 1
-                ? Resampler.convolution(Conv2d(output, output, kernel: 3, padding: 1, generator: &generator), padRightBottom: false) : nil
+            let up = i < channels.count - 1 ? Resampler.upsample(output, generator: &generator) : nil
             stages.append(UNetStage(resnets: resnets, attentions: [], resampler: up, isUp: true))
         }
         decoderStages = stages

@@ -235,19 +235,21 @@ public final class GaussianFourierProjection: Module {
     }
 }
 
-/// diffusers' `TimestepEmbedding`: linear_2(SiLU(linear_1(e))).
+/// diffusers' `TimestepEmbedding`: linear_2(act(linear_1(e))), act SiLU unless the config's act_fn says otherwise.
 public final class TimestepEmbedding: Module {
     public let linear1, linear2: Linear
+    public let activation: Activation
 
-    public init(_ inFeatures: Int, _ outFeatures: Int, generator: inout RandomGenerator) {
+    public init(_ inFeatures: Int, _ outFeatures: Int, activation: Activation = .silu, generator: inout RandomGenerator) {
         linear1 = Linear(inFeatures, outFeatures, generator: &generator)
         linear2 = Linear(outFeatures, outFeatures, generator: &generator)
+        self.activation = activation
         super.init()
         register("linear_1", linear1)
         register("linear_2", linear2)
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { linear2(silu(linear1(x))) }
+    public func callAsFunction(_ x: Tensor) -> Tensor { linear2(activation(linear1(x))) }
 }
 
 /// What changes the resolution between two stages: a convolution (stride 2 on the way down; nearest ×2 then 3×3
@@ -266,6 +268,17 @@ enum Resampler {
         }
     }
 
+    /// A strided 3×3 convolution (`padding` 0 pads right and bottom by one, as diffusers does).
+    static func downsample(_ channels: Int, padding: Int, generator: inout RandomGenerator) -> Resampler {
+        .convolution(Conv2d(channels, channels, kernel: 3, stride: 2, padding: padding, generator: &generator),
+                     padRightBottom: padding == 0)
+    }
+
+    /// Nearest ×2, then a 3×3 convolution.
+    static func upsample(_ channels: Int, generator: inout RandomGenerator) -> Resampler {
+        .convolution(Conv2d(channels, channels, kernel: 3, padding: 1, generator: &generator), padRightBottom: false)
+    }
+
     var module: Module {
         switch self {
         case .convolution(let conv, _):
@@ -277,32 +290,54 @@ enum Resampler {
     }
 }
 
+/// The attention after a ResNet block: diffusers' self-attention over positions (UNet2DModel, the autoencoder) or a
+/// spatial transformer that also attends to a context (UNet2DConditionModel's cross-attention blocks).
+enum StageAttention {
+    case spatial(SpatialSelfAttention)
+    case transformer(Transformer2DModel)
+
+    /// `context` is needed by a transformer, and only a conditional U-Net, which always passes one, builds those.
+    func callAsFunction(_ x: Tensor, context: Tensor?) -> Tensor {
+        switch self {
+        case .spatial(let attention): return attention(x)
+        case .transformer(let transformer): return transformer(x, context: context!)
+        }
+    }
+
+    var module: Module {
+        switch self {
+        case .spatial(let attention): attention
+        case .transformer(let transformer): transformer
+        }
+    }
+}
+
 /// A stage of the U-Net: ResNet blocks, each optionally followed by attention, then optionally a resampler. Its
-/// parameters are named like diffusers' DownBlock2D / AttnDownBlock2D / UpBlock2D / AttnUpBlock2D.
+/// parameters are named like diffusers' DownBlock2D / AttnDownBlock2D / CrossAttnDownBlock2D and their up blocks.
 public final class UNetStage: Module {
     public let resnets: [ResnetBlock2D]
-    public let attentions: [SpatialSelfAttention]
+    let attentions: [StageAttention]
     let resampler: Resampler?
     public let isUp: Bool
 
-    init(resnets: [ResnetBlock2D], attentions: [SpatialSelfAttention], resampler: Resampler?, isUp: Bool) {
+    init(resnets: [ResnetBlock2D], attentions: [StageAttention], resampler: Resampler?, isUp: Bool) {
         self.resnets = resnets
         self.attentions = attentions
         self.resampler = resampler
         self.isUp = isUp
         super.init()
         register("resnets", ModuleList(resnets))
-        if !attentions.isEmpty { register("attentions", ModuleList(attentions)) }
+        if !attentions.isEmpty { register("attentions", ModuleList(attentions.map(\.module))) }
         if let resampler { register(isUp ? "upsamplers" : "downsamplers", ModuleList([resampler.module])) }
     }
 
     /// The way down: returns the output and the feature maps kept for the skip connections.
-    func down(_ x: Tensor, _ t: Tensor?) -> (Tensor, [Tensor]) {
+    func down(_ x: Tensor, _ t: Tensor?, context: Tensor? = nil) -> (Tensor, [Tensor]) {
         var h = x
         var kept: [Tensor] = []
         for (i, resnet) in resnets.enumerated() {
             h = resnet(h, timeEmbedding: t)
-            if i < attentions.count { h = attentions[i](h) }
+            if i < attentions.count { h = attentions[i](h, context: context) }
             kept.append(h)
         }
         if let resampler {
@@ -313,11 +348,11 @@ public final class UNetStage: Module {
     }
 
     /// The way up: each ResNet block takes the concatenation of the running map and one skip map (last first).
-    func up(_ x: Tensor, skips: inout [Tensor], _ t: Tensor) -> Tensor {
+    func up(_ x: Tensor, skips: inout [Tensor], _ t: Tensor, context: Tensor?) -> Tensor {
         var h = x
         for (i, resnet) in resnets.enumerated() {
             h = resnet(concat([h, skips.removeLast()], axis: 1), timeEmbedding: t)
-            if i < attentions.count { h = attentions[i](h) }
+            if i < attentions.count { h = attentions[i](h, context: context) }
         }
         if let resampler { h = resampler(h, t, up: true) }
         return h
@@ -330,23 +365,92 @@ public final class UNetStage: Module {
     }
 }
 
-/// diffusers' `UNetMidBlock2D`: a ResNet block, optionally attention, a ResNet block, at the lowest resolution.
+/// diffusers' `UNetMidBlock2D` and `UNetMidBlock2DCrossAttn`: a ResNet block, optionally attention, a ResNet block,
+/// at the lowest resolution.
 public final class UNetMidBlock2D: Module {
     public let resnets: [ResnetBlock2D]
-    public let attention: SpatialSelfAttention?
+    let attention: StageAttention?
 
-    init(resnets: [ResnetBlock2D], attention: SpatialSelfAttention?) {
+    init(resnets: [ResnetBlock2D], attention: StageAttention?) {
         self.resnets = resnets
         self.attention = attention
         super.init()
         register("resnets", ModuleList(resnets))
-        if let attention { register("attentions", ModuleList([attention])) }
+        if let attention { register("attentions", ModuleList([attention.module])) }
     }
 
-    public func callAsFunction(_ x: Tensor, timeEmbedding t: Tensor?) -> Tensor {
+    public func callAsFunction(_ x: Tensor, timeEmbedding t: Tensor?, context: Tensor? = nil) -> Tensor {
         var h = resnets[0](x, timeEmbedding: t)
-        if let attention { h = attention(h) }
+        if let attention { h = attention(h, context: context) }
         return resnets[1](h, timeEmbedding: t)
+    }
+}
+
+/// The blocks of a diffusers U-Net between conv_in and conv_norm_out, which UNet2DModel and UNet2DConditionModel
+/// build alike: at level i of `channels`, `layers[i]` ResNet blocks on the way down and `layers[i] + 1` on the way up
+/// (each of those taking a skip map), each followed by attention where the block type says so, a resampler between
+/// levels, and the middle block.
+struct UNetStages {
+    let down: [UNetStage]
+    let mid: UNetMidBlock2D?
+    let up: [UNetStage]
+
+    /// `attention(channels, level)` builds the attention of a block at a level of `channels` (the up blocks run
+    /// through the levels in reverse); `resampler(channels, attends, up)` the resampler after a stage. The blocks
+    /// are built in diffusers' order (down, middle, up), which is the order of their random initialization.
+    init(channels: [Int], layers: [Int], downAttends: [Bool], upAttends: [Bool],
+         mid: () throws -> UNetMidBlock2D?, resnet: (_ input: Int, _ output: Int) -> ResnetBlock2D,
+         attention: (_ channels: Int, _ level: Int) throws -> StageAttention,
+         resampler: (_ channels: Int, _ attends: Bool, _ up: Bool) -> Resampler) throws {
+        let last = channels.count - 1
+        var down: [UNetStage] = []
+        var output = channels[0]
+        for i in channels.indices {
+            let input = output
+            output = channels[i]
+            let resnets = (0..<layers[i]).map { resnet($0 == 0 ? input : output, output) }
+            let attentions = downAttends[i] ? try (0..<layers[i]).map { _ in try attention(output, i) } : []
+            down.append(UNetStage(resnets: resnets, attentions: attentions,
+                                  resampler: i < last ? resampler(output, downAttends[i], false) : nil, isUp: false))
+        }
+        let mid = try mid()
+        var up: [UNetStage] = []
+        output = channels[last]
+        for i in channels.indices {
+            let level = last - i
+            let previous = output
+            output = channels[level]
+            let input = channels[max(level - 1, 0)]
+            let count = layers[level] + 1
+            let resnets = (0..<count).map { j in
+                resnet((j == 0 ? previous : output) + (j == count - 1 ? input : output), output)
+            }
+            let attentions = upAttends[i] ? try (0..<count).map { _ in try attention(output, level) } : []
+            up.append(UNetStage(resnets: resnets, attentions: attentions,
+                                resampler: i < last ? resampler(output, upAttends[i], true) : nil, isUp: true))
+        }
+        (self.down, self.mid, self.up) = (down, mid, up)
+    }
+
+    /// Registers the blocks under diffusers' names.
+    func register(in module: Module) {
+        module.register("down_blocks", ModuleList(down))
+        if let mid { module.register("mid_block", mid) }
+        module.register("up_blocks", ModuleList(up))
+    }
+
+    /// conv_in's output h through the blocks, with the time embedding t and the context of cross-attention.
+    func callAsFunction(_ x: Tensor, _ t: Tensor, context: Tensor?) -> Tensor {
+        var h = x
+        var skips = [h]
+        for block in down {
+            let (out, kept) = block.down(h, t, context: context)
+            h = out
+            skips += kept
+        }
+        if let mid { h = mid(h, timeEmbedding: t, context: context) }
+        for block in up { h = block.up(h, skips: &skips, t, context: context) }
+        return h
     }
 }
 
@@ -370,9 +474,7 @@ public final class UNet2DModel: Module {
     public let classEmbedding: Embedding?
     public let classTimestepEmbedding: TimestepEmbedding?
     public let convIn: Conv2d
-    public let downBlocks: [UNetStage]
-    public let midBlock: UNetMidBlock2D?
-    public let upBlocks: [UNetStage]
+    let stages: UNetStages
     public let convNormOut: GroupNorm
     public let convOut: Conv2d
 
@@ -428,58 +530,35 @@ public final class UNet2DModel: Module {
             return SpatialSelfAttention(channels: ch, headDimension: head, groups: groups, eps: eps, outputScale: scale,
                                         generator: &generator)
         }
-        var down: [UNetStage] = []
-        var output = channels[0]
-        for (i, type) in c.downBlockTypes.enumerated() {
+        for type in c.downBlockTypes {
             try require(type == "DownBlock2D" || type == "AttnDownBlock2D",
                         "down_block_types: '\(type)' is not supported (DownBlock2D, AttnDownBlock2D)")
-            let input = output
-            output = channels[i]
-            let resnets = (0..<c.layersPerBlock).map { resnet($0 == 0 ? input : output, output) }
-            let attentions = type == "AttnDownBlock2D" ? try (0..<c.layersPerBlock).map { _ in try attention(output, groups: groups) } : []
-            var resampler: Resampler?
-            if i < channels.count - 1 {
-                resampler = type == "AttnDownBlock2D" && c.downsampleType == "resnet"
-                    ? .resnet(resnet(output, output, resample: .down))
-                    : .convolution(Conv2d(output, output, kernel: 3, stride: 2, padding: c.downsamplePadding,
-                                          generator: &generator), padRightBottom: c.downsamplePadding == 0)
-            }
-            down.append(UNetStage(resnets: resnets, attentions: attentions, resampler: resampler, isUp: false))
         }
-        downBlocks = down
-        if c.midBlockType != nil {
-            let scale = Float(c.midBlockScaleFactor), last = channels.last!
-            let first = resnet(last, last, scale: scale)
-            let attention = c.addAttention
-                ? try attention(last, groups: c.attnNormNumGroups ?? (scaleShift ? nil : groups), scale: scale) : nil
-            midBlock = UNetMidBlock2D(resnets: [first, resnet(last, last, scale: scale)], attention: attention)
-        } else {
-            midBlock = nil
-        }
-
-        var up: [UNetStage] = []
-        let reversed = Array(channels.reversed())
-        output = reversed[0]
-        for (i, type) in c.upBlockTypes.enumerated() {
+        for type in c.upBlockTypes {
             try require(type == "UpBlock2D" || type == "AttnUpBlock2D",
                         "up_block_types: '\(type)' is not supported (UpBlock2D, AttnUpBlock2D)")
-            let previous = output
-            output = reversed[i]
-            let input = reversed[min(i + 1, channels.count - 1)]
-            let layers = c.layersPerBlock + 1
-            let resnets = (0..<layers).map { j in
-                resnet((j == 0 ? previous : output) + (j == layers - 1 ? input : output), output)
-            }
-            let attentions = type == "AttnUpBlock2D" ? try (0..<layers).map { _ in try attention(output, groups: groups) } : []
-            var resampler: Resampler?
-            if i < channels.count - 1 {
-                resampler = type == "AttnUpBlock2D" && c.upsampleType == "resnet"
-                    ? .resnet(resnet(output, output, resample: .up))
-                    : .convolution(Conv2d(output, output, kernel: 3, padding: 1, generator: &generator), padRightBottom: false)
-            }
-            up.append(UNetStage(resnets: resnets, attentions: attentions, resampler: resampler, isUp: true))
         }
-        upBlocks = up
+        stages = try UNetStages(
+            channels: channels, layers: Array(repeating: c.layersPerBlock, count: channels.count),
+            downAttends: c.downBlockTypes.map { $0 == "AttnDownBlock2D" }, upAttends: c.upBlockTypes.map { $0 == "AttnUpBlock2D" },
+            mid: {
+                guard c.midBlockType != nil else { return nil }
+                let scale = Float(c.midBlockScaleFactor), last = channels.last!
+                let first = resnet(last, last, scale: scale)
+                let attention = c.addAttention
+                    ? try attention(last, groups: c.attnNormNumGroups ?? (scaleShift ? nil : groups), scale: scale) : nil
+                return UNetMidBlock2D(resnets: [first, resnet(last, last, scale: scale)], attention: attention.map(StageAttention.spatial))
+            },
+            resnet: { resnet($0, $1) },
+            attention: { ch, _ in .spatial(try attention(ch, groups: groups)) },
+            resampler: { ch, attends, up in
+                switch (up, attends) {
+                case (false, true) where c.downsampleType == "resnet": .resnet(resnet(ch, ch, resample: .down))
+                case (false, _): .downsample(ch, padding: c.downsamplePadding, generator: &generator)
+                case (true, true) where c.upsampleType == "resnet": .resnet(resnet(ch, ch, resample: .up))
+                case (true, _): .upsample(ch, generator: &generator)
+                }
+            })
         convNormOut = GroupNorm(groups: groups, channels: channels[0], eps: eps)
         convOut = Conv2d(channels[0], c.outChannels, kernel: 3, padding: 1, generator: &generator)
         super.init()
@@ -489,9 +568,7 @@ public final class UNet2DModel: Module {
         if let e = classEmbedding { register("class_embedding", e) }
         if let e = classTimestepEmbedding { register("class_embedding", e) }
         register("conv_in", convIn)
-        register("down_blocks", ModuleList(downBlocks))
-        if let midBlock { register("mid_block", midBlock) }
-        register("up_blocks", ModuleList(upBlocks))
+        stages.register(in: self)
         register("conv_norm_out", convNormOut)
         register("conv_out", convOut)
     }
@@ -517,16 +594,7 @@ public final class UNet2DModel: Module {
         if let classTimestepEmbedding, let labels = classLabels {
             emb = emb + classTimestepEmbedding(project(labels.map(Double.init)))
         }
-        var h = convIn(input)
-        var skips = [h]
-        for block in downBlocks {
-            let (out, kept) = block.down(h, emb)
-            h = out
-            skips += kept
-        }
-        if let midBlock { h = midBlock(h, timeEmbedding: emb) }
-        for block in upBlocks { h = block.up(h, skips: &skips, emb) }
-        let out = convOut(convNormOut(h, silu: true))
+        let out = convOut(convNormOut(stages(convIn(input), emb, context: nil), silu: true))
         // A Fourier (score) model predicts the noise scaled by 1/σ.
         return fourierProjection == nil ? out : out / perSample(t, rank: out.rank)
     }
