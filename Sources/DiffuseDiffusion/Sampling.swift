@@ -303,6 +303,22 @@ public struct Sampler: Sendable {
         }
     }
 
+    /// SDEdit (Meng et al. 2022), image-to-image: x₀ noised to the level of step `start`, x_t = a·x₀ + s·ε with
+    /// ε = `noise`, then the reverse process from that step to the end.
+    public func edit(_ x0: Tensor, noise: Tensor, from start: Int, model: @escaping Network, stepNoise: (Int) -> Tensor,
+                     observe: ((Int, Tensor) -> Void)? = nil) -> Tensor {
+        precondition(start >= 0 && start < schedule.steps, "start step \(start) of \(schedule.steps)")
+        let rest = SolverSchedule(sigmas: Array(schedule.sigmas[start...]), timesteps: Array(schedule.timesteps[start...]),
+                                  initialScale: 1)
+        let (a, s) = process.scales(schedule.sigmas[start])
+        let denoiser = Denoiser(network: model, prediction: prediction, clipping: clipping, process: process)
+        return withoutGradients {
+            solver.solve(denoiser, x0 * Float(a) + noise * Float(s), rest, noise: { stepNoise($0 + start) }) { i, x in
+                observe?(i + start, x)
+            }
+        }
+    }
+
     /// Runs the reverse process with each step's z ~ N(0, I) drawn from `generator`.
     public func sample(from noise: Tensor, model: @escaping Network, generator: inout RandomGenerator,
                        observe: ((Int, Tensor) -> Void)? = nil) -> Tensor {

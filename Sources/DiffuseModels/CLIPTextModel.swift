@@ -110,6 +110,16 @@ public final class CLIPTextModel: Module {
         register("text_model", textModel)
     }
 
+    /// Weights under the published keys (text_model.*): transformers 5 saves them without that prefix, and older
+    /// checkpoints also hold the position_ids buffer, which is only 0..<L.
+    public static func publishedKeys(_ weights: [String: Tensor]) -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for (key, t) in weights where !key.hasSuffix("embeddings.position_ids") {
+            out[key.hasPrefix("text_model.") ? key : "text_model." + key] = t
+        }
+        return out
+    }
+
     /// The encoder's output for token ids [B][L] (L ≤ max_position_embeddings), [B, L, hidden]: after the final
     /// layer norm, or with `skip` = k > 0 the output of the k-th layer from the end put through the final layer norm
     /// (diffusers' clip_skip: 1 is the penultimate layer's).

@@ -35,8 +35,9 @@ public struct CLIPTokenizer: Sendable {
         specials = [(Self.start, startToken), (Self.end, endToken)] + (pad == Self.end ? [] : [(pad, padToken)])
     }
 
-    /// The tokenizer of a folder: vocab.json, merges.txt, and the pad token and model_max_length of
-    /// tokenizer_config.json (or special_tokens_map.json) where given.
+    /// The tokenizer of a folder: vocab.json and merges.txt (or the BPE model of tokenizer.json, which transformers 5
+    /// writes alone), and the pad token and model_max_length of tokenizer_config.json (or special_tokens_map.json)
+    /// where given.
     public init(folder: String) throws {
         let url = URL(fileURLWithPath: folder)
         func read(_ name: String) throws -> Data {
@@ -45,25 +46,49 @@ public struct CLIPTokenizer: Sendable {
             }
             return data
         }
-        guard case .object(let entries)? = try? JSONDecoder().decode(JSONValue.self, from: try read("vocab.json")) else {
-            throw DiffusersError(folder, "vocab.json is not a JSON object of tokens and ids")
-        }
-        var vocabulary: [String: Int] = [:]
-        for (token, value) in entries {
-            guard case .number(let n) = value, n == n.rounded(), n >= 0, n < 1e9 else {
-                throw DiffusersError(folder, "vocab.json: the id of '\(token)' is not a whole number, got \(value)")
+        func vocabulary(_ value: JSONValue?, _ file: String) throws -> [String: Int] {
+            guard case .object(let entries)? = value else { throw DiffusersError(folder, "\(file): no object of tokens and ids") }
+            var vocabulary: [String: Int] = [:]
+            for (token, value) in entries {
+                guard case .number(let n) = value, n == n.rounded(), n >= 0, n < 1e9 else {
+                    throw DiffusersError(folder, "\(file): the id of '\(token)' is not a whole number, got \(value)")
+                }
+                vocabulary[token] = Int(n)
             }
-            vocabulary[token] = Int(n)
+            return vocabulary
         }
-        guard let text = String(data: try read("merges.txt"), encoding: .utf8) else {
-            throw DiffusersError(folder, "merges.txt is not UTF-8 text")
-        }
-        var merges: [(String, String)] = []
-        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
-            if number == 0 && line.hasPrefix("#version") { continue }
+        func pair(_ line: Substring, _ where: String) throws -> (String, String) {
             let parts = line.split(separator: " ")
-            guard parts.count == 2 else { throw DiffusersError(folder, "merges.txt line \(number + 1) is not a pair: '\(line)'") }
-            merges.append((String(parts[0]), String(parts[1])))
+            guard parts.count == 2 else { throw DiffusersError(folder, "\(`where`) is not a pair: '\(line)'") }
+            return (String(parts[0]), String(parts[1]))
+        }
+        let vocab: [String: Int]
+        var merges: [(String, String)] = []
+        let hasVocab = FileManager.default.fileExists(atPath: url.appendingPathComponent("vocab.json").path)
+        if !hasVocab && FileManager.default.fileExists(atPath: url.appendingPathComponent("tokenizer.json").path) {
+            guard case .object(let json)? = try? JSONDecoder().decode(JSONValue.self, from: try read("tokenizer.json")),
+                  case .object(let model)? = json["model"], model["type"] == .string("BPE"), case .array(let list)? = model["merges"] else {
+                throw DiffusersError(folder, "tokenizer.json has no BPE model with a vocabulary and merges")
+            }
+            vocab = try vocabulary(model["vocab"], "tokenizer.json")
+            for (i, merge) in list.enumerated() {
+                switch merge {
+                case .string(let line): merges.append(try pair(Substring(line), "tokenizer.json merge \(i)"))
+                case .array(let two) where two.count == 2:
+                    guard case .string(let a) = two[0], case .string(let b) = two[1] else { fallthrough }
+                    merges.append((a, b))
+                default: throw DiffusersError(folder, "tokenizer.json merge \(i) is not a pair: \(merge)")
+                }
+            }
+        } else {
+            vocab = try vocabulary(try? JSONDecoder().decode(JSONValue.self, from: try read("vocab.json")), "vocab.json")
+            guard let text = String(data: try read("merges.txt"), encoding: .utf8) else {
+                throw DiffusersError(folder, "merges.txt is not UTF-8 text")
+            }
+            for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
+                if number == 0 && line.hasPrefix("#version") { continue }
+                merges.append(try pair(line, "merges.txt line \(number + 1)"))
+            }
         }
         var pad = Self.end, maxLength = 77
         for name in ["special_tokens_map.json", "tokenizer_config.json"] {  // the config's word last
@@ -78,7 +103,7 @@ public struct CLIPTokenizer: Sendable {
             }
             if case .number(let n)? = config["model_max_length"], n == n.rounded(), n >= 2, n <= 1e6 { maxLength = Int(n) }
         }
-        try self.init(vocabulary: vocabulary, merges: merges, pad: pad, maxLength: maxLength)
+        try self.init(vocabulary: vocab, merges: merges, pad: pad, maxLength: maxLength)
     }
 
     /// The ids of `text`, `maxLength` of them, and whether the text was cut to fit.

@@ -79,14 +79,15 @@ public struct DiffusersFolder {
 
     /// A component folder's model: its config.json decoded (unknown keys become warnings), the module built, and
     /// the weights loaded, every error naming the file.
-    static func component<Config: Decodable, Model: Module>(in folder: URL, unknownKeys: ([String: JSONValue]) -> [String],
+    static func component<Config: Decodable, Model: Module>(in folder: URL, unknownKeys: ([String: JSONValue]) throws -> [String],
                                                             warnings: inout [String], build: (Config) throws -> Model) throws -> Model {
         let configFile = folder.appendingPathComponent("config.json")
         let object = try JSONValue.object(at: configFile.path)
         let model: Model
-        do { model = try build(JSONDecoder().decode(Config.self, from: Data(contentsOf: configFile))) }
-        catch { throw DiffusersError(configFile.path, "\(error)") }
-        warnings += unknownKeys(object).map { "\(configFile.path): ignoring key '\($0)'" }
+        do {
+            warnings += try unknownKeys(object).map { "\(configFile.path): ignoring key '\($0)'" }
+            model = try build(JSONDecoder().decode(Config.self, from: Data(contentsOf: configFile)))
+        } catch { throw DiffusersError(configFile.path, "\(error)") }
         var weights = try Self.weights(in: folder)
         Self.renameDeprecatedAttention(&weights)
         do { try model.load(weights) }
@@ -161,28 +162,36 @@ public struct DiffusersFolder {
         return try encoder.encode(JSONValue.object(object))
     }
 
-    /// The tensors of diffusion_pytorch_model.safetensors, or of the shards its .index.json lists.
-    static func weights(in folder: URL) throws -> [String: Tensor] {
-        let single = folder.appendingPathComponent(weightsName)
-        let index = folder.appendingPathComponent(weightsName + ".index.json")
-        var files: [String]
-        if FileManager.default.fileExists(atPath: single.path) {
-            files = [single.path]
-        } else if FileManager.default.fileExists(atPath: index.path) {
-            guard case .object(let map)? = try JSONValue.object(at: index.path)["weight_map"] else {
-                throw DiffusersError(index.path, "no 'weight_map' object")
+    /// The tensors of a component's weights file (`name`, diffusion_pytorch_model.safetensors for diffusers' models,
+    /// model.safetensors for transformers'), of the shards its .index.json lists, or of its fp16 variant
+    /// (name.fp16.safetensors, what `save_pretrained(variant="fp16")` writes) when only that is there.
+    static func weights(in folder: URL, name: String = weightsName) throws -> [String: Tensor] {
+        let stem = String(name.dropLast(".safetensors".count))
+        let files = FileManager.default
+        var list: [String] = []
+        for candidate in [name, stem + ".fp16.safetensors"] {
+            let single = folder.appendingPathComponent(candidate)
+            let index = folder.appendingPathComponent(candidate + ".index.json")
+            if files.fileExists(atPath: single.path) {
+                list = [single.path]
+            } else if files.fileExists(atPath: index.path) {
+                guard case .object(let map)? = try JSONValue.object(at: index.path)["weight_map"] else {
+                    throw DiffusersError(index.path, "no 'weight_map' object")
+                }
+                let names = map.values.compactMap { if case .string(let s) = $0 { s } else { nil } }
+                list = Set(names).sorted().map { folder.appendingPathComponent($0).path }
             }
-            let names = map.values.compactMap { if case .string(let s) = $0 { s } else { nil } }
-            files = Set(names).sorted().map { folder.appendingPathComponent($0).path }
-        } else {
-            let pickle = folder.appendingPathComponent("diffusion_pytorch_model.bin")
-            throw DiffusersError(folder.path, FileManager.default.fileExists(atPath: pickle.path)
+            if !list.isEmpty { break }
+        }
+        if list.isEmpty {
+            let pickle = folder.appendingPathComponent(stem == "model" ? "pytorch_model.bin" : stem + ".bin")
+            throw DiffusersError(folder.path, files.fileExists(atPath: pickle.path)
                 ? "only PyTorch pickle weights (.bin) here; Diffuse reads safetensors: re-save the model with "
                   + "`save_pretrained(folder, safe_serialization=True)`"
-                : "no \(weightsName) (nor its .index.json)")
+                : "no \(name) (nor its .index.json or fp16 variant)")
         }
         var tensors: [String: Tensor] = [:]
-        for file in files {
+        for file in list {
             let f = try SafeTensorsFile(path: file)
             for name in f.names {
                 guard tensors[name] == nil else { throw DiffusersError(file, "tensor '\(name)' appears in two shards") }

@@ -36,4 +36,44 @@ final class StableDiffusionTests: XCTestCase {
             XCTAssertLessThanOrEqual(Self.relativeError(out, want), 1e-5, name)
         }
     }
+
+    /// NHWC images as diffusers' output_type "np" returns them, from NCHW.
+    static func channelsLast(_ x: Tensor) -> Tensor { x.transposed(1, 2).transposed(2, 3) }
+
+    static func sampler(_ model: StableDiffusion, _ kind: SamplerKind, karras: Bool = false) throws -> Sampler {
+        var config = model.scheduler
+        if kind == .pndm { config.skipPRKSteps = true }  // the fixture's override, as every SD pipeline's PNDM has it
+        var sampling = try Sampling(kind: kind, steps: 10, config: config)
+        if karras { sampling.sigmaSpacing = .karras }
+        return try sampling.makeSampler()
+    }
+
+    /// The folder's token ids and text embeddings, and the final images of PNDM, DDIM, Euler and DPM++ 2M with
+    /// Karras σ at 10 steps with guidance 7.5, within 1e-4 of diffusers' largest value; img2img with DDIM likewise.
+    func testPipelineMatchesDiffusers() throws {
+        for name in ["sd1", "sd2"] {
+            let model = try StableDiffusion(path: Self.fixtures.appendingPathComponent(name).path)
+            let expected = try Self.expected(name)
+            let (context, truncated) = model.embed(prompt: "the cat and the hat, hello", negativePrompt: "blurry")
+            XCTAssertEqual(truncated, [])
+            let ids = [model.tokenizer.encode("blurry").ids, model.tokenizer.encode("the cat and the hat, hello").ids]
+            XCTAssertEqual(ids.flatMap { $0 }.map(Float.init), try expected.tensor("ids").scalars, name)
+            XCTAssertLessThanOrEqual(Self.relativeError(context, try expected.tensor("embeddings")), 1e-5, name)
+            let noise = try expected.tensor("noise")
+            for (sampler, kind, karras) in [("pndm", SamplerKind.pndm, false), ("ddim", .ddim, false), ("euler", .euler, false),
+                                            ("dpmpp_2m_karras", .dpmSolver, true)] {
+                let image = model.generate(context: context, guidance: 7.5, sampler: try Self.sampler(model, kind, karras: karras),
+                                           noise: noise, stepNoise: { _ in Tensor(zeros: noise.shape) })
+                XCTAssertLessThanOrEqual(Self.relativeError(Self.channelsLast(image), try expected.tensor("\(sampler).image")), 1e-4,
+                                         "\(name) \(sampler)")
+            }
+            let initImage = try expected.tensor("img2img.init").transposed(2, 3).transposed(1, 2)
+            let edited = model.edit(initImage, strength: 0.6, context: context, guidance: 7.5, sampler: try Self.sampler(model, .ddim),
+                                    encoderNoise: try expected.tensor("img2img.encoder_noise"), noise: try expected.tensor("img2img.noise"),
+                                    stepNoise: { _ in Tensor(zeros: noise.shape) })
+            XCTAssertLessThanOrEqual(Self.relativeError(Self.channelsLast(edited), try expected.tensor("img2img.image")), 1e-4,
+                                     "\(name) img2img")
+            XCTAssertEqual(model.defaultSampler, name == "sd1" ? .pndm : .ddim)
+        }
+    }
 }

@@ -1,0 +1,168 @@
+import DiffuseDiffusion
+import DiffuseEngine
+import DiffuseNN
+import Foundation
+
+/// A Stable Diffusion 1.x or 2.x model: CLIP's tokenizer and text encoder, the conditional U-Net, the autoencoder and
+/// the scheduler config it was published with, read from a diffusers `StableDiffusionPipeline` folder or from one
+/// checkpoint file in the original layout.
+public final class StableDiffusion {
+    public let tokenizer: CLIPTokenizer
+    public let textEncoder: CLIPTextModel
+    public let unet: UNet2DConditionModel
+    public let vae: AutoencoderKL
+    /// The scheduler config of the folder (scheduler/scheduler_config.json), or of the original checkpoints for a
+    /// single file.
+    public let scheduler: SchedulerConfig
+    /// Where it was read from, and its name (the folder's or file's, for the images' parameters).
+    public let path: String
+    public var name: String { URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent }
+    /// Config keys that change nothing here, to show the user.
+    public let warnings: [String]
+
+    public init(tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel, vae: AutoencoderKL,
+                scheduler: SchedulerConfig, path: String, warnings: [String] = []) throws {
+        guard textEncoder.config.hiddenSize == unet.contextDimension else {
+            throw DiffusersError(path, "the text encoder's hidden_size \(textEncoder.config.hiddenSize) is not the U-Net's "
+                                 + "cross_attention_dim \(unet.contextDimension)")
+        }
+        guard vae.config.latentChannels == unet.config.inChannels else {
+            throw DiffusersError(path, "the VAE's latent_channels \(vae.config.latentChannels) is not the U-Net's in_channels "
+                                 + "\(unet.config.inChannels)")
+        }
+        guard tokenizer.maxLength <= textEncoder.config.maxPositions else {
+            throw DiffusersError(path, "the tokenizer pads to \(tokenizer.maxLength) tokens, more than the text encoder's "
+                                 + "\(textEncoder.config.maxPositions) positions")
+        }
+        (self.tokenizer, self.textEncoder, self.unet, self.vae) = (tokenizer, textEncoder, unet, vae)
+        (self.scheduler, self.path, self.warnings) = (scheduler, path, warnings)
+    }
+
+    /// Reads a pipeline folder (model_index.json, tokenizer/, text_encoder/, unet/, vae/, scheduler/), or a single
+    /// .safetensors checkpoint in the original layout.
+    public convenience init(path: String) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw DiffusersError(path, "no such file or folder")
+        }
+        if !isDirectory.boolValue {
+            throw DiffusersError(path, "not a folder")
+        }
+        let root = URL(fileURLWithPath: path)
+        let index = root.appendingPathComponent("model_index.json")
+        guard FileManager.default.fileExists(atPath: index.path) else {
+            throw DiffusersError(path, "no model_index.json: not a diffusers pipeline folder")
+        }
+        let components = try JSONValue.object(at: index.path)
+        for (key, expected) in [("tokenizer", ["CLIPTokenizer", "CLIPTokenizerFast"]), ("text_encoder", ["CLIPTextModel"]),
+                                ("unet", ["UNet2DConditionModel"]), ("vae", ["AutoencoderKL"]), ("scheduler", [])] {
+            guard case .array(let entry)? = components[key], entry.count == 2, case .string(let name) = entry[1] else {
+                throw DiffusersError(index.path, "no '\(key)' component (a Stable Diffusion pipeline has tokenizer, text_encoder, "
+                                     + "unet, vae and scheduler)")
+            }
+            guard expected.isEmpty || expected.contains(name) else {
+                throw DiffusersError(index.path, "'\(key)' is a \(name); Diffuse reads \(expected.joined(separator: " or "))")
+            }
+            guard FileManager.default.fileExists(atPath: root.appendingPathComponent(key).path) else {
+                throw DiffusersError(root.appendingPathComponent(key).path, "missing: model_index.json lists '\(key)'")
+            }
+        }
+        var warnings: [String] = []
+        let tokenizer = try CLIPTokenizer(folder: root.appendingPathComponent("tokenizer").path)
+        let textFolder = root.appendingPathComponent("text_encoder")
+        let textConfigFile = textFolder.appendingPathComponent("config.json")
+        let textConfig = try CLIPTextConfig(json: JSONValue.object(at: textConfigFile.path), path: textConfigFile.path)
+        var generator = RandomGenerator(seed: 0)
+        let textEncoder = CLIPTextModel(textConfig, generator: &generator)
+        do { try textEncoder.load(CLIPTextModel.publishedKeys(DiffusersFolder.weights(in: textFolder, name: "model.safetensors"))) }
+        catch let error as DiffusersError { throw error }
+        catch { throw DiffusersError(textFolder.path, "\(error)") }
+        let unet: UNet2DConditionModel = try DiffusersFolder.component(
+            in: root.appendingPathComponent("unet"), unknownKeys: UNet2DConditionConfig.unknownKeys, warnings: &warnings
+        ) { (c: UNet2DConditionConfig) in
+            var generator = RandomGenerator(seed: 0)
+            return try UNet2DConditionModel(c, generator: &generator)
+        }
+        let vae = try DiffusersFolder.autoencoder(in: root.appendingPathComponent("vae"), warnings: &warnings)
+        let schedulerFile = root.appendingPathComponent("scheduler/scheduler_config.json")
+        let (scheduler, unknown) = try SchedulerConfig.read(JSONValue.object(at: schedulerFile.path), path: schedulerFile.path)
+        warnings += unknown.map { "\(schedulerFile.path): ignoring key '\($0)'" }
+        try self.init(tokenizer: tokenizer, textEncoder: textEncoder, unet: unet, vae: vae, scheduler: scheduler, path: path,
+                      warnings: warnings)
+    }
+
+    /// The sampler the folder's scheduler config names (PNDM for SD 1.x, DDIM or Euler for SD 2.x...), with its
+    /// Karras σ where the config asks for them.
+    public var defaultSampler: SamplerKind {
+        let byClass = Dictionary(SamplerKind.allCases.map { ($0.diffusersClass, $0) }, uniquingKeysWith: { first, _ in first })
+        return scheduler.className.flatMap { byClass[$0] } ?? .pndm
+    }
+
+    /// The latent shape of an image of `height` × `width` pixels: the autoencoder's factor must divide both.
+    public func latentShape(height: Int, width: Int) throws -> [Int] {
+        let factor = 1 << (vae.config.blockOutChannels.count - 1)
+        guard height > 0, width > 0, height % factor == 0, width % factor == 0 else {
+            throw DiffusersError(path, "the image size \(width)x\(height) is not a multiple of the autoencoder's factor \(factor)")
+        }
+        return [vae.config.latentChannels, height / factor, width / factor]
+    }
+
+    /// The text embeddings [2, L, D] of the negative prompt and the prompt (the context of classifier-free guidance;
+    /// diffusers' order), the output of the text encoder's last layer or, with `clipSkip` k, of the k-th before it
+    /// (through the final layer norm); and the prompts that were cut to the tokenizer's length.
+    public func embed(prompt: String, negativePrompt: String, clipSkip: Int = 0) -> (context: Tensor, truncated: [String]) {
+        let encoded = [negativePrompt, prompt].map { tokenizer.encode($0) }
+        let truncated = zip([negativePrompt, prompt], encoded).filter { $1.truncated }.map(\.0)
+        return (withoutGradients { textEncoder(encoded.map(\.ids), skip: clipSkip) }, truncated)
+    }
+
+    /// The denoiser network of the sampler: the U-Net on the latents, with classifier-free guidance of scale `guidance`
+    /// between the two rows of `context` (negative, positive) when it is above 1, on the positive alone otherwise.
+    public func network(context: Tensor, guidance: Double) -> Network {
+        { [unet] x, t in
+            let n = x.shape[0]
+            if guidance <= 1 {
+                let positive = context.slice(axis: 0, 1..<2)
+                return unet(x, timesteps: [Double](repeating: t, count: n),
+                            context: concat([Tensor](repeating: positive, count: n), axis: 0))
+            }
+            let rows = [Tensor](repeating: context.slice(axis: 0, 0..<1), count: n) + [Tensor](repeating: context.slice(axis: 0, 1..<2), count: n)
+            let both = unet(concat([x, x], axis: 0), timesteps: [Double](repeating: t, count: 2 * n), context: concat(rows, axis: 0))
+            return classifierFreeGuidance(conditional: both.slice(axis: 0, n..<(2 * n)), unconditional: both.slice(axis: 0, 0..<n),
+                                          scale: guidance)
+        }
+    }
+
+    /// Images [N, 3, H, W] in [0, 1] from latents as the U-Net sees them (scaled by the VAE's scaling_factor).
+    public func decode(_ latents: Tensor) -> Tensor {
+        withoutGradients { clamp(vae.decode(vae.unscaled(latents)) * 0.5 + 0.5, min: 0, max: 1) }
+    }
+
+    /// The latents of images [N, 3, H, W] in [0, 1]: the posterior's mean plus its σ times `noise`, scaled.
+    public func encode(_ images: Tensor, noise: Tensor) -> Tensor {
+        withoutGradients { vae.scaled(vae.encode(images * 2 - 1).sample(noise: noise)) }
+    }
+
+    /// Text to image: the sampler's reverse process from latent noise [N, C, h, w], then the decoder.
+    public func generate(context: Tensor, guidance: Double, sampler: Sampler, noise: Tensor, stepNoise: (Int) -> Tensor,
+                         observe: ((Int, Tensor) -> Void)? = nil) -> Tensor {
+        decode(sampler.sample(from: noise, model: network(context: context, guidance: guidance), stepNoise: stepNoise, observe: observe))
+    }
+
+    /// The first step of image-to-image at `strength` (0: the image unchanged, 1: from pure noise) out of `steps`,
+    /// as diffusers counts it: the last ⌊steps·strength⌋ steps are run.
+    public static func editStart(steps: Int, strength: Double) -> Int {
+        steps - min(Int(Double(steps) * strength), steps)
+    }
+
+    /// Image to image (SDEdit): the images [N, 3, H, W] in [0, 1] encoded (with `encoderNoise` for the posterior),
+    /// noised with `noise` to the level of `editStart`, then denoised and decoded.
+    public func edit(_ images: Tensor, strength: Double, context: Tensor, guidance: Double, sampler: Sampler, encoderNoise: Tensor,
+                     noise: Tensor, stepNoise: (Int) -> Tensor, observe: ((Int, Tensor) -> Void)? = nil) -> Tensor {
+        let start = Self.editStart(steps: sampler.schedule.steps, strength: strength)
+        let latents = encode(images, noise: encoderNoise)
+        guard start < sampler.schedule.steps else { return decode(latents) }
+        return decode(sampler.edit(latents, noise: noise, from: start, model: network(context: context, guidance: guidance),
+                                   stepNoise: stepNoise, observe: observe))
+    }
+}
