@@ -9,13 +9,17 @@ public struct SafeTensorsError: Error, CustomStringConvertible, LocalizedError {
 }
 
 /// The element types of the safetensors format that Diffuse reads.
+/// The others of the format (integers, booleans, 8-bit floats) are accepted in a file, for the counters and flags
+/// that checkpoints carry beside their weights, and refused by name when read as a tensor.
 public enum SafeTensorsDType: String, Sendable {
     case f32 = "F32", f16 = "F16", bf16 = "BF16", f64 = "F64", i64 = "I64"
+    case i32 = "I32", i16 = "I16", i8 = "I8", u8 = "U8", bool = "BOOL", f8e4m3 = "F8_E4M3", f8e5m2 = "F8_E5M2"
 
     public var size: Int {
         switch self {
-        case .f16, .bf16: 2
-        case .f32: 4
+        case .i8, .u8, .bool, .f8e4m3, .f8e5m2: 1
+        case .f16, .bf16, .i16: 2
+        case .f32, .i32: 4
         case .f64, .i64: 8
         }
     }
@@ -73,7 +77,7 @@ public struct SafeTensorsFile {
             guard let info = value as? [String: Any] else { throw fail("tensor '\(name)' is not described by an object") }
             guard let dt = info["dtype"] as? String else { throw fail("tensor '\(name)' has no dtype") }
             guard let dtype = SafeTensorsDType(rawValue: dt) else {
-                throw fail("tensor '\(name)' has dtype \(dt), which Diffuse does not read (F32, F16, BF16, F64, I64)")
+                throw fail("tensor '\(name)' has dtype \(dt), which is not a safetensors dtype")
             }
             guard let shapeAny = info["shape"] as? [Any], let shape = shapeAny as? [Int], shape.allSatisfy({ $0 >= 0 }) else {
                 throw fail("tensor '\(name)' has no valid shape")
@@ -125,6 +129,9 @@ public struct SafeTensorsFile {
     /// A floating-point tensor as Float32 (F32, F16, BF16 and F64 are converted).
     public func tensor(_ name: String) throws -> Tensor {
         let e = try entry(name)
+        guard [.f32, .f16, .bf16, .f64, .i64].contains(e.dtype) else {
+            throw SafeTensorsError(path: path, problem: "tensor '\(name)' is \(e.dtype.rawValue); Diffuse reads F32, F16, BF16, F64 and I64")
+        }
         let out = Tensor(uninitialized: e.shape)
         let p = out.storage.pointer, n = out.count
         bytes(e) { raw in
@@ -134,6 +141,7 @@ public struct SafeTensorsFile {
             case .bf16: for i in 0..<n { p[i] = Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16) }
             case .f64: for i in 0..<n { p[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))) }
             case .i64: for i in 0..<n { p[i] = Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))) }
+            default: break  // refused above
             }
         }
         return out

@@ -81,18 +81,26 @@ public struct DiffusersFolder {
     /// the weights loaded, every error naming the file.
     static func component<Config: Decodable, Model: Module>(in folder: URL, unknownKeys: ([String: JSONValue]) throws -> [String],
                                                             warnings: inout [String], build: (Config) throws -> Model) throws -> Model {
-        let configFile = folder.appendingPathComponent("config.json")
-        let object = try JSONValue.object(at: configFile.path)
+        let config: Config = try Self.config(in: folder, unknownKeys: unknownKeys, warnings: &warnings)
         let model: Model
-        do {
-            warnings += try unknownKeys(object).map { "\(configFile.path): ignoring key '\($0)'" }
-            model = try build(JSONDecoder().decode(Config.self, from: Data(contentsOf: configFile)))
-        } catch { throw DiffusersError(configFile.path, "\(error)") }
+        do { model = try build(config) }
+        catch { throw DiffusersError(folder.appendingPathComponent("config.json").path, "\(error)") }
         var weights = try Self.weights(in: folder)
         Self.renameDeprecatedAttention(&weights)
         do { try model.load(weights) }
         catch { throw DiffusersError(folder.path, "\(error)") }
         return model
+    }
+
+    /// A component folder's config.json decoded; its unknown keys become warnings, and an error names the file.
+    static func config<Config: Decodable>(in folder: URL, unknownKeys: ([String: JSONValue]) throws -> [String],
+                                          warnings: inout [String]) throws -> Config {
+        let configFile = folder.appendingPathComponent("config.json")
+        let object = try JSONValue.object(at: configFile.path)
+        do {
+            warnings += try unknownKeys(object).map { "\(configFile.path): ignoring key '\($0)'" }
+            return try JSONDecoder().decode(Config.self, from: Data(contentsOf: configFile))
+        } catch { throw DiffusersError(configFile.path, "\(error)") }
     }
 
     static func unet(in folder: URL, warnings: inout [String]) throws -> UNet2DModel {

@@ -39,19 +39,26 @@ public final class StableDiffusion {
     }
 
     /// Reads a pipeline folder (model_index.json, tokenizer/, text_encoder/, unet/, vae/, scheduler/), or a single
-    /// .safetensors checkpoint in the original layout.
-    public convenience init(path: String) throws {
+    /// .safetensors checkpoint in the original layout with the configs and tokenizer of `config`: a pipeline folder
+    /// of the same model (only its tokenizer/ is needed; configs it lacks are inferred from the tensors' shapes, as
+    /// SD 1.x's and 2.x's published ones).
+    public convenience init(path: String, config: String? = nil) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw DiffusersError(path, "no such file or folder")
         }
-        if !isDirectory.boolValue {
-            throw DiffusersError(path, "not a folder")
+        if isDirectory.boolValue {
+            guard config == nil else { throw DiffusersError(path, "a pipeline folder has its own configs: give a config folder only with a single-file checkpoint") }
+            try self.init(folder: URL(fileURLWithPath: path))
+        } else {
+            try self.init(checkpoint: path, config: config.map { URL(fileURLWithPath: $0) })
         }
-        let root = URL(fileURLWithPath: path)
+    }
+
+    private convenience init(folder root: URL) throws {
         let index = root.appendingPathComponent("model_index.json")
         guard FileManager.default.fileExists(atPath: index.path) else {
-            throw DiffusersError(path, "no model_index.json: not a diffusers pipeline folder")
+            throw DiffusersError(root.path, "no model_index.json: not a diffusers pipeline folder")
         }
         let components = try JSONValue.object(at: index.path)
         for (key, expected) in [("tokenizer", ["CLIPTokenizer", "CLIPTokenizerFast"]), ("text_encoder", ["CLIPTextModel"]),
@@ -70,25 +77,67 @@ public final class StableDiffusion {
         var warnings: [String] = []
         let tokenizer = try CLIPTokenizer(folder: root.appendingPathComponent("tokenizer").path)
         let textFolder = root.appendingPathComponent("text_encoder")
-        let textConfigFile = textFolder.appendingPathComponent("config.json")
-        let textConfig = try CLIPTextConfig(json: JSONValue.object(at: textConfigFile.path), path: textConfigFile.path)
-        var generator = RandomGenerator(seed: 0)
-        let textEncoder = CLIPTextModel(textConfig, generator: &generator)
+        let textEncoder = try Self.build(CLIPTextModel.init, Self.textConfig(in: textFolder))
         do { try textEncoder.load(CLIPTextModel.publishedKeys(DiffusersFolder.weights(in: textFolder, name: "model.safetensors"))) }
         catch let error as DiffusersError { throw error }
         catch { throw DiffusersError(textFolder.path, "\(error)") }
         let unet: UNet2DConditionModel = try DiffusersFolder.component(
             in: root.appendingPathComponent("unet"), unknownKeys: UNet2DConditionConfig.unknownKeys, warnings: &warnings
-        ) { (c: UNet2DConditionConfig) in
-            var generator = RandomGenerator(seed: 0)
-            return try UNet2DConditionModel(c, generator: &generator)
-        }
+        ) { try Self.build(UNet2DConditionModel.init, $0) }
         let vae = try DiffusersFolder.autoencoder(in: root.appendingPathComponent("vae"), warnings: &warnings)
-        let schedulerFile = root.appendingPathComponent("scheduler/scheduler_config.json")
-        let (scheduler, unknown) = try SchedulerConfig.read(JSONValue.object(at: schedulerFile.path), path: schedulerFile.path)
-        warnings += unknown.map { "\(schedulerFile.path): ignoring key '\($0)'" }
+        try self.init(tokenizer: tokenizer, textEncoder: textEncoder, unet: unet, vae: vae,
+                      scheduler: Self.scheduler(in: root, warnings: &warnings), path: root.path, warnings: warnings)
+    }
+
+    private convenience init(checkpoint path: String, config: URL?) throws {
+        let checkpoint = try OriginalCheckpoint(path: path)
+        guard let config, FileManager.default.fileExists(atPath: config.appendingPathComponent("tokenizer").path) else {
+            throw DiffusersError(path, "a single-file checkpoint holds no tokenizer: give the folder of a \(checkpoint.family.rawValue) "
+                                 + "pipeline (its tokenizer/ folder with vocab.json and merges.txt, or tokenizer.json) as the config"
+                                 + (config.map { "; \($0.path) has no tokenizer/" } ?? ""))
+        }
+        var warnings: [String] = []
+        func exists(_ component: String, _ file: String = "config.json") -> Bool {
+            FileManager.default.fileExists(atPath: config.appendingPathComponent("\(component)/\(file)").path)
+        }
+        let tokenizer = try CLIPTokenizer(folder: config.appendingPathComponent("tokenizer").path)
+        let textEncoder = try Self.build(CLIPTextModel.init, exists("text_encoder")
+            ? Self.textConfig(in: config.appendingPathComponent("text_encoder")) : checkpoint.textConfig())
+        try checkpoint.load(textEncoder, component: "text encoder", source: checkpoint.textTensor)
+        let unetConfig = exists("unet")
+            ? try DiffusersFolder.config(in: config.appendingPathComponent("unet"), unknownKeys: UNet2DConditionConfig.unknownKeys,
+                                         warnings: &warnings)
+            : try checkpoint.unetConfig()
+        let unet = try Self.build(UNet2DConditionModel.init, unetConfig)
+        try checkpoint.load(unet, component: "U-Net") { try checkpoint.tensor(OriginalCheckpoint.unetKey($0, config: unetConfig)) }
+        let vaeConfig = exists("vae")
+            ? try DiffusersFolder.config(in: config.appendingPathComponent("vae"), unknownKeys: AutoencoderKLConfig.unknownKeys,
+                                         warnings: &warnings)
+            : try checkpoint.vaeConfig()
+        let vae = try Self.build(AutoencoderKL.init, vaeConfig)
+        try checkpoint.load(vae, component: "autoencoder") { try checkpoint.vaeTensor($0, levels: vaeConfig.blockOutChannels.count) }
+        let scheduler = exists("scheduler", "scheduler_config.json") ? try Self.scheduler(in: config, warnings: &warnings)
+                                                                     : checkpoint.schedulerConfig
         try self.init(tokenizer: tokenizer, textEncoder: textEncoder, unet: unet, vae: vae, scheduler: scheduler, path: path,
                       warnings: warnings)
+    }
+
+    /// A model of `config` (its random initial weights are overwritten when loading).
+    private static func build<Config, Model>(_ make: (Config, inout RandomGenerator) throws -> Model, _ config: Config) throws -> Model {
+        var generator = RandomGenerator(seed: 0)
+        return try make(config, &generator)
+    }
+
+    private static func textConfig(in folder: URL) throws -> CLIPTextConfig {
+        let file = folder.appendingPathComponent("config.json")
+        return try CLIPTextConfig(json: JSONValue.object(at: file.path), path: file.path)
+    }
+
+    private static func scheduler(in root: URL, warnings: inout [String]) throws -> SchedulerConfig {
+        let file = root.appendingPathComponent("scheduler/scheduler_config.json")
+        let (scheduler, unknown) = try SchedulerConfig.read(JSONValue.object(at: file.path), path: file.path)
+        warnings += unknown.map { "\(file.path): ignoring key '\($0)'" }
+        return scheduler
     }
 
     /// The sampler the folder's scheduler config names (PNDM for SD 1.x, DDIM or Euler for SD 2.x...), with its

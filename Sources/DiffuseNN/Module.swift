@@ -97,6 +97,16 @@ open class Module {
         if let extra = state.keys.sorted().first(where: { !known.contains($0) }) { throw StateError.unexpected(key: extra) }
         for (key, p) in own { p.assign(state[key]!) }
     }
+
+    /// Fills every parameter and buffer with `source(key)`, one tensor at a time, so that a large model's weights are
+    /// never held twice. A tensor of the wrong shape stops it with the key (what was filled before stays).
+    public func load(each source: (String) throws -> Tensor) throws {
+        for (key, p) in namedParameters() + namedBuffers() {
+            let t = try source(key)
+            guard t.shape == p.shape else { throw StateError.shape(key: key, found: t.shape, expected: p.shape) }
+            p.assign(t)
+        }
+    }
 }
 
 /// Why a set of tensors does not fit a model.

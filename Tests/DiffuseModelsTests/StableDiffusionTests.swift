@@ -76,4 +76,82 @@ final class StableDiffusionTests: XCTestCase {
             XCTAssertEqual(model.defaultSampler, name == "sd1" ? .pndm : .ddim)
         }
     }
+
+    /// The same weights in one file in the original layout (written by the fixture script and checked there with
+    /// diffusers' single-file converters), with the folder's configs and tokenizer, give the same embeddings and images.
+    func testSingleFileCheckpointMatchesDiffusers() throws {
+        for name in ["sd1", "sd2"] {
+            let folder = Self.fixtures.appendingPathComponent(name)
+            let model = try StableDiffusion(path: folder.appendingPathComponent("sd.safetensors").path, config: folder.path)
+            let expected = try Self.expected(name)
+            let (context, _) = model.embed(prompt: "the cat and the hat, hello", negativePrompt: "blurry")
+            XCTAssertLessThanOrEqual(Self.relativeError(context, try expected.tensor("embeddings")), 1e-5, name)
+            let noise = try expected.tensor("noise")
+            let image = model.generate(context: context, guidance: 7.5, sampler: try Self.sampler(model, .ddim), noise: noise,
+                                       stepNoise: { _ in Tensor(zeros: noise.shape) })
+            XCTAssertLessThanOrEqual(Self.relativeError(Self.channelsLast(image), try expected.tensor("ddim.image")), 1e-4, name)
+            XCTAssertEqual(model.name, "sd")
+        }
+    }
+
+    /// Without configs, the sizes a checkpoint's shapes tell are read from them (the rest, such as the number of
+    /// heads and of norm groups, are the published models', which these tiny ones do not have).
+    func testSingleFileConfigsFromShapes() throws {
+        for name in ["sd1", "sd2"] {
+            let folder = Self.fixtures.appendingPathComponent(name)
+            let checkpoint = try OriginalCheckpoint(path: folder.appendingPathComponent("sd.safetensors").path)
+            XCTAssertEqual(checkpoint.family, name == "sd1" ? .sd1 : .sd2)
+            let unet = try JSONDecoder().decode(UNet2DConditionConfig.self, from: Data(contentsOf: folder.appendingPathComponent("unet/config.json")))
+            let inferred = try checkpoint.unetConfig()
+            XCTAssertEqual(inferred.blockOutChannels, unet.blockOutChannels)
+            XCTAssertEqual(inferred.layersPerBlock, unet.layersPerBlock)
+            XCTAssertEqual(inferred.downBlockTypes, unet.downBlockTypes)
+            XCTAssertEqual(inferred.upBlockTypes, unet.upBlockTypes)
+            XCTAssertEqual(inferred.midBlockType, unet.midBlockType)
+            XCTAssertEqual(inferred.crossAttentionDim, unet.crossAttentionDim)
+            XCTAssertEqual(inferred.transformerLayersPerBlock, unet.transformerLayersPerBlock)
+            XCTAssertEqual(inferred.useLinearProjection, unet.useLinearProjection)
+            XCTAssertEqual([inferred.inChannels, inferred.outChannels], [unet.inChannels, unet.outChannels])
+            let vae = try JSONDecoder().decode(AutoencoderKLConfig.self, from: Data(contentsOf: folder.appendingPathComponent("vae/config.json")))
+            let inferredVAE = try checkpoint.vaeConfig()
+            XCTAssertEqual(inferredVAE.blockOutChannels, vae.blockOutChannels)
+            XCTAssertEqual(inferredVAE.layersPerBlock, vae.layersPerBlock)
+            XCTAssertEqual(inferredVAE.latentChannels, vae.latentChannels)
+            XCTAssertEqual(inferredVAE.downBlockTypes, vae.downBlockTypes)
+            let textFile = folder.appendingPathComponent("text_encoder/config.json")
+            let text = try CLIPTextConfig(json: JSONValue.object(at: textFile.path), path: textFile.path)
+            let inferredText = try checkpoint.textConfig()
+            // OpenCLIP's last block is one SD 2.x never uses: the fixture, like diffusers' converter, keeps all of its
+            // blocks in the text encoder, and the published SD 2 text encoder config has one fewer.
+            XCTAssertEqual(inferredText.layers, text.layers - (name == "sd2" ? 1 : 0))
+            XCTAssertEqual([inferredText.vocabSize, inferredText.hiddenSize, inferredText.intermediateSize, inferredText.maxPositions],
+                           [text.vocabSize, text.hiddenSize, text.intermediateSize, text.maxPositions])
+            XCTAssertEqual(inferredText.activation, text.activation)
+            XCTAssertEqual(checkpoint.schedulerConfig.predictionType, name == "sd1" ? "epsilon" : "v_prediction")
+        }
+    }
+
+    /// A single file without a tokenizer, a key missing from it, or not a Stable Diffusion checkpoint: errors that
+    /// name the file and what is wrong.
+    func testSingleFileErrors() throws {
+        let folder = Self.fixtures.appendingPathComponent("sd1")
+        let file = folder.appendingPathComponent("sd.safetensors").path
+        XCTAssertThrowsError(try StableDiffusion(path: file)) { XCTAssertTrue("\($0)".contains("holds no tokenizer"), "\($0)") }
+        let source = try SafeTensorsFile(path: file)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sd-errors-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let dropped = "model.diffusion_model.middle_block.1.proj_in.weight"
+        var tensors = Dictionary(uniqueKeysWithValues: try source.names.filter { $0 != dropped }.map { ($0, try source.tensor($0)) })
+        let broken = directory.appendingPathComponent("broken.safetensors").path
+        try SafeTensorsFile.write(tensors, to: broken)
+        XCTAssertThrowsError(try StableDiffusion(path: broken, config: folder.path)) {
+            XCTAssertTrue("\($0)".contains(broken) && "\($0)".contains(dropped), "\($0)")
+        }
+        tensors = tensors.filter { !$0.key.hasPrefix("cond_stage_model.") }
+        try SafeTensorsFile.write(tensors, to: broken)
+        XCTAssertThrowsError(try StableDiffusion(path: broken, config: folder.path)) {
+            XCTAssertTrue("\($0)".contains("not a Stable Diffusion 1.x or 2.x checkpoint"), "\($0)")
+        }
+    }
 }
