@@ -4,17 +4,21 @@
   with opaque and fully transparent pixels, a 16-bit greyscale image without gamma information, an 8-bit
   greyscale+alpha image. pngs.json holds each one's pixels as libpng should hand them over (8-bit, RGB or grey,
   transparent pixels black).
+- parameters*.png: images with a `parameters` text chunk as AUTOMATIC1111's web UI writes it with Pillow's PngInfo
+  (tEXt for Latin-1 text, iTXt for other text, zTXt and compressed iTXt with zip=True); texts.json holds each
+  file's chunks.
 - bilinear.json: Pillow's BILINEAR resize of float images to a larger square, from the centred square window of
   the source (box=...), which is what LabeledImages.resized does when enlarging.
 
 Regenerate:  python3 scripts/make_data_fixtures.py   (pip install pillow numpy)
-Writes Tests/DiffuseDataTests/Fixtures/{palette,rgba,gray16,gray_alpha}.png, pngs.json, bilinear.json
+Writes Tests/DiffuseDataTests/Fixtures/{palette,rgba,gray16,gray_alpha,parameters*}.png, pngs.json, texts.json,
+bilinear.json
 """
 import json
 import pathlib
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 out = pathlib.Path(__file__).resolve().parent.parent / "Tests/DiffuseDataTests/Fixtures"
 out.mkdir(parents=True, exist_ok=True)
@@ -56,3 +60,20 @@ for height, width, size in [(3, 3, 7), (4, 7, 9), (7, 4, 16), (5, 8, 6)]:
     cases.append({"height": height, "width": width, "size": size, "image": image.flatten().tolist(),
                   "expected": np.asarray(resized, dtype=np.float32).flatten().tolist()})
 (out / "bilinear.json").write_text(json.dumps(cases) + "\n")
+
+# Generation parameters in text chunks, as the web UIs write them.
+settings = "Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 1234, Size: 512x768, Model hash: 6ce0161689, " \
+           'Model: v1-5-pruned-emaonly, Lora hashes: "detail: 1a2b, style: 3c4d", Version: v1.10.1'
+texts = {
+    "parameters.png": ([("parameters", "a lighthouse at dusk, (oil painting:1.2), détaillé\nNegative prompt: blurry, text\n"
+                         + settings), ("Software", "Pillow")], False),
+    "parameters-utf8.png": ([("parameters", "灯台 🌅 at dusk\nsecond line of the prompt\nNegative prompt: ugly\n"
+                              "worse, with a second line\n" + settings)], False),
+    "parameters-zip.png": ([("parameters", "a cat\n" + settings), ("Comment", "猫 compressed")], True),
+}
+for name, (chunks, zip_) in texts.items():
+    info = PngImagePlugin.PngInfo()
+    for key, text in chunks:
+        info.add_text(key, text, zip=zip_)
+    Image.fromarray(np.full((2, 3, 3), 128, dtype=np.uint8)).save(out / name, pnginfo=info)
+(out / "texts.json").write_text(json.dumps({name: chunks for name, (chunks, _) in texts.items()}, ensure_ascii=False) + "\n")

@@ -15,8 +15,9 @@ public enum PNG {
 
     private static func bigEndian(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
 
-    /// The bytes of a PNG image of `width`×`height` pixels with `channels` (1 grey, 3 RGB) interleaved 8-bit values.
-    public static func encode(pixels: [UInt8], width: Int, height: Int, channels: Int) -> Data {
+    /// The bytes of a PNG image of `width`×`height` pixels with `channels` (1 grey, 3 RGB) interleaved 8-bit values,
+    /// with `text` as textual chunks (keyword, text) before the image data.
+    public static func encode(pixels: [UInt8], width: Int, height: Int, channels: Int, text: [(String, String)] = []) -> Data {
         precondition(channels == 1 || channels == 3, "PNG of \(channels) channels")
         precondition(pixels.count == width * height * channels, "\(pixels.count) values for \(width)×\(height)×\(channels)")
         var raw = [UInt8]()
@@ -30,12 +31,90 @@ public enum PNG {
         _ = compress2(&compressed, &size, raw, uLong(raw.count), 6)
         let header = bigEndian(UInt32(width)) + bigEndian(UInt32(height)) + [8, channels == 1 ? 0 : 2, 0, 0, 0]
         let bytes: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + chunk("IHDR", header)
-            + chunk("IDAT", Array(compressed[..<Int(size)])) + chunk("IEND", [])
+            + text.flatMap(textChunk) + chunk("IDAT", Array(compressed[..<Int(size)])) + chunk("IEND", [])
         return Data(bytes)
     }
 
-    /// Writes an image tensor [C, H, W] (C = 1 or 3) whose values span `range` (clamped) as an 8-bit PNG, atomically.
-    public static func write(_ image: Tensor, to path: String, range: ClosedRange<Float> = -1...1) throws {
+    /// A tEXt chunk when the text is Latin-1 (as the PNG standard asks of it), an uncompressed iTXt chunk (UTF-8)
+    /// otherwise: what Pillow's PngInfo.add_text writes, and the web UIs with it. The keyword is 1–79 Latin-1
+    /// characters.
+    private static func textChunk(_ keyword: String, _ text: String) -> [UInt8] {
+        precondition((1...79).contains(keyword.count) && keyword.unicodeScalars.allSatisfy { $0.value < 256 && $0.value > 31 },
+                     "PNG text keyword '\(keyword)'")
+        let key = keyword.unicodeScalars.map { UInt8($0.value) }
+        if text.unicodeScalars.allSatisfy({ $0.value < 256 }) {
+            return chunk("tEXt", key + [0] + text.unicodeScalars.map { UInt8($0.value) })
+        }
+        // keyword, 0, compression flag 0 and method 0, empty language tag and translated keyword, UTF-8 text.
+        return chunk("iTXt", key + [0, 0, 0, 0, 0] + Array(text.utf8))
+    }
+
+    /// The textual chunks of a PNG file (tEXt, zTXt and iTXt, compressed or not), keyword and text, in file order.
+    /// A file that is not a PNG, or a chunk that is cut short or does not decompress, is an error naming the file.
+    public static func text(_ path: String) throws -> [(keyword: String, text: String)] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw DataError(path: path, problem: "no such file") }
+        let bytes = [UInt8](data)
+        guard bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) else {
+            throw DataError(path: path, problem: "is not a PNG file")
+        }
+        func latin1<C: Collection<UInt8>>(_ b: C) -> String { String(String.UnicodeScalarView(b.map { Unicode.Scalar($0) })) }
+        var out: [(String, String)] = []
+        var at = 8
+        while at + 8 <= bytes.count {
+            let length = bytes[at..<(at + 4)].reduce(0) { $0 << 8 | Int($1) }
+            let type = latin1(bytes[(at + 4)..<(at + 8)])
+            guard at + 12 + length <= bytes.count else { throw DataError(path: path, problem: "chunk \(type) is cut short") }
+            let body = Array(bytes[(at + 8)..<(at + 8 + length)])
+            at += 12 + length
+            guard ["tEXt", "zTXt", "iTXt"].contains(type) else {
+                if type == "IEND" { break }
+                continue
+            }
+            guard let nul = body.firstIndex(of: 0) else { throw DataError(path: path, problem: "\(type) chunk without a keyword") }
+            let keyword = latin1(body[..<nul])
+            var rest = Array(body[(nul + 1)...])
+            switch type {
+            case "tEXt": out.append((keyword, latin1(rest)))
+            case "zTXt":
+                guard let text = rest.isEmpty ? nil : inflate(Array(rest.dropFirst())) else {
+                    throw DataError(path: path, problem: "zTXt chunk '\(keyword)' does not decompress")
+                }
+                out.append((keyword, latin1(text)))
+            default:  // iTXt: compression flag and method, language tag, translated keyword, text
+                guard rest.count >= 2 else { throw DataError(path: path, problem: "iTXt chunk '\(keyword)' is cut short") }
+                let compressed = rest[0] == 1
+                rest.removeFirst(2)
+                for _ in 0..<2 {
+                    guard let end = rest.firstIndex(of: 0) else { throw DataError(path: path, problem: "iTXt chunk '\(keyword)' is cut short") }
+                    rest.removeFirst(end + 1)
+                }
+                guard let text = compressed ? inflate(rest) : rest else {
+                    throw DataError(path: path, problem: "iTXt chunk '\(keyword)' does not decompress")
+                }
+                out.append((keyword, String(decoding: text, as: UTF8.self)))
+            }
+        }
+        return out
+    }
+
+    /// zlib-compressed bytes decompressed, or nil where they are not a whole zlib stream (at most 64 MiB).
+    private static func inflate(_ compressed: [UInt8]) -> [UInt8]? {
+        var capacity = max(1024, compressed.count * 4)
+        while capacity <= 1 << 26 {
+            var out = [UInt8](repeating: 0, count: capacity)
+            var size = uLong(capacity)
+            let status = uncompress(&out, &size, compressed, uLong(compressed.count))
+            if status == Z_OK { return Array(out[..<Int(size)]) }
+            guard status == Z_BUF_ERROR else { return nil }
+            capacity *= 4
+        }
+        return nil
+    }
+
+    /// Writes an image tensor [C, H, W] (C = 1 or 3) whose values span `range` (clamped) as an 8-bit PNG, atomically,
+    /// with `text` chunks (keyword, text): `parameters` for how it was generated (see `GenerationParameters`).
+    public static func write(_ image: Tensor, to path: String, range: ClosedRange<Float> = -1...1,
+                             text: [(String, String)] = []) throws {
         precondition(image.rank == 3 && (image.shape[0] == 1 || image.shape[0] == 3), "PNG of an image of shape \(image.shape)")
         let (c, h, w) = (image.shape[0], image.shape[1], image.shape[2])
         let p = image.storage.pointer, span = range.upperBound - range.lowerBound
@@ -48,7 +127,7 @@ public enum PNG {
                 }
             }
         }
-        try writeAtomically(encode(pixels: pixels, width: w, height: h, channels: c), to: path)
+        try writeAtomically(encode(pixels: pixels, width: w, height: h, channels: c, text: text), to: path)
     }
 
     /// The largest image `decode` reads (it needs the whole image in memory, and a corrupt header can claim
