@@ -48,6 +48,26 @@ public enum SamplerKind: String, CaseIterable, Codable, Sendable {
         }
     }
 
+    /// Its name in AUTOMATIC1111's web UI, which images' `parameters` carry (PLMS is its name for PNDM's method).
+    public var webUIName: String {
+        switch self {
+        case .ddpm: "DDPM"
+        case .ddim: "DDIM"
+        case .pndm: "PLMS"
+        case .euler: "Euler"
+        case .eulerAncestral: "Euler a"
+        case .heun: "Heun"
+        case .dpmSolver: "DPM++ 2M"
+        case .dpmSolverSDE: "DPM++ 2M SDE"
+        case .dpmSolver3: "DPM++ 3M"
+        case .dpmSolver3SDE: "DPM++ 3M SDE"
+        case .uniPC: "UniPC"
+        case .uniPCBH1: "UniPC BH1"
+        case .deis: "DEIS"
+        case .iPNDM: "iPNDM"
+        }
+    }
+
     /// When to use it, in a line of at most 60 characters (for `diffuse sample --help`).
     public var advice: String {
         switch self {
@@ -126,6 +146,15 @@ public struct Sampling: Sendable {
     public var flow: RectifiedFlow?
 
     public var trainingSteps: Int { flow?.trainingSteps ?? alphaBar.count }
+
+    /// The sampler's name in the web UI's style, with its σ spacing ("DPM++ 2M Karras").
+    public var webUIName: String {
+        switch sigmaSpacing {
+        case .discrete: kind.webUIName
+        case .karras, .exponential: kind.webUIName + " " + sigmaSpacing.rawValue.capitalized
+        case .edm, .alignYourSteps: kind.webUIName + " " + sigmaSpacing.rawValue.uppercased()
+        }
+    }
 
     /// The samplers that run a rectified-flow model: those written in x_t or in the process' ODE frame, whose updates
     /// stay finite at t = 1 (a = 0).

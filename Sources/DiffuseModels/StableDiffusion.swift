@@ -147,9 +147,16 @@ public final class StableDiffusion {
         return scheduler.className.flatMap { byClass[$0] } ?? .pndm
     }
 
+    /// How many pixels a latent covers each way: 2 for each of the autoencoder's levels after the first (8 for SD).
+    public var scaleFactor: Int { 1 << (vae.config.blockOutChannels.count - 1) }
+
+    /// The side of the images the model was trained on: the U-Net's sample_size times `scaleFactor` (512 for SD 1.x,
+    /// 768 for SD 2.x's 768 models).
+    public var defaultSide: Int { (unet.config.sampleSize ?? 64) * scaleFactor }
+
     /// The latent shape of an image of `height` × `width` pixels: the autoencoder's factor must divide both.
     public func latentShape(height: Int, width: Int) throws -> [Int] {
-        let factor = 1 << (vae.config.blockOutChannels.count - 1)
+        let factor = scaleFactor
         guard height > 0, width > 0, height % factor == 0, width % factor == 0 else {
             throw DiffusersError(path, "the image size \(width)x\(height) is not a multiple of the autoencoder's factor \(factor)")
         }

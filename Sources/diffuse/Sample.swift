@@ -243,7 +243,16 @@ struct Sample: ParsableCommand {
         }
         let samples = concat(batches, axis: 0)
         let seconds = Date().timeIntervalSince(start)
-        try write(samples, isImage: samples.rank == 4, columns: labels != nil && `class` == nil ? total / objective.classes! : nil)
+        var made: [GenerationParameters.Setting] = [
+            .init("Steps", "\(settings?.steps ?? 1)"), .init("Sampler", settings?.webUIName ?? "one network evaluation"),
+        ]
+        if let guidance { made.append(.init("CFG scale", String(format: "%g", guidance))) }
+        if let label = `class` { made.append(.init("Class", "\(label)")) }
+        made.append(.init("Seed", noise == nil ? "\(seed)" : "none (noise from \((noise! as NSString).lastPathComponent))"))
+        if samples.rank == 4 { made.append(.init("Size", "\(samples.shape[3])x\(samples.shape[2])")) }
+        made += [.init("Model", (name as NSString).lastPathComponent), .init("Version", "Diffuse \(Diffuse.version)")]
+        try write(samples, isImage: samples.rank == 4, columns: labels != nil && `class` == nil ? total / objective.classes! : nil,
+                  parameters: GenerationParameters(settings: made))
         if samples.rank != 4, let runConfig { try reportDistance(samples, config: runConfig, plot: base + ".svg") }
         if let trajectory, samples.rank == 4, let diffusion = objective as? DiffusionObjective {
             let start = diffusion.images(fromState: initial.slice(axis: 0, 0..<min(total, 8)))
@@ -263,7 +272,9 @@ struct Sample: ParsableCommand {
     /// The output path without its extension.
     private var base: String { (out as NSString).deletingPathExtension }
 
-    private func write(_ samples: Tensor, isImage: Bool, columns: Int?) throws {
+    /// Writes the samples as --out says; PNGs carry `parameters` (how they were made) in a text chunk.
+    private func write(_ samples: Tensor, isImage: Bool, columns: Int?, parameters: GenerationParameters) throws {
+        let text = [("parameters", parameters.text)]
         if out.hasSuffix(".safetensors") {
             try SafeTensorsFile.write(["samples": samples], to: out)
         } else if !isImage {
@@ -274,13 +285,14 @@ struct Sample: ParsableCommand {
         } else if out.hasSuffix(".csv") || out.hasSuffix(".svg") {
             throw ValidationError("images are written as .png or .safetensors, not \(out)")
         } else {
-            try PNG.write(imageGrid(samples, columns: columns ?? Int(Double(samples.shape[0]).squareRoot().rounded(.up))), to: out)
+            try PNG.write(imageGrid(samples, columns: columns ?? Int(Double(samples.shape[0]).squareRoot().rounded(.up))), to: out,
+                          text: text)
         }
         if let individual, isImage {
             try FileManager.default.createDirectory(atPath: individual, withIntermediateDirectories: true)
             for i in 0..<samples.shape[0] {
                 try PNG.write(samples.slice(axis: 0, i..<(i + 1)).reshaped(Array(samples.shape.dropFirst())),
-                              to: String(format: "%@/%05d.png", individual, i))
+                              to: String(format: "%@/%05d.png", individual, i), text: text)
             }
         }
     }

@@ -154,4 +154,56 @@ final class StableDiffusionTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("not a Stable Diffusion 1.x or 2.x checkpoint"), "\($0)")
         }
     }
+
+    /// `diffuse generate` from the fixture's latent noise (--noise) gives diffusers' images for DDIM, Euler and DPM++ 2M
+    /// with Karras σ, from the folder and from the single file; its PNG carries the parameters `diffuse info` prints.
+    func testGenerateCommandMatchesDiffusers() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sd-generate-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for name in ["sd1", "sd2"] {
+            let folder = Self.fixtures.appendingPathComponent(name), expected = try Self.expected(name)
+            let noise = directory.appendingPathComponent("noise.safetensors").path
+            try SafeTensorsFile.write(["noise": try expected.tensor("noise")], to: noise)
+            let common = ["--prompt", "the cat and the hat, hello", "--negative-prompt", "blurry", "--steps", "10", "--size", "16x16",
+                          "--noise", noise]
+            for (sampler, options, model) in [("ddim", ["--sampler", "ddim"], ["--model", folder.path]),
+                                              ("euler", ["--sampler", "euler"], ["--model", folder.path]),
+                                              ("dpmpp_2m_karras", ["--sampler", "dpm++2m", "--karras"],
+                                               ["--model", folder.appendingPathComponent("sd.safetensors").path, "--config", folder.path])] {
+                let out = directory.appendingPathComponent("\(sampler).safetensors").path
+                let run = try diffuse(["generate"] + model + common + options + ["--out", out])
+                XCTAssertEqual(run.status, 0, run.errors)
+                let images = try SafeTensorsFile(path: out).tensor("images")
+                XCTAssertLessThanOrEqual(Self.relativeError(Self.channelsLast(images), try expected.tensor("\(sampler).image")), 1e-4,
+                                         "\(name) \(sampler)")
+            }
+            let png = directory.appendingPathComponent("image.png").path
+            XCTAssertEqual(try diffuse(["generate", "--model", folder.path, "--sampler", "dpm++2m", "--karras", "--seed", "11",
+                                             "--clip-skip", "1", "--steps", "3", "--size", "16x16", "--prompt", "a cat", "--out", png]).status, 0)
+            let info = try diffuse(["info", png])
+            XCTAssertEqual(info.status, 0)
+            for line in ["Prompt: a cat", "Steps: 3", "Sampler: DPM++ 2M Karras", "CFG scale: 7.5", "Seed: 11", "Size: 16x16",
+                         "Model: \(name)", "Clip skip: 2"] {
+                XCTAssertTrue(info.output.contains(line + "\n"), "\(line) in \(info.output)")
+            }
+        }
+    }
+
+    /// Bad requests stop before any work with a message and a non-zero status.
+    func testGenerateCommandErrors() throws {
+        let folder = Self.fixtures.appendingPathComponent("sd1").path
+        for (arguments, message) in [
+            (["--model", "/nonexistent", "--prompt", "x"], "no such file or folder"),
+            (["--model", folder, "--prompt", "x", "--size", "17x16"], "multiple of 2"),
+            (["--model", folder, "--prompt", "x", "--size", "16by16"], "size"),
+            (["--model", folder, "--prompt", "x", "--clip-skip", "5"], "clip-skip"),
+            (["--model", folder, "--prompt", "x", "--strength", "0.5"], "--init-image"),
+            (["--model", folder, "--prompt", "x", "--init-image", "/nonexistent.png"], "/nonexistent.png"),
+        ] {
+            let run = try diffuse(["generate"] + arguments + ["--out", "/tmp/never.png"])
+            XCTAssertNotEqual(run.status, 0, arguments.joined(separator: " "))
+            XCTAssertTrue(run.errors.contains(message), "\(message) in \(run.errors)")
+        }
+    }
 }
