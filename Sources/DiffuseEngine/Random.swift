@@ -32,6 +32,10 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
         return (c0, c1, c2, c3)
     }
 
+    /// A stand-in for building a model whose every parameter is loaded next: its draws are left unfilled
+    /// (uninitialised memory, never written), so that building a large model costs neither time nor resident memory.
+    public static let unfilled = RandomGenerator(seed: 0, stream: .max)
+
     /// A generator for an independent purpose (data order, dropout, noise), derived from this one's seed.
     public func derived(stream: UInt64) -> RandomGenerator { RandomGenerator(seed: seed, stream: stream) }
 
@@ -52,6 +56,7 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
     /// Uniform values in (low, high).
     public mutating func uniform(_ shape: [Int], low: Float = 0, high: Float = 1) -> Tensor {
         let out = Tensor(uninitialized: shape)
+        if self == .unfilled { return out }
         let count = out.count, p = out.storage.pointer, width = high - low
         forEachBlock(count) { w, i in
             let u = SIMD4(Self.unit(w.0), Self.unit(w.1), Self.unit(w.2), Self.unit(w.3))
@@ -63,6 +68,7 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
     /// Normal values (Box–Muller on the two pairs of each block).
     public mutating func normal(_ shape: [Int], mean: Float = 0, std: Float = 1) -> Tensor {
         let out = Tensor(uninitialized: shape)
+        if self == .unfilled { return out }
         let count = out.count, p = out.storage.pointer
         forEachBlock(count) { w, i in
             let r0 = (-2 * Foundation.log(Self.unit(w.0))).squareRoot(), t0 = 2 * Float.pi * Self.unit(w.1)

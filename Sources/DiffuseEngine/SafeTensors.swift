@@ -41,14 +41,30 @@ public struct SafeTensorsFile {
     public let entries: [String: Entry]
     private let data: Data
     private let dataStart: Int
+    /// Whether `data` is a read-only mapping of the file (whose pages can be dropped after reading).
+    private var isMapped = false
 
     public var names: [String] { entries.keys.sorted() }
 
+    /// Opens a file, mapped into memory (read-only, private): its tensors are read from the mapping when asked for.
     public init(path: String) throws {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) }
-        catch { throw SafeTensorsError(path: path, problem: "cannot be read (\(error.localizedDescription))") }
+        func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(path: path, problem: problem) }
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw fail("cannot be read (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { throw fail("is not a regular file") }
+        let size = Int(info.st_size)
+        guard size > 0 else {
+            try self.init(data: Data(), path: path)  // refused there, as too short
+            return
+        }
+        guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
+            throw fail("cannot be mapped into memory (\(String(cString: strerror(errno))))")
+        }
+        let data = Data(bytesNoCopy: base, count: size, deallocator: .custom { pointer, count in munmap(pointer, count) })
         try self.init(data: data, path: path)
+        isMapped = true
     }
 
     public init(data: Data, path: String = "<memory>") throws {
@@ -121,9 +137,21 @@ public struct SafeTensorsFile {
         return e
     }
 
-    /// Calls `body` with the raw little-endian bytes of a tensor.
+    /// Calls `body` with the raw little-endian bytes of a tensor. The file is mapped into memory: afterwards the
+    /// whole pages of those bytes are dropped from this process' resident memory (the kernel's page cache keeps
+    /// them), so that reading a model's weights one by one does not hold the file and the model at once.
     private func bytes<T>(_ e: Entry, _ body: (UnsafeRawBufferPointer) -> T) -> T {
-        data.withUnsafeBytes { raw in body(UnsafeRawBufferPointer(rebasing: raw[(dataStart + e.range.lowerBound)..<(dataStart + e.range.upperBound)])) }
+        data.withUnsafeBytes { raw in
+            let range = (dataStart + e.range.lowerBound)..<(dataStart + e.range.upperBound)
+            let result = body(UnsafeRawBufferPointer(rebasing: raw[range]))
+            if isMapped, let base = raw.baseAddress, range.count >= 1 << 20 {
+                let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+                let start = (Int(bitPattern: base) + range.lowerBound + page - 1) / page * page
+                let end = (Int(bitPattern: base) + range.upperBound) / page * page
+                if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
+            }
+            return result
+        }
     }
 
     /// A floating-point tensor as Float32 (F32, F16, BF16 and F64 are converted).
@@ -145,6 +173,13 @@ public struct SafeTensorsFile {
             }
         }
         return out
+    }
+
+    /// A tensor as a model keeps it: F16 and BF16 as their 16-bit values, the others as Float32 (see `tensor`).
+    public func stored(_ name: String) throws -> StoredTensor {
+        let e = try entry(name)
+        guard let format = HalfTensor.Format(rawValue: e.dtype.rawValue) else { return .float(try tensor(name)) }
+        return .half(bytes(e) { HalfTensor(littleEndian: $0, shape: e.shape, format: format) })
     }
 
     /// An F64 tensor's values (or F32's, widened), for callers that need double precision.

@@ -110,14 +110,10 @@ public final class CLIPTextModel: Module {
         register("text_model", textModel)
     }
 
-    /// Weights under the published keys (text_model.*): transformers 5 saves them without that prefix, and older
-    /// checkpoints also hold the position_ids buffer, which is only 0..<L.
-    public static func publishedKeys(_ weights: [String: Tensor]) -> [String: Tensor] {
-        var out: [String: Tensor] = [:]
-        for (key, t) in weights where !key.hasSuffix("embeddings.position_ids") {
-            out[key.hasPrefix("text_model.") ? key : "text_model." + key] = t
-        }
-        return out
+    /// The model key of a published checkpoint's key: transformers 5 saves them without the `text_model.` prefix,
+    /// and older checkpoints also hold the position_ids buffer, which is only 0..<L (nil: not a parameter).
+    public static func publishedKey(_ key: String) -> String? {
+        key.hasSuffix("embeddings.position_ids") ? nil : key.hasPrefix("text_model.") ? key : "text_model." + key
     }
 
     /// The encoder's output for token ids [B][L] (L ≤ max_position_embeddings), [B, L, hidden]: after the final

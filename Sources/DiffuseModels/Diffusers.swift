@@ -80,15 +80,13 @@ public struct DiffusersFolder {
     /// A component folder's model: its config.json decoded (unknown keys become warnings), the module built, and
     /// the weights loaded, every error naming the file.
     static func component<Config: Decodable, Model: Module>(in folder: URL, unknownKeys: ([String: JSONValue]) throws -> [String],
-                                                            warnings: inout [String], build: (Config) throws -> Model) throws -> Model {
+                                                            warnings: inout [String], keep16: Bool = false,
+                                                            build: (Config) throws -> Model) throws -> Model {
         let config: Config = try Self.config(in: folder, unknownKeys: unknownKeys, warnings: &warnings)
         let model: Model
         do { model = try build(config) }
         catch { throw DiffusersError(folder.appendingPathComponent("config.json").path, "\(error)") }
-        var weights = try Self.weights(in: folder)
-        Self.renameDeprecatedAttention(&weights)
-        do { try model.load(weights) }
-        catch { throw DiffusersError(folder.path, "\(error)") }
+        try load(model, from: folder, keep16: keep16, key: currentAttentionName)
         return model
     }
 
@@ -110,8 +108,8 @@ public struct DiffusersFolder {
         }
     }
 
-    static func autoencoder(in folder: URL, warnings: inout [String]) throws -> AutoencoderKL {
-        try component(in: folder, unknownKeys: AutoencoderKLConfig.unknownKeys, warnings: &warnings) { (c: AutoencoderKLConfig) in
+    static func autoencoder(in folder: URL, warnings: inout [String], keep16: Bool = false) throws -> AutoencoderKL {
+        try component(in: folder, unknownKeys: AutoencoderKLConfig.unknownKeys, warnings: &warnings, keep16: keep16) { (c: AutoencoderKLConfig) in
             var generator = RandomGenerator(seed: 0)
             return try AutoencoderKL(c, generator: &generator)
         }
@@ -170,21 +168,57 @@ public struct DiffusersFolder {
         return try encoder.encode(JSONValue.object(object))
     }
 
-    /// The tensors of a component's weights file (`name`, diffusion_pytorch_model.safetensors for diffusers' models,
-    /// model.safetensors for transformers'), of the shards its .index.json lists, or of its fp16 variant
-    /// (name.fp16.safetensors, what `save_pretrained(variant="fp16")` writes) when only that is there.
-    static func weights(in folder: URL, name: String = weightsName) throws -> [String: Tensor] {
+    /// A component folder's weight files (see `WeightFiles`), loaded into `model` one tensor at a time: 16-bit
+    /// tensors stay 16-bit when `keep16`, else they are widened. A key missing, left over or of the wrong shape
+    /// is an error naming the folder.
+    static func load(_ model: Module, from folder: URL, name: String = weightsName, keep16: Bool = false,
+                     key: (String) -> String? = { $0 }) throws {
+        let files = try WeightFiles(in: folder, name: name, key: key)
+        let own = Set((model.namedParameters() + model.namedBuffers()).map(\.0))
+        do {
+            if let extra = files.keys.sorted().first(where: { !own.contains($0) }) { throw StateError.unexpected(key: extra) }
+            try model.load { key in
+                let t = try files.stored(key)
+                return keep16 ? t : .float(t.widened)
+            }
+        } catch let error as DiffusersError { throw error }
+        catch { throw DiffusersError(folder.path, "\(error)") }
+    }
+
+    /// Checkpoints saved before diffusers 0.14 name the attention projections query, key, value and proj_attn:
+    /// a file key under its current name.
+    static func currentAttentionName(_ key: String) -> String? {
+        guard key.contains(".attentions.") else { return key }
+        let names = [".query.": ".to_q.", ".key.": ".to_k.", ".value.": ".to_v.", ".proj_attn.": ".to_out.0."]
+        return names.reduce(key) { $0.replacingOccurrences(of: $1.key, with: $1.value) }
+    }
+}
+
+/// The weights of a component folder: the file `name` (diffusion_pytorch_model.safetensors for diffusers' models,
+/// model.safetensors for transformers'), the shards its .index.json lists, or its fp16 variant
+/// (name.fp16.safetensors, what `save_pretrained(variant="fp16")` writes) when only that is there. Each tensor is
+/// read when asked for.
+struct WeightFiles {
+    let folder: URL
+    private let files: [SafeTensorsFile]
+    /// Each model key's file and its name there (`key` maps a file's names to the model's; nil drops one).
+    private var index: [String: (file: Int, name: String)] = [:]
+
+    var keys: Dictionary<String, (file: Int, name: String)>.Keys { index.keys }
+
+    init(in folder: URL, name: String, key: (String) -> String?) throws {
+        self.folder = folder
         let stem = String(name.dropLast(".safetensors".count))
-        let files = FileManager.default
+        let manager = FileManager.default
         var list: [String] = []
         for candidate in [name, stem + ".fp16.safetensors"] {
             let single = folder.appendingPathComponent(candidate)
-            let index = folder.appendingPathComponent(candidate + ".index.json")
-            if files.fileExists(atPath: single.path) {
+            let shards = folder.appendingPathComponent(candidate + ".index.json")
+            if manager.fileExists(atPath: single.path) {
                 list = [single.path]
-            } else if files.fileExists(atPath: index.path) {
-                guard case .object(let map)? = try JSONValue.object(at: index.path)["weight_map"] else {
-                    throw DiffusersError(index.path, "no 'weight_map' object")
+            } else if manager.fileExists(atPath: shards.path) {
+                guard case .object(let map)? = try JSONValue.object(at: shards.path)["weight_map"] else {
+                    throw DiffusersError(shards.path, "no 'weight_map' object")
                 }
                 let names = map.values.compactMap { if case .string(let s) = $0 { s } else { nil } }
                 list = Set(names).sorted().map { folder.appendingPathComponent($0).path }
@@ -193,29 +227,23 @@ public struct DiffusersFolder {
         }
         if list.isEmpty {
             let pickle = folder.appendingPathComponent(stem == "model" ? "pytorch_model.bin" : stem + ".bin")
-            throw DiffusersError(folder.path, files.fileExists(atPath: pickle.path)
+            throw DiffusersError(folder.path, manager.fileExists(atPath: pickle.path)
                 ? "only PyTorch pickle weights (.bin) here; Diffuse reads safetensors: re-save the model with "
                   + "`save_pretrained(folder, safe_serialization=True)`"
                 : "no \(name) (nor its .index.json or fp16 variant)")
         }
-        var tensors: [String: Tensor] = [:]
-        for file in list {
-            let f = try SafeTensorsFile(path: file)
-            for name in f.names {
-                guard tensors[name] == nil else { throw DiffusersError(file, "tensor '\(name)' appears in two shards") }
-                tensors[name] = try f.tensor(name)
+        files = try list.map(SafeTensorsFile.init(path:))
+        for (i, file) in files.enumerated() {
+            for fileName in file.names {
+                guard let modelKey = key(fileName) else { continue }
+                guard index[modelKey] == nil else { throw DiffusersError(file.path, "tensor '\(modelKey)' appears twice") }
+                index[modelKey] = (i, fileName)
             }
         }
-        return tensors
     }
 
-    /// Checkpoints saved before diffusers 0.14 name the attention projections query, key, value and proj_attn.
-    static func renameDeprecatedAttention(_ weights: inout [String: Tensor]) {
-        let names = [".query.": ".to_q.", ".key.": ".to_k.", ".value.": ".to_v.", ".proj_attn.": ".to_out.0."]
-        for key in Array(weights.keys) where key.contains(".attentions.") {
-            for (old, new) in names where key.contains(old) {
-                weights[key.replacingOccurrences(of: old, with: new)] = weights.removeValue(forKey: key)
-            }
-        }
+    func stored(_ key: String) throws -> StoredTensor {
+        guard let (file, name) = index[key] else { throw DiffusersError(folder.path, "no tensor '\(key)' in its weights") }
+        return try files[file].stored(name)
     }
 }

@@ -78,13 +78,13 @@ public final class StableDiffusion {
         let tokenizer = try CLIPTokenizer(folder: root.appendingPathComponent("tokenizer").path)
         let textFolder = root.appendingPathComponent("text_encoder")
         let textEncoder = try Self.build(CLIPTextModel.init, Self.textConfig(in: textFolder))
-        do { try textEncoder.load(CLIPTextModel.publishedKeys(DiffusersFolder.weights(in: textFolder, name: "model.safetensors"))) }
-        catch let error as DiffusersError { throw error }
-        catch { throw DiffusersError(textFolder.path, "\(error)") }
+        try DiffusersFolder.load(textEncoder, from: textFolder, name: "model.safetensors", keep16: true, key: CLIPTextModel.publishedKey)
         let unet: UNet2DConditionModel = try DiffusersFolder.component(
-            in: root.appendingPathComponent("unet"), unknownKeys: UNet2DConditionConfig.unknownKeys, warnings: &warnings
+            in: root.appendingPathComponent("unet"), unknownKeys: UNet2DConditionConfig.unknownKeys, warnings: &warnings, keep16: true
         ) { try Self.build(UNet2DConditionModel.init, $0) }
-        let vae = try DiffusersFolder.autoencoder(in: root.appendingPathComponent("vae"), warnings: &warnings)
+        let vae: AutoencoderKL = try DiffusersFolder.component(
+            in: root.appendingPathComponent("vae"), unknownKeys: AutoencoderKLConfig.unknownKeys, warnings: &warnings, keep16: true
+        ) { try Self.build(AutoencoderKL.init, $0) }
         try self.init(tokenizer: tokenizer, textEncoder: textEncoder, unet: unet, vae: vae,
                       scheduler: Self.scheduler(in: root, warnings: &warnings), path: root.path, warnings: warnings)
     }
@@ -122,9 +122,9 @@ public final class StableDiffusion {
                       warnings: warnings)
     }
 
-    /// A model of `config` (its random initial weights are overwritten when loading).
+    /// A model of `config` whose parameters are left unfilled (every one is loaded next).
     private static func build<Config, Model>(_ make: (Config, inout RandomGenerator) throws -> Model, _ config: Config) throws -> Model {
-        var generator = RandomGenerator(seed: 0)
+        var generator = RandomGenerator.unfilled
         return try make(config, &generator)
     }
 
@@ -189,9 +189,13 @@ public final class StableDiffusion {
         }
     }
 
-    /// Images [N, 3, H, W] in [0, 1] from latents as the U-Net sees them (scaled by the VAE's scaling_factor).
+    /// Images [N, 3, H, W] in [0, 1] from latents as the U-Net sees them (scaled by the VAE's scaling_factor). The
+    /// buffers the sampler's steps kept for reuse are given back first, and the decoder's after: each phase's peak
+    /// memory is its own, not the sum.
     public func decode(_ latents: Tensor) -> Tensor {
-        withoutGradients { clamp(vae.decode(vae.unscaled(latents)) * 0.5 + 0.5, min: 0, max: 1) }
+        BufferPool.shared.trim()
+        defer { BufferPool.shared.trim() }
+        return withoutGradients { clamp(vae.decode(vae.unscaled(latents)) * 0.5 + 0.5, min: 0, max: 1) }
     }
 
     /// The latents of images [N, 3, H, W] in [0, 1]: the posterior's mean plus its σ times `noise`, scaled.

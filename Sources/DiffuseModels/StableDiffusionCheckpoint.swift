@@ -50,14 +50,15 @@ public struct OriginalCheckpoint {
         }).sorted()
     }
 
-    func tensor(_ key: String) throws -> Tensor {
+    /// A tensor as the file stores it (16-bit values stay 16-bit).
+    func tensor(_ key: String) throws -> StoredTensor {
         guard has(key) else { throw DiffusersError(path, "no tensor '\(key)'") }
-        return try file.tensor(key)
+        return try file.stored(key)
     }
 
     /// Fills `model` from the checkpoint, `source` giving the tensor of each of its keys; an error names the file and
     /// the original key.
-    func load(_ model: Module, component: String, source: (String) throws -> Tensor) throws {
+    func load(_ model: Module, component: String, source: (String) throws -> StoredTensor) throws {
         var current = ""
         do {
             try model.load { key in
@@ -210,7 +211,7 @@ public struct OriginalCheckpoint {
     }
 
     /// A VAE tensor: the original's attention projections are 1×1 convolutions [C, C, 1, 1], diffusers' are linear.
-    func vaeTensor(_ key: String, levels: Int) throws -> Tensor {
+    func vaeTensor(_ key: String, levels: Int) throws -> StoredTensor {
         let t = try tensor(Self.vaeKey(key, levels: levels))
         return key.contains(".attentions.") && t.shape.count == 4 ? t.reshaped([t.shape[0], t.shape[1]]) : t
     }
@@ -249,7 +250,7 @@ public struct OriginalCheckpoint {
     }
 
     /// A text encoder tensor under transformers' key (text_model.…).
-    func textTensor(_ key: String) throws -> Tensor {
+    func textTensor(_ key: String) throws -> StoredTensor {
         switch family {
         case .sd1:
             // Checkpoints saved with transformers before 4.x have no `text_model.` level.
@@ -268,7 +269,7 @@ public struct OriginalCheckpoint {
             for (i, p) in ["q", "k", "v"].enumerated() where tail.hasPrefix("self_attn.\(p)_proj.") {
                 let packed = try tensor(block + "attn.in_proj_" + parts.last!)
                 let third = packed.shape[0] / 3
-                return packed.slice(axis: 0, (i * third)..<((i + 1) * third))
+                return packed.rows((i * third)..<((i + 1) * third))
             }
             let modules = ["self_attn.out_proj": "attn.out_proj", "layer_norm1": "ln_1", "layer_norm2": "ln_2",
                            "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"]

@@ -166,7 +166,12 @@ public final class Embedding: Module {
         register("weight", weight)
     }
 
-    public func callAsFunction(_ indices: [Int]) -> Tensor { embedding(weight.tensor, indices: indices) }
+    /// The vectors of `indices`; from a 16-bit table, only those rows are widened (a constant of the graph: such a
+    /// table is not trained).
+    public func callAsFunction(_ indices: [Int]) -> Tensor {
+        if let half = weight.half { return half.widenedRows(indices) }
+        return embedding(weight.tensor, indices: indices)
+    }
 }
 
 /// Inverted dropout while training, the identity in evaluation. It draws from its own generator, whose state a

@@ -1,25 +1,51 @@
 import DiffuseEngine
 
 /// A trainable tensor with a persistent graph leaf, so gradients from every backward pass accumulate on it until
-/// `zeroGrad()`. Optimizers update its values in place.
+/// `zeroGrad()`. Optimizers update its values in place. A parameter loaded from an fp16 or bf16 checkpoint may keep
+/// its values in 16 bits (`half`), widened to Float32 at each read: such a one is for inference, not training.
 public final class Parameter {
-    public private(set) var value: Tensor
+    /// The Float32 values, or nil while `half` holds them.
+    private var full: Tensor?
+    /// The 16-bit values, when the parameter keeps them so.
+    public private(set) var half: HalfTensor?
+    public let shape: [Int]
     private let leaf = GradNode.makeLeaf()
 
-    public init(_ value: Tensor) { self.value = value.detached }
+    public init(_ value: Tensor) {
+        full = value.detached
+        shape = value.shape
+    }
+
+    /// The values: the tensor itself, or for a 16-bit parameter a Float32 copy made for this read.
+    public var value: Tensor { full ?? half!.widened() }
+    public var count: Int { shape.reduce(1, *) }
 
     /// The value as an input of the graph (a constant inside `withoutGradients`).
     public var tensor: Tensor { value.withLeafNode(leaf) }
-    public var shape: [Int] { value.shape }
     public var grad: Tensor? { leaf.grad }
     public func zeroGrad() { leaf.zeroGrad() }
     /// Replaces the gradient (clipping, for instance).
     public func setGrad(_ g: Tensor?) { leaf.setGrad(g) }
 
-    /// Overwrites the values with `new`, which must have the same shape.
+    /// Overwrites the values with `new`, which must have the same shape (rounded to 16 bits for a 16-bit parameter).
     public func assign(_ new: Tensor) {
-        precondition(new.shape == value.shape, "assigning \(new.shape) to a parameter of shape \(value.shape)")
-        value.storage.pointer.update(from: new.storage.pointer, count: value.count)
+        precondition(new.shape == shape, "assigning \(new.shape) to a parameter of shape \(shape)")
+        if let half {
+            self.half = HalfTensor(narrowing: new, format: half.format)
+        } else {
+            full!.storage.pointer.update(from: new.storage.pointer, count: count)
+        }
+    }
+
+    /// Takes a checkpoint's tensor of the same shape: Float32 values are copied in, 16-bit ones kept as they are
+    /// (the Float32 values are dropped).
+    public func assign(_ new: StoredTensor) {
+        switch new {
+        case .float(let t): assign(t)
+        case .half(let h):
+            precondition(h.shape == shape, "assigning \(h.shape) to a parameter of shape \(shape)")
+            (half, full) = (h, nil)
+        }
     }
 }
 
@@ -68,7 +94,7 @@ open class Module {
 
     /// This module and every module below it, parents before children.
     public var allModules: [Module] { [self] + children.flatMap { $0.module.allModules } }
-    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
 
     /// Switches dropout and batch statistics on (training) or off (evaluation), here and below.
     public func train(_ on: Bool = true) {
@@ -99,8 +125,9 @@ open class Module {
     }
 
     /// Fills every parameter and buffer with `source(key)`, one tensor at a time, so that a large model's weights are
-    /// never held twice. A tensor of the wrong shape stops it with the key (what was filled before stays).
-    public func load(each source: (String) throws -> Tensor) throws {
+    /// never held twice; 16-bit tensors stay 16-bit. A tensor of the wrong shape stops it with the key (what was
+    /// filled before stays).
+    public func load(each source: (String) throws -> StoredTensor) throws {
         for (key, p) in namedParameters() + namedBuffers() {
             let t = try source(key)
             guard t.shape == p.shape else { throw StateError.shape(key: key, found: t.shape, expected: p.shape) }

@@ -18,11 +18,12 @@ extension Optimizer {
 /// Applies `body(p, g, state, range)` to every parameter that has a gradient, over pieces of its values in parallel.
 private func update(_ parameters: [(String, Parameter)], _ state: [[Tensor]],
                     _ body: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, [UnsafeMutablePointer<Float>], Range<Int>) -> Void) {
-    for (i, (_, p)) in parameters.enumerated() {
+    for (i, (name, p)) in parameters.enumerated() {
         guard let g = p.grad else { continue }
+        precondition(p.half == nil, "parameter '\(name)' is held in 16 bits, for inference: it cannot be trained")
         let pp = p.value.storage.pointer, pg = UnsafePointer(g.storage.pointer)
         let ps = state[i].map(\.storage.pointer)
-        parallelFor(p.value.count) { r in body(pp, pg, ps, r) }
+        parallelFor(p.count) { r in body(pp, pg, ps, r) }
     }
 }
 

@@ -10,7 +10,7 @@ struct Bench: ParsableCommand {
         A benchmark, not a test: it prints timings and never fails on them. Build with `-c release` first; a debug \
         build's numbers mean nothing. bench/engine.sh and bench/unet.sh run them beside PyTorch and print both.
         """,
-        subcommands: [EngineBench.self, UNetBench.self, ConvBench.self])
+        subcommands: [EngineBench.self, UNetBench.self, ConvBench.self, SDBench.self])
 }
 
 // MARK: - The engine benchmark

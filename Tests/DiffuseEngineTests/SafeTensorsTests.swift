@@ -126,6 +126,34 @@ final class SafeTensorsTests: XCTestCase {
         }
     }
 
+    /// F16 and BF16 tensors read as 16-bit values that widen exactly (every half, with denormals flushed), and
+    /// Float32 values narrow to the nearest 16-bit value, ties to even, as PyTorch's .half() and .bfloat16() do.
+    func testSixteenBitTensorsStaySixteenBit() throws {
+        flushDenormals()
+        var bytes: [UInt8] = []
+        for bits in 0...UInt16.max { bytes += [UInt8(bits & 0xFF), UInt8(bits >> 8)] }
+        let header = #"{"all": {"dtype": "F16", "shape": [256, 256], "data_offsets": [0, 131072]}}"#
+        let read = try SafeTensorsFile(data: file(header: header, data: bytes))
+        guard case .half(let half) = try read.stored("all") else { return XCTFail("F16 read as Float32") }
+        XCTAssertEqual(half.shape, [256, 256])
+        let widened = half.widened().scalars, reference = try read.tensor("all").scalars
+        XCTAssertTrue(zip(widened, reference).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) })
+        let back = HalfTensor(narrowing: Tensor(widened, shape: [65536]), format: .float16).widened().scalars
+        XCTAssertTrue(zip(back, widened).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) })
+        // Ties to even: 1 + 2⁻¹¹ lies halfway between 1 and 1 + 2⁻¹⁰ (even: 1); 1 + 3·2⁻¹¹ rounds up to 1 + 2⁻⁹.
+        let ties = Tensor([1 + 0x1p-11, 1 + 3 * 0x1p-11, 1 / 3, 70000, -0x1p-30], shape: [5])
+        XCTAssertEqual(HalfTensor(narrowing: ties, format: .float16).widened().scalars,
+                       [1, 1 + 0x1p-9, Float(Float16(Float(1) / 3)), .infinity, -0])
+        // bfloat16 keeps 8 significant bits: 1 + 2⁻⁸ is a tie (to 1), 1 + 3·2⁻⁸ rounds up to 1 + 2⁻⁶.
+        let bfloat = HalfTensor(narrowing: Tensor([1 + 0x1p-8, 1 + 3 * 0x1p-8, .nan, 3e38, 0x1p-130], shape: [5]), format: .bfloat16)
+        let b = bfloat.widened().scalars
+        XCTAssertEqual([b[0], b[1], b[3], b[4]], [1, 1 + 0x1p-6, Float(bitPattern: 0x7F62_0000), 0x1p-130])
+        XCTAssertTrue(b[2].isNaN)
+        // Rows and reshapes copy the right values.
+        XCTAssertEqual(half.rows(2..<3).widened().scalars, Array(reference[512..<768]))
+        XCTAssertEqual(half.reshaped([65536]).shape, [65536])
+    }
+
     func testMissingTensorAndWrongTypeAreErrors() throws {
         let read = try SafeTensorsFile(path: Fixtures.path("dtypes.safetensors"))
         XCTAssertThrowsError(try read.tensor("nope")) { error in
@@ -226,5 +254,22 @@ final class SafeTensorsTests: XCTestCase {
                        "data bytes 0..<4 belong to no tensor")
         assertRejected(file(header: #"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}"#, data: data),
                        "data bytes 8..<12 belong to no tensor")  // trailing bytes
+    }
+}
+
+/// The buffer pool serves a request from the smallest cached buffer that holds it, up to twice its size.
+final class BufferPoolTests: XCTestCase {
+    func testBestFitReuse() {
+        BufferPool.shared.trim()
+        let pool = BufferPool.shared
+        _ = Tensor(uninitialized: [1 << 20])  // allocated, then cached when released
+        let start = pool.freshAllocations
+        _ = Tensor(uninitialized: [600_000])  // fits the cached 1 Mi floats: no allocation
+        XCTAssertEqual(pool.freshAllocations, start)
+        _ = Tensor(uninitialized: [400_000])  // under half of it: a buffer of its own
+        XCTAssertEqual(pool.freshAllocations, start + 1)
+        XCTAssertGreaterThan(pool.bytesCached, 4 << 20)
+        pool.trim()
+        XCTAssertEqual(pool.bytesCached, 0)
     }
 }

@@ -1,6 +1,7 @@
 import DiffuseDiffusion
 import DiffuseEngine
 import DiffuseModels
+import DiffuseNN
 import Foundation
 import XCTest
 
@@ -74,6 +75,10 @@ final class StableDiffusionTests: XCTestCase {
             XCTAssertLessThanOrEqual(Self.relativeError(Self.channelsLast(edited), try expected.tensor("img2img.image")), 1e-4,
                                      "\(name) img2img")
             XCTAssertEqual(model.defaultSampler, name == "sd1" ? .pndm : .ddim)
+            // sd2's F16 weights stay 16-bit in memory, sd1's F32 ones Float32.
+            for component in [model.textEncoder, model.unet, model.vae] as [Module] {
+                XCTAssertTrue(component.parameters.allSatisfy { ($0.half != nil) == (name == "sd2") }, name)
+            }
         }
     }
 
