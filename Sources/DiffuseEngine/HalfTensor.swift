@@ -7,15 +7,32 @@ public final class HalfTensor: @unchecked Sendable {
     public let shape: [Int]
     public let format: Format
     public let count: Int
+    /// The values: this tensor's own memory, or, read in place, a file mapping's (never written).
     let bits: UnsafeMutablePointer<UInt16>
+    /// The mapping whose memory `bits` is, kept alive; nil when the memory is this tensor's.
+    private let mapping: FileMapping?
 
     init(shape: [Int], format: Format) {
-        (self.shape, self.format) = (shape, format)
+        (self.shape, self.format, mapping) = (shape, format, nil)
         count = shape.reduce(1, *)
         bits = UnsafeMutablePointer<UInt16>.allocate(capacity: Swift.max(count, 1))
     }
 
-    deinit { bits.deallocate() }
+    /// The values in place in a mapped file (native byte order).
+    init(viewing pointer: UnsafePointer<UInt16>, shape: [Int], format: Format, owner: FileMapping) {
+        (self.shape, self.format, mapping) = (shape, format, owner)
+        count = shape.reduce(1, *)
+        bits = UnsafeMutablePointer(mutating: pointer)
+    }
+
+    deinit { if mapping == nil { bits.deallocate() } }
+
+    /// For values read in place from a mapped file: drops their pages from this process' resident memory while the
+    /// model does not need them (the kernel's page cache keeps them, and the next read maps them back). Values in
+    /// the tensor's own memory stay.
+    public func dropResident() {
+        if mapping != nil { dropResidentPages(bits, count: 2 * count) }
+    }
 
     /// From little-endian 16-bit words (a safetensors file's bytes), `shape.reduce(1, *)` of them.
     public convenience init(littleEndian raw: UnsafeRawBufferPointer, shape: [Int], format: Format) {

@@ -41,8 +41,8 @@ public struct SafeTensorsFile {
     public let entries: [String: Entry]
     private let data: Data
     private let dataStart: Int
-    /// Whether `data` is a read-only mapping of the file (whose pages can be dropped after reading).
-    private var isMapped = false
+    /// The read-only mapping of the file that `data` is, if it is one (16-bit tensors are read in place from it).
+    private var mapping: FileMapping?
 
     public var names: [String] { entries.keys.sorted() }
 
@@ -64,7 +64,7 @@ public struct SafeTensorsFile {
         }
         let data = Data(bytesNoCopy: base, count: size, deallocator: .custom { pointer, count in munmap(pointer, count) })
         try self.init(data: data, path: path)
-        isMapped = true
+        mapping = FileMapping(base: UnsafeRawPointer(base), data: data)
     }
 
     public init(data: Data, path: String = "<memory>") throws {
@@ -144,11 +144,8 @@ public struct SafeTensorsFile {
         data.withUnsafeBytes { raw in
             let range = (dataStart + e.range.lowerBound)..<(dataStart + e.range.upperBound)
             let result = body(UnsafeRawBufferPointer(rebasing: raw[range]))
-            if isMapped, let base = raw.baseAddress, range.count >= 1 << 20 {
-                let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-                let start = (Int(bitPattern: base) + range.lowerBound + page - 1) / page * page
-                let end = (Int(bitPattern: base) + range.upperBound) / page * page
-                if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
+            if mapping != nil, let base = raw.baseAddress, range.count >= 1 << 20 {
+                dropResidentPages(base + range.lowerBound, count: range.count)
             }
             return result
         }
@@ -175,10 +172,19 @@ public struct SafeTensorsFile {
         return out
     }
 
-    /// A tensor as a model keeps it: F16 and BF16 as their 16-bit values, the others as Float32 (see `tensor`).
+    /// A tensor as a model keeps it: F16 and BF16 as their 16-bit values, the others as Float32 (see `tensor`). The
+    /// 16-bit values of a mapped file (on a little-endian machine, 2-byte aligned) are read in place: no copy is
+    /// made, and the model may drop them from resident memory while it does not use them (`HalfTensor.dropResident`).
     public func stored(_ name: String) throws -> StoredTensor {
         let e = try entry(name)
         guard let format = HalfTensor.Format(rawValue: e.dtype.rawValue) else { return .float(try tensor(name)) }
+        if let mapping, UInt16(littleEndian: 1) == 1 {
+            let start = mapping.base + dataStart + e.range.lowerBound
+            if Int(bitPattern: start) % 2 == 0 {
+                return .half(HalfTensor(viewing: start.assumingMemoryBound(to: UInt16.self), shape: e.shape, format: format,
+                                        owner: mapping))
+            }
+        }
         return .half(bytes(e) { HalfTensor(littleEndian: $0, shape: e.shape, format: format) })
     }
 
@@ -241,6 +247,23 @@ func floatFromHalf(_ h: UInt16) -> Float {
     case 31: return Float(bitPattern: sign | 0x7F80_0000 | m << 13)
     default: return Float(bitPattern: sign | (e + 112) << 23 | m << 13)
     }
+}
+
+/// A file mapped read-only into memory, unmapped when the last of its `Data` and of the tensors read in place
+/// from it is gone.
+final class FileMapping: @unchecked Sendable {
+    let base: UnsafeRawPointer
+    let data: Data
+
+    init(base: UnsafeRawPointer, data: Data) { (self.base, self.data) = (base, data) }
+}
+
+/// Drops the whole pages of `count` bytes at `start`, part of a read-only file mapping, from this process' resident
+/// memory: the kernel's page cache keeps them, and a later read maps them back.
+func dropResidentPages(_ start: UnsafeRawPointer, count: Int) {
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let first = (Int(bitPattern: start) + page - 1) / page * page, end = (Int(bitPattern: start) + count) / page * page
+    if end > first { _ = madvise(UnsafeMutableRawPointer(bitPattern: first), end - first, MADV_DONTNEED) }
 }
 
 /// Writes `data` to a temporary file beside `path`, flushes it, then renames it over `path`: a reader sees the old

@@ -169,6 +169,7 @@ public final class StableDiffusion {
     public func embed(prompt: String, negativePrompt: String, clipSkip: Int = 0) -> (context: Tensor, truncated: [String]) {
         let encoded = [negativePrompt, prompt].map { tokenizer.encode($0) }
         let truncated = zip([negativePrompt, prompt], encoded).filter { $1.truncated }.map(\.0)
+        defer { textEncoder.dropResidentWeights() }
         return (withoutGradients { textEncoder(encoded.map(\.ids), skip: clipSkip) }, truncated)
     }
 
@@ -190,17 +191,23 @@ public final class StableDiffusion {
     }
 
     /// Images [N, 3, H, W] in [0, 1] from latents as the U-Net sees them (scaled by the VAE's scaling_factor). The
-    /// buffers the sampler's steps kept for reuse are given back first, and the decoder's after: each phase's peak
+    /// buffers the sampler's steps kept for reuse are given back first, and the decoder's after, and each network's
+    /// weights read in place from a 16-bit checkpoint leave resident memory while the other runs: each phase's peak
     /// memory is its own, not the sum.
     public func decode(_ latents: Tensor) -> Tensor {
         BufferPool.shared.trim()
-        defer { BufferPool.shared.trim() }
+        unet.dropResidentWeights()
+        defer {
+            BufferPool.shared.trim()
+            vae.dropResidentWeights()
+        }
         return withoutGradients { clamp(vae.decode(vae.unscaled(latents)) * 0.5 + 0.5, min: 0, max: 1) }
     }
 
     /// The latents of images [N, 3, H, W] in [0, 1]: the posterior's mean plus its σ times `noise`, scaled.
     public func encode(_ images: Tensor, noise: Tensor) -> Tensor {
-        withoutGradients { vae.scaled(vae.encode(images * 2 - 1).sample(noise: noise)) }
+        defer { vae.dropResidentWeights() }
+        return withoutGradients { vae.scaled(vae.encode(images * 2 - 1).sample(noise: noise)) }
     }
 
     /// Text to image: the sampler's reverse process from latent noise [N, C, h, w], then the decoder.

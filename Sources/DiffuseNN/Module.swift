@@ -92,6 +92,12 @@ open class Module {
 
     public var parameters: [Parameter] { namedParameters().map(\.1) }
 
+    /// Drops the 16-bit weights read in place from a mapped checkpoint from resident memory until they are next
+    /// used (see `HalfTensor.dropResident`): for a component of a pipeline while the others run.
+    public func dropResidentWeights() {
+        for p in parameters { p.half?.dropResident() }
+    }
+
     /// This module and every module below it, parents before children.
     public var allModules: [Module] { [self] + children.flatMap { $0.module.allModules } }
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }

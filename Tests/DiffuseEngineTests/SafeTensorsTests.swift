@@ -154,6 +154,25 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(half.reshaped([65536]).shape, [65536])
     }
 
+    /// From a file on disk, 16-bit tensors are read in place from the mapping; dropping their pages from resident
+    /// memory loses nothing: the next read maps them back from the page cache.
+    func testSixteenBitTensorsAreReadInPlace() throws {
+        let count = 300_000  // several pages
+        var bytes: [UInt8] = []
+        for i in 0..<count { bytes += [UInt8(i & 0xFF), UInt8((i >> 8) & 0x3B)] }
+        var header = #"{"h": {"dtype": "BF16", "shape": [300, 1000], "data_offsets": [0, 600000]}}"#
+        header += String(repeating: " ", count: (8 - header.utf8.count % 8) % 8)  // aligned data, as writers pad it
+        let path = directory.appendingPathComponent("half.safetensors")
+        try file(header: header, data: bytes).write(to: path)
+        let read = try SafeTensorsFile(path: path.path)
+        guard case .half(let half) = try read.stored("h") else { return XCTFail("BF16 read as Float32") }
+        let before = half.widened().scalars
+        XCTAssertEqual(before, try read.tensor("h").scalars)
+        half.dropResident()
+        XCTAssertEqual(half.widened().scalars, before)
+        XCTAssertEqual(half.rows(299..<300).widened().scalars, Array(before[299_000...]))
+    }
+
     func testMissingTensorAndWrongTypeAreErrors() throws {
         let read = try SafeTensorsFile(path: Fixtures.path("dtypes.safetensors"))
         XCTAssertThrowsError(try read.tensor("nope")) { error in
