@@ -35,6 +35,8 @@ scheduler/, text_encoder/, tokenizer/, unet/, vae/), plus:
     img2img.init [1, 16, 16, 3], img2img.encoder_noise [1, 4, 8, 8], img2img.noise [1, 4, 8, 8],
     img2img.image [1, 16, 16, 3]   StableDiffusionImg2ImgPipeline with DDIM, strength 0.6, 10 steps, guidance 7.5:
                         the VAE's posterior sampled with encoder_noise, then noised with noise
+    vae.tiled.latents [1, 4, 12, 12], vae.tiled.image [1, 3, 24, 24]   AutoencoderKL.tiled_decode of latents larger
+                        than the VAE's sample size
   expected.json         the prompts, the samplers with their scheduler classes and overrides, the timesteps of each.
 """
 import json
@@ -299,6 +301,11 @@ def main():
             expected.update({"img2img.init": init, "img2img.encoder_noise": encoder_noise, "img2img.noise": img_noise,
                              "img2img.image": torch.from_numpy(image)})
             info["img2img"] = {"strength": 0.6, "sampler": "ddim", "timesteps": img2img.scheduler.timesteps.tolist()}
+            # Tiled decoding of latents larger than the VAE's sample size (8 latents here): 12×12 latents, tiles of 8
+            # every 6, blended over 4 pixels.
+            z = torch.randn(1, 4, 12, 12, generator=g)
+            expected["vae.tiled.latents"] = z
+            expected["vae.tiled.image"] = pipe.vae.tiled_decode(z).sample
         pipe.scheduler = spec["scheduler"]
         saved_pipe = pipe.to(torch.float16) if spec["f16"] else pipe
         saved_pipe.save_pretrained(folder, safe_serialization=True)

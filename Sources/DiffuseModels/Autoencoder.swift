@@ -275,6 +275,59 @@ public final class AutoencoderKL: Module {
         return decoderOut(decoderNormOut(h, then: activation))
     }
 
+    /// The side of the latent tiles of `decodeInTiles`: sample_size over the autoencoder's factor (64 for SD's VAE).
+    public var tileLatentSize: Int { config.sampleSize / (1 << (config.blockOutChannels.count - 1)) }
+
+    /// Images from latents larger than the model's sample size, in bounded memory, as diffusers'
+    /// `AutoencoderKL.tiled_decode` does it: latent tiles of side T = `tileLatentSize` every ¾T, each decoded alone;
+    /// in raster order, each decoded tile is blended into the tile above and the tile to the left (already blended)
+    /// over E = ¼·sample_size pixels, b[y] = a[end − E + y]·(1 − y/E) + b[y]·y/E (columns likewise), and keeps its first
+    /// sample_size − E rows and columns.
+    public func decodeInTiles(_ z: Tensor) -> Tensor {
+        let (t, side) = (tileLatentSize, config.sampleSize)
+        let step = Int(Double(t) * 0.75), extent = side / 4, keep = side - extent
+        let (height, width) = (z.shape[2], z.shape[3])
+        var rows: [[Tensor]] = []
+        for i in stride(from: 0, to: height, by: step) {
+            var row: [Tensor] = []
+            for j in stride(from: 0, to: width, by: step) {
+                let tile = z.slice([0..<z.shape[0], 0..<z.shape[1], i..<Swift.min(i + t, height), j..<Swift.min(j + t, width)])
+                let decoded = decode(tile)
+                if let above = rows.last?[row.count] { Self.blend(above, into: decoded, extent: extent, vertical: true) }
+                if let left = row.last { Self.blend(left, into: decoded, extent: extent, vertical: false) }
+                row.append(decoded)
+            }
+            rows.append(row)
+        }
+        let cropped = rows.map { row in
+            concat(row.map { $0.slice([0..<$0.shape[0], 0..<$0.shape[1], 0..<Swift.min(keep, $0.shape[2]), 0..<Swift.min(keep, $0.shape[3])]) },
+                   axis: 3)
+        }
+        return concat(cropped, axis: 2)
+    }
+
+    /// b's first E rows (columns when not `vertical`), E = min(extent, both sides), blended in place with a's last E:
+    /// b[y] = a[end − E + y]·(1 − y/E) + b[y]·y/E.
+    private static func blend(_ a: Tensor, into b: Tensor, extent: Int, vertical: Bool) {
+        let (n, c, ha, wa, hb, wb) = (b.shape[0], b.shape[1], a.shape[2], a.shape[3], b.shape[2], b.shape[3])
+        let e = Swift.min(extent, vertical ? Swift.min(ha, hb) : Swift.min(wa, wb))
+        let pa = a.storage.pointer, pb = b.storage.pointer
+        for plane in 0..<(n * c) {
+            for y in 0..<e {
+                let w = Double(y) / Double(e), (keepA, keepB) = (Float(1 - w), Float(w))
+                if vertical {
+                    let ra = pa + (plane * ha + ha - e + y) * wa, rb = pb + (plane * hb + y) * wb
+                    for x in 0..<Swift.min(wa, wb) { rb[x] = ra[x] * keepA + rb[x] * keepB }
+                } else {
+                    for r in 0..<Swift.min(ha, hb) {
+                        let ra = pa + (plane * ha + r) * wa, rb = pb + (plane * hb + r) * wb
+                        rb[y] = ra[wa - e + y] * keepA + rb[y] * keepB
+                    }
+                }
+            }
+        }
+    }
+
     /// Latents as diffusion sees them: (z − shift)·scale.
     public func scaled(_ z: Tensor) -> Tensor { (z - Float(config.shiftFactor ?? 0)) * Float(config.scalingFactor) }
 

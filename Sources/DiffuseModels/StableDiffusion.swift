@@ -201,7 +201,17 @@ public final class StableDiffusion {
             BufferPool.shared.trim()
             vae.dropResidentWeights()
         }
-        return withoutGradients { clamp(vae.decode(vae.unscaled(latents)) * 0.5 + 0.5, min: 0, max: 1) }
+        return withoutGradients {
+            let z = vae.unscaled(latents)
+            return clamp((decodesInTiles(latents) ? vae.decodeInTiles(z) : vae.decode(z)) * 0.5 + 0.5, min: 0, max: 1)
+        }
+    }
+
+    /// Whether `decode` runs the VAE in tiles (`AutoencoderKL.decodeInTiles`): for latents larger than its sample
+    /// size (images over 512² for SD 1.x, over 768² for SD 2.x), whose decoder's memory would otherwise grow with
+    /// the image.
+    public func decodesInTiles(_ latents: Tensor) -> Bool {
+        latents.shape[2] > vae.tileLatentSize || latents.shape[3] > vae.tileLatentSize
     }
 
     /// The latents of images [N, 3, H, W] in [0, 1]: the posterior's mean plus its σ times `noise`, scaled.

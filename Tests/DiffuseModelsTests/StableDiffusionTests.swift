@@ -82,6 +82,20 @@ final class StableDiffusionTests: XCTestCase {
         }
     }
 
+    /// Latents larger than the VAE's sample size decode in tiles as diffusers' AutoencoderKL.tiled_decode does
+    /// (12×12 latents: four tiles of at most 8, blended), within 1e-5 of its largest value; StableDiffusion.decode
+    /// takes that path for them only.
+    func testTiledDecodeMatchesDiffusers() throws {
+        let model = try StableDiffusion(path: Self.fixtures.appendingPathComponent("sd1").path)
+        let expected = try Self.expected("sd1")
+        let z = try expected.tensor("vae.tiled.latents")
+        let image = withoutGradients { model.vae.decodeInTiles(z) }
+        XCTAssertEqual(image.shape, [1, 3, 24, 24])
+        XCTAssertLessThanOrEqual(Self.relativeError(image, try expected.tensor("vae.tiled.image")), 1e-5)
+        XCTAssertTrue(model.decodesInTiles(z))
+        XCTAssertFalse(model.decodesInTiles(try expected.tensor("noise")))
+    }
+
     /// The same weights in one file in the original layout (written by the fixture script and checked there with
     /// diffusers' single-file converters), with the folder's configs and tokenizer, give the same embeddings and images.
     func testSingleFileCheckpointMatchesDiffusers() throws {
