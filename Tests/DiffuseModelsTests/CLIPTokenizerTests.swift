@@ -45,6 +45,33 @@ final class CLIPTokenizerTests: XCTestCase {
         }
     }
 
+    /// With CLIP's real vocabulary (49 408 tokens; scripts/clip_vocab.py writes the folder from open-clip-torch's
+    /// merges, and test.sh runs it), every one of 303 tricky strings (accents, other scripts, emoji, punctuation runs,
+    /// numbers, A1111-style weights kept as text, prompts over 77 tokens) gives transformers' ids, padded to 77.
+    func testRealVocabularyMatchesTransformers() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let folder = root.appendingPathComponent(".build/clip-vocab").path
+        guard FileManager.default.fileExists(atPath: folder + "/vocab.json") else {
+            throw XCTSkip("no CLIP vocabulary at \(folder): python3 scripts/clip_vocab.py .build/clip-vocab writes it (test.sh does)")
+        }
+        struct Cases: Decodable { let strings: [String]; let ids: [[Int]]; let truncated: [Bool] }
+        let cases = try JSONDecoder().decode(Cases.self, from: Data(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/clip-vocab-expected.json")))
+        let tokenizer = try CLIPTokenizer(folder: folder)
+        XCTAssertEqual(tokenizer.vocabulary.count, 49408)
+        XCTAssertEqual(cases.strings.count, 303)
+        var failures = 0
+        for (i, text) in cases.strings.enumerated() {
+            let (got, truncated) = tokenizer.encode(text)
+            let padded = cases.ids[i] + [Int](repeating: tokenizer.endToken, count: 77 - cases.ids[i].count)
+            if got != padded || truncated != cases.truncated[i] {
+                failures += 1
+                if failures <= 10 { XCTFail("'\(text)': \(got) (cut: \(truncated)), transformers: \(padded) (cut: \(cases.truncated[i]))") }
+            }
+        }
+        XCTAssertEqual(failures, 0, "strings whose ids differ from transformers'")
+    }
+
     /// A folder without its files, or with a pad token the vocabulary lacks, is an error that names the problem.
     func testBadFoldersAreClearErrors() throws {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("clip-tokenizer-\(UUID().uuidString)")
