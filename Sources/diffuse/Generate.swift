@@ -132,6 +132,7 @@ struct Generate: ParsableCommand {
         var images: [Tensor] = []
         let began = Date()
         for i in 0..<count {
+            let imageStart = Date()
             var generator = RandomGenerator(seed: seed &+ UInt64(i))
             let x = givenNoise?.slice(axis: 0, i..<(i + 1)) ?? generator.normal([1] + latent)
             let stepNoise: (Int) -> Tensor = { _ in generator.normal([1] + latent) }
@@ -145,6 +146,7 @@ struct Generate: ParsableCommand {
                 image = sd.generate(context: context, guidance: guidance, sampler: chosen, noise: x, stepNoise: stepNoise, observe: observe)
             }
             progress.update((i + 1) * stepsRun)
+            note(String(format: "image %d/%d in %.1f s", i + 1, count, Date().timeIntervalSince(imageStart)))
             images.append(image)
             if out.hasSuffix(".png") {
                 let file = count == 1 ? out : "\((out as NSString).deletingPathExtension)-\(i + 1).png"
