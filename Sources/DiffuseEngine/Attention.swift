@@ -60,9 +60,19 @@ private struct AttentionHead {
     typealias Rows = (Lanes, Lanes, Lanes, Lanes, Lanes, Lanes, Lanes, Lanes)
     static let zeroRows: Rows = (Lanes(), Lanes(), Lanes(), Lanes(), Lanes(), Lanes(), Lanes(), Lanes())
 
-    /// Floats for Kᵀ and Vᵀ (zero-padded), their gradients, 8 rows of scores and 8 of their gradients, and E zeros
-    /// (the output gradient of a block's repeated rows).
-    var scratch: Int { padded * (2 * d + 2 * e + 16) + e }
+    /// The forward pass' blocks: `queryBlock` query rows against `keyBlock` keys at a time, so that a block of Kᵀ
+    /// and V stays in cache while every row of the query block uses it.
+    static let queryBlock = 128, keyBlock = 256
+    /// V's rows padded to whole vectors.
+    var paddedE: Int { (e + 15) / 16 * 16 }
+
+    /// Floats for the forward pass (Kᵀ, V's padded rows, 8 rows of a key block's scores, the query block's outputs,
+    /// running maxima and sums) or the backward pass (Kᵀ and Vᵀ zero-padded, their gradients, 8 rows of scores and 8
+    /// of their gradients, and E zeros: the output gradient of a block's repeated rows), whichever is more.
+    var scratch: Int {
+        let forward = d * padded + padded * paddedE + 8 * Self.keyBlock + Self.queryBlock * (paddedE + 2)
+        return Swift.max(forward, padded * (2 * d + 2 * e + 16) + e)
+    }
 
     /// dst[c][j] = src[j][c] for j < S, zero for S ≤ j < padded.
     private func transpose(_ src: UnsafePointer<Float>, columns: Int, into dst: UnsafeMutablePointer<Float>) {
@@ -81,12 +91,13 @@ private struct AttentionHead {
         return (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7))
     }
 
-    /// out[r][j] = scale·Σ_c Q[first + r][c]·kt[c][j] for r < 8 (rows of `padded`), −∞ past S and, when causal,
-    /// past the row's own index (the forward and the backward pass both take their scores here).
-    private func scores(_ q: UnsafePointer<Float>, first: Int, _ kt: UnsafePointer<Float>,
+    /// out[r][j − keys.lowerBound] = scale·Σ_c Q[first + r][c]·kt[c][j] for r < 8 and j in `keys` (rows of
+    /// `keys.count`, a multiple of 16), −∞ past S and, when causal, past the row's own index (the forward and the
+    /// backward pass both take their scores here).
+    private func scores(_ q: UnsafePointer<Float>, first: Int, _ kt: UnsafePointer<Float>, keys: Range<Int>,
                         into out: UnsafeMutablePointer<Float>) {
-        let query = rows(q, first, width: d)
-        for j in Swift.stride(from: 0, to: padded, by: 16) {
+        let query = rows(q, first, width: d), width = keys.count
+        for j in Swift.stride(from: keys.lowerBound, to: keys.upperBound, by: 16) {
             var acc = AttentionHead.zeroRows
             for c in 0..<d {
                 let kv = Kernels.load(kt + c * padded + j)
@@ -99,11 +110,13 @@ private struct AttentionHead {
                 acc.6 = acc.6.addingProduct(Lanes(repeating: query.6[c]), kv)
                 acc.7 = acc.7.addingProduct(Lanes(repeating: query.7[c]), kv)
             }
-            AttentionHead.store(acc, scaledBy: scale, out + j, padded)
+            AttentionHead.store(acc, scaledBy: scale, out + j - keys.lowerBound, width)
         }
         for r in 0..<8 {
             let end = causal ? Swift.min(Swift.min(first + r, l - 1) + 1, s) : s
-            for j in end..<padded { out[r * padded + j] = -.infinity }
+            for j in Swift.min(Swift.max(end, keys.lowerBound), keys.upperBound)..<keys.upperBound {
+                out[r * width + j - keys.lowerBound] = -.infinity
+            }
         }
     }
 
@@ -124,41 +137,84 @@ private struct AttentionHead {
                 Kernels.load(p + 7 * padded))
     }
 
+    /// Online softmax over blocks of keys (as FlashAttention computes it): for each query row, over the key blocks in
+    /// order, m' = max(m, max_j S_j), ℓ' = ℓ·e^(m − m') + Σ_j e^(S_j − m'), O' = O·e^(m − m') + Σ_j e^(S_j − m')·V_j;
+    /// at the end O/ℓ, and the log-sum-exp m + log ℓ for the backward pass.
     func forward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
                  logSumExp: UnsafeMutablePointer<Float>?, scratch: UnsafeMutablePointer<Float>) {
-        let (kt, vt) = (scratch, scratch + d * padded)
-        let p = scratch + (2 * d + 2 * e) * padded
+        let ep = paddedE
+        let kt = scratch, vp = scratch + d * padded
+        let p = vp + padded * ep, o = p + 8 * Self.keyBlock
+        let m = o + Self.queryBlock * ep, total = m + Self.queryBlock
         transpose(k, columns: d, into: kt)
-        transpose(v, columns: e, into: vt)
-        var inverse = [Float](repeating: 0, count: 8)
-        for first in Swift.stride(from: 0, to: l, by: 8) {
-            let count = Swift.min(8, l - first)
-            scores(q, first: first, kt, into: p)
-            for r in 0..<8 {
-                let row = p + r * padded
-                let m = Kernels.maximum(row, s)
-                for j in 0..<padded { row[j] = fastExp(row[j] - m) }
-                for j in s..<padded { row[j] = 0 }
-                let total = Kernels.sum(row, s)
-                inverse[r] = 1 / total
-                if r < count { logSumExp?[first + r] = m + Foundation.log(total) }
-            }
-            // O[first + r][c] = Σ_j P[r][j]·Vᵀ[c][j] / total_r, the 8 rows against each row of Vᵀ.
-            for c in 0..<e {
-                var acc = AttentionHead.zeroRows
-                for j in Swift.stride(from: 0, to: padded, by: 16) {
-                    let vv = Kernels.load(vt + c * padded + j), pr = load(p, j)
-                    acc.0 = acc.0.addingProduct(pr.0, vv); acc.1 = acc.1.addingProduct(pr.1, vv)
-                    acc.2 = acc.2.addingProduct(pr.2, vv); acc.3 = acc.3.addingProduct(pr.3, vv)
-                    acc.4 = acc.4.addingProduct(pr.4, vv); acc.5 = acc.5.addingProduct(pr.5, vv)
-                    acc.6 = acc.6.addingProduct(pr.6, vv); acc.7 = acc.7.addingProduct(pr.7, vv)
+        for j in 0..<padded {
+            let row = vp + j * ep
+            if j < s { row.update(from: v + j * e, count: e) } else { row.update(repeating: 0, count: e) }
+            for c in e..<ep { row[c] = 0 }
+        }
+        for block in Swift.stride(from: 0, to: l, by: Self.queryBlock) {
+            let rowsInBlock = Swift.min(Self.queryBlock, l - block), groups = (rowsInBlock + 7) / 8
+            o.update(repeating: 0, count: groups * 8 * ep)
+            m.update(repeating: -.infinity, count: groups * 8)
+            total.update(repeating: 0, count: groups * 8)
+            for keyStart in Swift.stride(from: 0, to: padded, by: Self.keyBlock) {
+                let keys = keyStart..<Swift.min(keyStart + Self.keyBlock, padded), width = keys.count
+                for group in 0..<groups {
+                    let first = block + 8 * group
+                    scores(q, first: first, kt, keys: keys, into: p)
+                    for r in 0..<8 {
+                        let row = p + r * width, i = 8 * group + r
+                        let blockMax = Kernels.maximum(row, width), newMax = Swift.max(m[i], blockMax)
+                        // A row whose keys so far are all masked keeps m = −∞ and nothing summed.
+                        guard newMax > -.infinity else { continue }
+                        let correction = fastExp(m[i] - newMax)
+                        for j in 0..<width { row[j] = fastExp(row[j] - newMax) }
+                        total[i] = total[i] * correction + Kernels.sum(row, width)
+                        m[i] = newMax
+                        if correction != 1 {
+                            let oi = o + i * ep
+                            for c in 0..<ep { oi[c] *= correction }
+                        }
+                    }
+                    accumulate(p, width: width, vp + keys.lowerBound * ep, into: o + 8 * group * ep)
                 }
-                @inline(__always) func put(_ r: Int, _ v: Lanes) {
-                    if r < count { out[(first + r) * e + c] = Kernels.laneTotal(v) * inverse[r] }
-                }
-                put(0, acc.0); put(1, acc.1); put(2, acc.2); put(3, acc.3)
-                put(4, acc.4); put(5, acc.5); put(6, acc.6); put(7, acc.7)
             }
+            for r in 0..<rowsInBlock {
+                let inverse = 1 / total[r], oi = o + r * ep, target = out + (block + r) * e
+                for c in 0..<e { target[c] = oi[c] * inverse }
+                logSumExp?[block + r] = m[r] + Foundation.log(total[r])
+            }
+        }
+    }
+
+    /// o[r][c] += Σ_j p[r][j]·vp[j][c] for 8 rows r, j < width, over V's padded rows (`paddedE` wide), 48 columns
+    /// (three vectors for each of the 8 rows) at a time: a key's row of V is loaded once for the 8 rows.
+    private func accumulate(_ p: UnsafePointer<Float>, width: Int, _ vp: UnsafePointer<Float>, into o: UnsafeMutablePointer<Float>) {
+        let ep = paddedE
+        for c0 in Swift.stride(from: 0, to: ep, by: 48) {
+            let vectors = Swift.min(3, (ep - c0) / 16)
+            var a0 = AttentionHead.zeroRows, a1 = AttentionHead.zeroRows, a2 = AttentionHead.zeroRows
+            for j in 0..<width {
+                let row = vp + j * ep + c0
+                let v0 = Kernels.load(row)
+                let v1 = vectors > 1 ? Kernels.load(row + 16) : Lanes(), v2 = vectors > 2 ? Kernels.load(row + 32) : Lanes()
+                @inline(__always) func add(_ acc: inout Lanes, _ b: inout Lanes, _ c: inout Lanes, _ r: Int) {
+                    let w = Lanes(repeating: p[r * width + j])
+                    acc = acc.addingProduct(w, v0)
+                    b = b.addingProduct(w, v1)
+                    c = c.addingProduct(w, v2)
+                }
+                add(&a0.0, &a1.0, &a2.0, 0); add(&a0.1, &a1.1, &a2.1, 1); add(&a0.2, &a1.2, &a2.2, 2); add(&a0.3, &a1.3, &a2.3, 3)
+                add(&a0.4, &a1.4, &a2.4, 4); add(&a0.5, &a1.5, &a2.5, 5); add(&a0.6, &a1.6, &a2.6, 6); add(&a0.7, &a1.7, &a2.7, 7)
+            }
+            @inline(__always) func put(_ r: Int, _ x: Lanes, _ y: Lanes, _ z: Lanes) {
+                let row = o + r * ep + c0
+                Kernels.store(Kernels.load(row) + x, row)
+                if vectors > 1 { Kernels.store(Kernels.load(row + 16) + y, row + 16) }
+                if vectors > 2 { Kernels.store(Kernels.load(row + 32) + z, row + 32) }
+            }
+            put(0, a0.0, a1.0, a2.0); put(1, a0.1, a1.1, a2.1); put(2, a0.2, a1.2, a2.2); put(3, a0.3, a1.3, a2.3)
+            put(4, a0.4, a1.4, a2.4); put(5, a0.5, a1.5, a2.5); put(6, a0.6, a1.6, a2.6); put(7, a0.7, a1.7, a2.7)
         }
     }
 
@@ -176,7 +232,7 @@ private struct AttentionHead {
         var delta = [Float](repeating: 0, count: 8)
         for first in Swift.stride(from: 0, to: l, by: 8) {
             let count = Swift.min(8, l - first)
-            scores(q, first: first, kt, into: p)
+            scores(q, first: first, kt, keys: 0..<padded, into: p)
             for r in 0..<8 {
                 let (row, lse) = (p + r * padded, logSumExp[Swift.min(first + r, l - 1)])
                 for j in 0..<padded { row[j] = fastExp(row[j] - lse) }

@@ -295,15 +295,20 @@ final class OpTests: XCTestCase {
     }
 
     /// Attention against plain loops (in Double) where its kernels take the query rows 8 at a time with a partial
-    /// last block (21 queries), keys past a multiple of 16 (37), and heads of 40 and 24 channels, with and without
-    /// the causal mask: output and the three gradients, the same bits on 1 and 2 threads.
+    /// last block (21 queries), keys past a multiple of 16 (37), and heads of 40 and 24 channels; and where the
+    /// forward pass runs several blocks of queries (150 > 128) and of keys (530 > 2·256, the last partial), with
+    /// values of 56 channels (two column passes, the last partial): with and without the causal mask, output and the
+    /// three gradients, the same bits on 1 and 2 threads.
     func testAttentionMatchesPlainLoops() {
-        for causal in [false, true] { attentionMatchesPlainLoops(causal: causal) }
+        for causal in [false, true] {
+            attentionMatchesPlainLoops(causal: causal, sizes: (2, 21, 37, 40, 24))
+            attentionMatchesPlainLoops(causal: causal, sizes: (1, 150, 530, 40, 56))
+        }
     }
 
-    func attentionMatchesPlainLoops(causal: Bool) {
+    func attentionMatchesPlainLoops(causal: Bool, sizes: (heads: Int, l: Int, sk: Int, d: Int, e: Int)) {
         var g = RandomGenerator(seed: 41)
-        let (heads, l, sk, d, e) = (2, 21, 37, 40, 24)
+        let (heads, l, sk, d, e) = sizes
         let q = g.normal([1, heads, l, d]), k = g.normal([1, heads, sk, d]), v = g.normal([1, heads, sk, e])
         let gout = g.normal([1, heads, l, e])
         let (pq, pk, pv, pg) = (q.scalars.map(Double.init), k.scalars.map(Double.init), v.scalars.map(Double.init),
