@@ -7,7 +7,8 @@
 # up). Then the pieces, `diffuse bench sd` and `bench/sd_torch.py parts`: the text encoder, one U-Net step at 256²
 # and 512², the VAE decode at 512². Speed-up = diffusers' time / ours (> 1: we are faster). Nothing else should use
 # the CPU meanwhile; it takes about 20 minutes on 2 cores and needs 9 GB of disk.
-# Environment: PYTHON (default python3, with torch, diffusers and transformers), SD_DIR (the folders; default
+# Environment: PYTHON (default python3, with torch, diffusers, transformers and accelerate: without accelerate
+# diffusers loads with low_cpu_mem_usage off, holding a second copy of the weights, and says so), SD_DIR (the folders; default
 # bench/out/sd15), OUT_DIR (default bench/out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,8 @@ swift build -c release --product diffuse
 BIN="$(swift build -c release --show-bin-path)/diffuse"
 [ -f "$SD_DIR/fp16/model_index.json" ] && [ -f "$SD_DIR/fp32/model_index.json" ] || "$PYTHON" bench/sd_torch.py make "$SD_DIR"
 echo "machine: $("$BIN" info | sed 's/^Diffuse [^ ]* on //')"
-echo "PyTorch $("$PYTHON" -c 'import torch; print(torch.__version__)'), diffusers $("$PYTHON" -c 'import diffusers; print(diffusers.__version__)'), 2 threads"
+echo "PyTorch $("$PYTHON" -c 'import torch; print(torch.__version__)'), diffusers $("$PYTHON" -c 'import diffusers; print(diffusers.__version__)'), 2 threads,"\
+     "accelerate $("$PYTHON" -c 'import accelerate; print(accelerate.__version__)' 2>/dev/null || echo 'absent')"
 
 # Runs a command, its output to a log; prints the peak resident memory of the process in MB.
 peak() {
