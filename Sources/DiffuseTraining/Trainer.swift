@@ -263,8 +263,10 @@ public final class Trainer {
         let noise = g.normal([count] + objective.noiseShape)
         let labels = classes.map { k in (0..<count).map { $0 / 8 % k } }
         var sampler: Sampler?
+        var sampling: Sampling?
         if objective is DiffusionObjective {
-            sampler = try config.sampling(config.defaultSampler, steps: config.sampleSteps).makeSampler()
+            sampling = config.sampling(config.defaultSampler, steps: config.sampleSteps)
+            sampler = try sampling!.makeSampler()
         }
         objective.model.eval()
         defer { trainingMode() }
@@ -274,7 +276,13 @@ public final class Trainer {
         let name = String(format: "%@/step-%06d", folder.samples, state.step)
         if samples.rank == 4 {
             let columns = classes == nil ? Int(Double(count).squareRoot().rounded(.up)) : 8
-            try PNG.write(imageGrid(samples, columns: columns), to: name + ".png")
+            // How the grid was made, in the web UI's `parameters` chunk (as `diffuse sample` writes it).
+            let made = GenerationParameters(settings: [
+                .init("Steps", "\(sampling?.steps ?? 1)"), .init("Sampler", sampling?.webUIName ?? "one network evaluation"),
+                .init("Seed", "\(config.seed)"), .init("Size", "\(samples.shape[3])x\(samples.shape[2])"),
+                .init("Model", URL(fileURLWithPath: folder.path).lastPathComponent), .init("Training step", "\(state.step)"),
+            ])
+            try PNG.write(imageGrid(samples, columns: columns), to: name + ".png", text: [("parameters", made.text)])
         } else if samples.shape[1] == 2, case let .points(points) = data {
             let shown = points.slice(axis: 0, 0..<min(points.shape[0], 2000))
             let plot = Plot(title: "Samples at step \(state.step)", xLabel: "x₁", yLabel: "x₂",

@@ -52,6 +52,11 @@ final class TrainerTests: TemporaryFolderTestCase {
         XCTAssertEqual(try losses(split), try losses(straight))
         XCTAssertEqual(try losses(straight).count, 6)
         XCTAssertTrue(FileManager.default.fileExists(atPath: straight.samples + "/step-000006.png"))
+        // The grid says how it was made, as `diffuse sample` and `diffuse generate` do.
+        let made = GenerationParameters(parsing: try XCTUnwrap(PNG.text(straight.samples + "/step-000006.png").first?.text))
+        XCTAssertEqual(made["Training step"], "6")
+        XCTAssertEqual(made["Steps"], "\(config.sampleSteps)")
+        XCTAssertEqual(made["Seed"], "\(config.seed)")
     }
 
     func testCorruptAndMismatchedCheckpointsAreRejectedWithClearErrors() throws {
