@@ -2,7 +2,23 @@
 /// and widened to Float32 where they are used: a model loaded this way takes half the memory of Float32, at the
 /// cost of one conversion per use (a fraction of a nanosecond per value with F16C or NEON).
 public final class HalfTensor: @unchecked Sendable {
-    public enum Format: String, Sendable { case float16 = "F16", bfloat16 = "BF16" }
+    public enum Format: String, Sendable {
+        case float16 = "F16", bfloat16 = "BF16"
+
+        /// The Float32 value of 16 bits of this format, exactly: both widen without rounding. An F16 subnormal,
+        /// (−1)ˢ·m·2⁻²⁴, is made from its fields: a conversion may return 0 for it on a thread that flushes
+        /// denormals (`flushDenormals()`, which the engine's kernels set; F16C's does not, software ones may),
+        /// although each is a normal Float32.
+        @inline(__always) func widen(_ bits: UInt16) -> Float {
+            switch self {
+            case .float16:
+                let magnitude = bits & 0x7FFF
+                let value = magnitude < 0x0400 ? Float(magnitude) * 0x1p-24 : Float(Float16(bitPattern: magnitude))
+                return bits & 0x8000 != 0 ? -value : value
+            case .bfloat16: return Float(bitPattern: UInt32(bits) << 16)
+            }
+        }
+    }
 
     public let shape: [Int]
     public let format: Format
@@ -64,9 +80,10 @@ public final class HalfTensor: @unchecked Sendable {
         let out = Tensor(uninitialized: shape)
         let p = out.storage.pointer, q = bits
         parallelFor(count, grain: 1 << 16) { range in
+            // One loop per format, so that each vectorises.
             switch format {
-            case .float16: for i in range { p[i] = Float(Float16(bitPattern: q[i])) }
-            case .bfloat16: for i in range { p[i] = Float(bitPattern: UInt32(q[i]) << 16) }
+            case .float16: for i in range { p[i] = Format.float16.widen(q[i]) }
+            case .bfloat16: for i in range { p[i] = Format.bfloat16.widen(q[i]) }
             }
         }
         return out
@@ -80,10 +97,7 @@ public final class HalfTensor: @unchecked Sendable {
         let out = Tensor(uninitialized: [indices.count] + shape.dropFirst())
         let p = out.storage.pointer
         for (i, r) in indices.enumerated() {
-            for j in 0..<row {
-                let b = bits[r * row + j]
-                p[i * row + j] = format == .float16 ? Float(Float16(bitPattern: b)) : Float(bitPattern: UInt32(b) << 16)
-            }
+            for j in 0..<row { p[i * row + j] = format.widen(bits[r * row + j]) }
         }
         return out
     }

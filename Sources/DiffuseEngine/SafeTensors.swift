@@ -162,8 +162,9 @@ public struct SafeTensorsFile {
         bytes(e) { raw in
             switch e.dtype {
             case .f32: for i in 0..<n { p[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
-            case .f16: for i in 0..<n { p[i] = floatFromHalf(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
-            case .bf16: for i in 0..<n { p[i] = Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16) }
+            case .f16, .bf16:
+                let format = HalfTensor.Format(rawValue: e.dtype.rawValue)!
+                for i in 0..<n { p[i] = format.widen(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
             case .f64: for i in 0..<n { p[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))) }
             case .i64: for i in 0..<n { p[i] = Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))) }
             default: break  // refused above
@@ -232,20 +233,6 @@ public struct SafeTensorsFile {
     /// Writes `tensors` as F32 to `path` atomically (see `writeAtomically`).
     public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to path: String) throws {
         try writeAtomically(encode(tensors, metadata: metadata), to: path)
-    }
-}
-
-/// The IEEE half with bits `h` as a Float, exactly, assembled from its fields. Not `Float(Float16(bitPattern:))`:
-/// that conversion returns 0 for every subnormal half on a thread that flushes denormals (`flushDenormals()`, set by
-/// the engine's kernels), although each of them is a normal Float32.
-///   normal: (−1)ˢ·1.m·2^(e−15) → Float32 exponent e − 15 + 127;  subnormal: (−1)ˢ·m·2⁻²⁴;  e = 31: ±∞ or NaN
-func floatFromHalf(_ h: UInt16) -> Float {
-    let sign = UInt32(h & 0x8000) << 16, e = UInt32(h >> 10) & 0x1F, m = UInt32(h & 0x3FF)
-    switch e {
-    // m·2⁻²⁴ from a whole number times a power of two: only normal floats take part, so no flushing.
-    case 0: return Float(bitPattern: sign | (Float(m) * 0x1p-24).bitPattern)
-    case 31: return Float(bitPattern: sign | 0x7F80_0000 | m << 13)
-    default: return Float(bitPattern: sign | (e + 112) << 23 | m << 13)
     }
 }
 
