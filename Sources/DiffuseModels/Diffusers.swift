@@ -77,17 +77,23 @@ public struct DiffusersFolder {
         self.warnings = warnings
     }
 
-    /// A component folder's model: its config.json decoded (unknown keys become warnings), the module built, and
-    /// the weights loaded, every error naming the file.
+    /// A component folder's model: its config.json decoded (unknown keys become warnings), the module built
+    /// unfilled, and the weights loaded, every error naming the file.
     static func component<Config: Decodable, Model: Module>(in folder: URL, unknownKeys: ([String: JSONValue]) throws -> [String],
                                                             warnings: inout [String], keep16: Bool = false,
-                                                            build: (Config) throws -> Model) throws -> Model {
+                                                            build: (Config, inout RandomGenerator) throws -> Model) throws -> Model {
         let config: Config = try Self.config(in: folder, unknownKeys: unknownKeys, warnings: &warnings)
         let model: Model
-        do { model = try build(config) }
+        do { model = try unfilled(build, config) }
         catch { throw DiffusersError(folder.appendingPathComponent("config.json").path, "\(error)") }
         try load(model, from: folder, keep16: keep16, key: currentAttentionName)
         return model
+    }
+
+    /// A model of `config` whose parameters are left unfilled (`RandomGenerator.unfilled`): every one is loaded next.
+    static func unfilled<Config, Model>(_ make: (Config, inout RandomGenerator) throws -> Model, _ config: Config) throws -> Model {
+        var generator = RandomGenerator.unfilled
+        return try make(config, &generator)
     }
 
     /// A component folder's config.json decoded; its unknown keys become warnings, and an error names the file.
@@ -102,17 +108,12 @@ public struct DiffusersFolder {
     }
 
     static func unet(in folder: URL, warnings: inout [String]) throws -> UNet2DModel {
-        try component(in: folder, unknownKeys: UNet2DConfig.unknownKeys, warnings: &warnings) { (c: UNet2DConfig) in
-            var generator = RandomGenerator(seed: 0)
-            return try UNet2DModel(c, generator: &generator)
-        }
+        try component(in: folder, unknownKeys: UNet2DConfig.unknownKeys, warnings: &warnings, build: UNet2DModel.init)
     }
 
     static func autoencoder(in folder: URL, warnings: inout [String], keep16: Bool = false) throws -> AutoencoderKL {
-        try component(in: folder, unknownKeys: AutoencoderKLConfig.unknownKeys, warnings: &warnings, keep16: keep16) { (c: AutoencoderKLConfig) in
-            var generator = RandomGenerator(seed: 0)
-            return try AutoencoderKL(c, generator: &generator)
-        }
+        try component(in: folder, unknownKeys: AutoencoderKLConfig.unknownKeys, warnings: &warnings, keep16: keep16,
+                      build: AutoencoderKL.init)
     }
 
     /// The diffusers version whose layout the written folders follow.

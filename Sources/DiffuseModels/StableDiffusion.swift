@@ -77,14 +77,11 @@ public final class StableDiffusion {
         var warnings: [String] = []
         let tokenizer = try CLIPTokenizer(folder: root.appendingPathComponent("tokenizer").path)
         let textFolder = root.appendingPathComponent("text_encoder")
-        let textEncoder = try Self.build(CLIPTextModel.init, Self.textConfig(in: textFolder))
+        let textEncoder = try DiffusersFolder.unfilled(CLIPTextModel.init, Self.textConfig(in: textFolder))
         try DiffusersFolder.load(textEncoder, from: textFolder, name: "model.safetensors", keep16: true, key: CLIPTextModel.publishedKey)
-        let unet: UNet2DConditionModel = try DiffusersFolder.component(
-            in: root.appendingPathComponent("unet"), unknownKeys: UNet2DConditionConfig.unknownKeys, warnings: &warnings, keep16: true
-        ) { try Self.build(UNet2DConditionModel.init, $0) }
-        let vae: AutoencoderKL = try DiffusersFolder.component(
-            in: root.appendingPathComponent("vae"), unknownKeys: AutoencoderKLConfig.unknownKeys, warnings: &warnings, keep16: true
-        ) { try Self.build(AutoencoderKL.init, $0) }
+        let unet = try DiffusersFolder.component(in: root.appendingPathComponent("unet"), unknownKeys: UNet2DConditionConfig.unknownKeys,
+                                                 warnings: &warnings, keep16: true, build: UNet2DConditionModel.init)
+        let vae = try DiffusersFolder.autoencoder(in: root.appendingPathComponent("vae"), warnings: &warnings, keep16: true)
         try self.init(tokenizer: tokenizer, textEncoder: textEncoder, unet: unet, vae: vae,
                       scheduler: Self.scheduler(in: root, warnings: &warnings), path: root.path, warnings: warnings)
     }
@@ -101,31 +98,25 @@ public final class StableDiffusion {
             FileManager.default.fileExists(atPath: config.appendingPathComponent("\(component)/\(file)").path)
         }
         let tokenizer = try CLIPTokenizer(folder: config.appendingPathComponent("tokenizer").path)
-        let textEncoder = try Self.build(CLIPTextModel.init, exists("text_encoder")
+        let textEncoder = try DiffusersFolder.unfilled(CLIPTextModel.init, exists("text_encoder")
             ? Self.textConfig(in: config.appendingPathComponent("text_encoder")) : checkpoint.textConfig())
         try checkpoint.load(textEncoder, component: "text encoder", source: checkpoint.textTensor)
         let unetConfig = exists("unet")
             ? try DiffusersFolder.config(in: config.appendingPathComponent("unet"), unknownKeys: UNet2DConditionConfig.unknownKeys,
                                          warnings: &warnings)
             : try checkpoint.unetConfig()
-        let unet = try Self.build(UNet2DConditionModel.init, unetConfig)
+        let unet = try DiffusersFolder.unfilled(UNet2DConditionModel.init, unetConfig)
         try checkpoint.load(unet, component: "U-Net") { try checkpoint.tensor(OriginalCheckpoint.unetKey($0, config: unetConfig)) }
         let vaeConfig = exists("vae")
             ? try DiffusersFolder.config(in: config.appendingPathComponent("vae"), unknownKeys: AutoencoderKLConfig.unknownKeys,
                                          warnings: &warnings)
             : try checkpoint.vaeConfig()
-        let vae = try Self.build(AutoencoderKL.init, vaeConfig)
+        let vae = try DiffusersFolder.unfilled(AutoencoderKL.init, vaeConfig)
         try checkpoint.load(vae, component: "autoencoder") { try checkpoint.vaeTensor($0, levels: vaeConfig.blockOutChannels.count) }
         let scheduler = exists("scheduler", "scheduler_config.json") ? try Self.scheduler(in: config, warnings: &warnings)
                                                                      : checkpoint.schedulerConfig
         try self.init(tokenizer: tokenizer, textEncoder: textEncoder, unet: unet, vae: vae, scheduler: scheduler, path: path,
                       warnings: warnings)
-    }
-
-    /// A model of `config` whose parameters are left unfilled (every one is loaded next).
-    private static func build<Config, Model>(_ make: (Config, inout RandomGenerator) throws -> Model, _ config: Config) throws -> Model {
-        var generator = RandomGenerator.unfilled
-        return try make(config, &generator)
     }
 
     private static func textConfig(in folder: URL) throws -> CLIPTextConfig {

@@ -28,15 +28,12 @@ struct SDBench: ParsableCommand {
         print("machine: \(Engine.machineDescription)")
         let sd = try StableDiffusion(path: model, config: config)
         var results: [String: Double] = [:]
+        // One untimed call (the timer's sizing call), then --runs timed ones of one call each.
+        let timer = Timer(runs: runs, warmup: 0, minRunTime: 0)
         func time(_ name: String, _ body: () -> Void) {
-            body()
-            let times = (0..<runs).map { _ -> Double in
-                let start = Date()
-                body()
-                return Date().timeIntervalSince(start)
-            }.sorted()
-            results[name] = times[times.count / 2]
-            print(String(format: "%-18@ %8.3f s", name as NSString, times[times.count / 2]))
+            let seconds = timer.measure(body).medianMs / 1000
+            results[name] = seconds
+            print(String(format: "%-18@ %8.3f s", name as NSString, seconds))
         }
         let prompt = "a photograph of an astronaut riding a horse on the moon", negative = "blurry, low quality"
         time("text_encoder_s") { _ = sd.embed(prompt: prompt, negativePrompt: negative) }
