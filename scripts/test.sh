@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, in release mode (numeric code is 10-100x slower in debug builds). Extra arguments go to
 # `swift test` (e.g. --filter UNetTests). Ends with a one-line count of passed and failed tests.
-# The programs the tests run: pandoc (the report test converts Markdown to HTML and DOCX) and rsvg-convert, which
-# pandoc calls to put the report's SVG figures into a DOCX.
+# The programs the tests run: pandoc (the report test converts Markdown to HTML and DOCX), rsvg-convert, which
+# pandoc calls to put the report's SVG figures into a DOCX, and Open MPI's mpirun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # python3 and pip: CLIP's real vocabulary for the tokenizer test, taken from open-clip-torch's wheel (downloaded, not
 # installed); without it that one test skips and says so.
-bash scripts/setup.sh pandoc=pandoc rsvg-convert=librsvg2-bin python3=python3 pip3=python3-pip
+# mpirun (Open MPI): the data-parallel training tests launch `diffuse train` on 2 and 3 ranks with it.
+bash scripts/setup.sh pandoc=pandoc rsvg-convert=librsvg2-bin python3=python3 pip3=python3-pip mpirun=openmpi-bin
 python3 scripts/clip_vocab.py .build/clip-vocab || echo "test.sh: could not write CLIP's vocabulary; the tokenizer test on it will skip" >&2
 swift build -c release --build-tests
 log=$(mktemp)

@@ -130,7 +130,7 @@ public struct RectifiedFlow: Sendable {
 
     /// n times t = 1/(1 + e^{−u}), u ~ N(0, 1): the logit-normal law of Esser et al. (2024), which puts the training
     /// where the path is hardest to predict, mid-way.
-    public static func logitNormal(_ n: Int, generator: inout RandomGenerator) -> [Double] {
-        generator.normal([n]).scalars.map { 1 / (1 + Foundation.exp(-Double($0))) }
+    public static func logitNormal(_ n: Int, generator: inout RandomGenerator, share: BatchShare? = nil) -> [Double] {
+        generator.normal([n], share: share).scalars.map { 1 / (1 + Foundation.exp(-Double($0))) }
     }
 }

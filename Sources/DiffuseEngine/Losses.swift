@@ -67,11 +67,12 @@ public func embedding(_ weight: Tensor, indices: [Int], shape: [Int]? = nil) -> 
     }
 }
 
-/// Inverted dropout: each value zeroed with probability p, the others scaled by 1/(1 − p).
-public func dropout(_ x: Tensor, p: Float, generator: inout RandomGenerator) -> Tensor {
+/// Inverted dropout: each value zeroed with probability p, the others scaled by 1/(1 − p). On a share of a batch, the
+/// mask is the share's rows of the whole batch's.
+public func dropout(_ x: Tensor, p: Float, generator: inout RandomGenerator, share: BatchShare? = nil) -> Tensor {
     guard p > 0 else { return x }
     let keep = 1 - p
-    let u = generator.uniform(x.shape)
+    let u = generator.uniform(x.shape, share: share)
     let mask = Kernels.map(u) { o, u, r in for i in r { o[i] = u[i] < keep ? 1 / keep : 0 } }
     return mul(x, mask)
 }

@@ -195,6 +195,40 @@ public func batchNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
     return (y, stats.mean, stats.variance.map { $0 * correction })
 }
 
+/// BatchNorm in training mode over a batch shared between processes (SyncBatchNorm): each channel's mean and
+/// biased variance are those of the whole batch, μ_c = Σ_ranks Σ x / N and σ²_c = Σ_ranks Σ (x − μ_c)² / N over the
+/// N values of the channel in all shares, the gradient flowing back through the sums over processes
+/// (`processSum`). Returns what `batchNorm(_:weight:bias:eps:)` does, the statistics being the whole batch's.
+public func batchNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5, group: ProcessGroup)
+    -> (output: Tensor, mean: [Float], unbiasedVariance: [Float]) {
+    precondition(x.rank >= 2, "batch norm of \(x.shape)")
+    let c = x.shape[1]
+    let axes = [0] + Array(2..<x.rank)
+    var count = [Double(x.count / c)]
+    count.withUnsafeMutableBufferPointer { group.sum($0) }
+    let n = Float(count[0])
+    let mu = processSum(sum(x, axes: axes, keepDims: true), group: group) / n
+    let centred = x - mu
+    let variance = processSum(sum(square(centred), axes: axes, keepDims: true), group: group) / n
+    let xhat = centred / sqrt(variance + eps)
+    let channelShape = [1, c] + [Int](repeating: 1, count: x.rank - 2)
+    let y = affine(xhat, weight?.reshaped(channelShape), bias?.reshaped(channelShape))
+    let correction = n / Swift.max(n - 1, 1)
+    return (y, mu.scalars, variance.scalars.map { $0 * correction })
+}
+
+/// S = Σ_ranks x_rank, the same on every process of `group`. Each process' loss reaches S, so
+///   ∂L/∂x_rank = Σ_ranks ∂L_rank/∂S: the backward sums the gradients over the processes too.
+public func processSum(_ x: Tensor, group: ProcessGroup) -> Tensor {
+    let out = x.detached.copy()
+    group.sum(UnsafeMutableBufferPointer(start: out.storage.pointer, count: out.count))
+    return out.recording(inputs: [x]) { g in
+        let total = g.copy()
+        group.sum(UnsafeMutableBufferPointer(start: total.storage.pointer, count: total.count))
+        return [total]
+    }
+}
+
 /// BatchNorm in evaluation mode: y = (x − running mean)/√(running variance + ε)·γ + β, per channel.
 public func batchNorm(_ x: Tensor, runningMean: Tensor, runningVariance: Tensor, weight: Tensor?, bias: Tensor?,
                       eps: Float = 1e-5) -> Tensor {

@@ -2,8 +2,9 @@ import COpenBLAS
 import Dispatch
 import Foundation
 
-/// How many threads the engine's own kernels use. Results never depend on it: work is cut into pieces whose
-/// boundaries depend only on the problem size, and partial results are combined in a fixed order.
+/// How many threads the engine's own kernels use: by default, the cores the process may run on. Results never
+/// depend on it: work is cut into pieces whose boundaries depend only on the problem size, and partial results are
+/// combined in a fixed order.
 public enum Engine {
     nonisolated(unsafe) public static var threads = start()
 
@@ -14,7 +15,7 @@ public enum Engine {
     private static func start() -> Int {
         openblas_set_num_threads(1)
         stopBLASThreads()
-        return ProcessInfo.processInfo.activeProcessorCount
+        return coresAvailable
     }
 
     /// Stops OpenBLAS's worker threads (a later multi-threaded call starts them again), through the symbol that its

@@ -39,42 +39,57 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
     /// A generator for an independent purpose (data order, dropout, noise), derived from this one's seed.
     public func derived(stream: UInt64) -> RandomGenerator { RandomGenerator(seed: seed, stream: stream) }
 
-    /// Runs `body(words, first)` for the blocks that cover `count` values, 4 per block (`first` = index of the
-    /// block's first value), in parallel, and advances past them.
-    private mutating func forEachBlock(_ count: Int, _ body: ((UInt32, UInt32, UInt32, UInt32), Int) -> Void) {
-        let base = offset, gen = self
-        parallelFor((count + 3) / 4, grain: 1024) { r in
-            for b in r { body(gen.block(base + UInt64(b)), 4 * b) }
+    /// Runs `body(words, first)` for the blocks that cover values `values` of a draw of `count`, 4 per block
+    /// (`first` = index of the block's first value, relative to `values.lowerBound`), in parallel, and advances
+    /// past the whole draw.
+    private mutating func forEachBlock(_ count: Int, values: Range<Int>? = nil,
+                                       _ body: ((UInt32, UInt32, UInt32, UInt32), Int) -> Void) {
+        let values = values ?? 0..<count, base = offset, gen = self
+        let first = values.lowerBound / 4, end = (values.upperBound + 3) / 4
+        parallelFor(end - first, grain: 1024) { r in
+            for b in r { body(gen.block(base + UInt64(first + b)), 4 * (first + b) - values.lowerBound) }
         }
         offset += UInt64((count + 3) / 4)
+    }
+
+    /// The values of a draw of [share.total] + shape.dropFirst() that the rows of `share` take, for a tensor of
+    /// `shape` (whose first dimension is the share's rows), and how many values the whole draw has.
+    private static func values(_ shape: [Int], _ share: BatchShare?) -> (Range<Int>?, Int) {
+        guard let share else { return (nil, shape.reduce(1, *)) }
+        precondition(shape.first == share.rows.count, "a share of \(share.rows.count) rows drawn as \(shape)")
+        let row = shape.dropFirst().reduce(1, *)
+        return ((share.rows.lowerBound * row)..<(share.rows.upperBound * row), share.total * row)
     }
 
     /// A uniform value in (0, 1) from the top 23 bits of a word: (k + ½)·2⁻²³ for k < 2²³ is exact in Float32, the
     /// largest being 1 − 2⁻²⁴. (With 24 bits, (2²⁴ − 1 + ½)·2⁻²⁴ would round to exactly 1.)
     @inlinable static func unit(_ w: UInt32) -> Float { (Float(w >> 9) + 0.5) * 0x1p-23 }
 
-    /// Uniform values in (low, high).
-    public mutating func uniform(_ shape: [Int], low: Float = 0, high: Float = 1) -> Tensor {
+    /// Uniform values in (low, high). With a share: its rows of the values that a draw for the whole batch gives.
+    public mutating func uniform(_ shape: [Int], low: Float = 0, high: Float = 1, share: BatchShare? = nil) -> Tensor {
         let out = Tensor(uninitialized: shape)
         if self == .unfilled { return out }
         let count = out.count, p = out.storage.pointer, width = high - low
-        forEachBlock(count) { w, i in
+        let (values, total) = Self.values(shape, share)
+        forEachBlock(total, values: values) { w, i in
             let u = SIMD4(Self.unit(w.0), Self.unit(w.1), Self.unit(w.2), Self.unit(w.3))
-            for k in 0..<Swift.min(4, count - i) { p[i + k] = low + width * u[k] }
+            for k in Swift.max(0, -i)..<Swift.min(4, count - i) { p[i + k] = low + width * u[k] }
         }
         return out
     }
 
-    /// Normal values (Box–Muller on the two pairs of each block).
-    public mutating func normal(_ shape: [Int], mean: Float = 0, std: Float = 1) -> Tensor {
+    /// Normal values (Box–Muller on the two pairs of each block). With a share: its rows of the values that a draw
+    /// for the whole batch gives.
+    public mutating func normal(_ shape: [Int], mean: Float = 0, std: Float = 1, share: BatchShare? = nil) -> Tensor {
         let out = Tensor(uninitialized: shape)
         if self == .unfilled { return out }
         let count = out.count, p = out.storage.pointer
-        forEachBlock(count) { w, i in
+        let (values, total) = Self.values(shape, share)
+        forEachBlock(total, values: values) { w, i in
             let r0 = (-2 * Foundation.log(Self.unit(w.0))).squareRoot(), t0 = 2 * Float.pi * Self.unit(w.1)
             let r1 = (-2 * Foundation.log(Self.unit(w.2))).squareRoot(), t1 = 2 * Float.pi * Self.unit(w.3)
             let z = SIMD4(r0 * Foundation.cos(t0), r0 * Foundation.sin(t0), r1 * Foundation.cos(t1), r1 * Foundation.sin(t1))
-            for k in 0..<Swift.min(4, count - i) { p[i + k] = mean + std * z[k] }
+            for k in Swift.max(0, -i)..<Swift.min(4, count - i) { p[i + k] = mean + std * z[k] }
         }
         return out
     }
@@ -91,9 +106,11 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
         return out
     }
 
-    /// Integers uniform in 0..<bound.
-    public mutating func integers(_ count: Int, below bound: Int) -> [Int] {
-        words(count).map { Int((UInt64($0) &* UInt64(bound)) >> 32) }
+    /// Integers uniform in 0..<bound. With a share: its rows of a draw of `share.total` (`count` being its rows).
+    public mutating func integers(_ count: Int, below bound: Int, share: BatchShare? = nil) -> [Int] {
+        precondition(share.map { $0.rows.count == count } ?? true, "a share of \(share!.rows.count) rows drawn as \(count)")
+        let all = words(share?.total ?? count).map { Int((UInt64($0) &* UInt64(bound)) >> 32) }
+        return share.map { Array(all[$0.rows]) } ?? all
     }
 
     /// A uniformly random ordering of 0..<n (Fisher–Yates).

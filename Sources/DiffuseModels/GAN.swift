@@ -114,10 +114,11 @@ public enum GANLoss: String, Codable, CaseIterable, Sendable {
 /// E_δ[(D(x + h·δ) − D(x))²]/h² = ‖∇_x D(x)‖² + O(h²), so the mean over the batch of (D(x + hδ) − D(x))²/h² estimates
 /// the penalty without differentiating a gradient (the engine's backward passes are first order). Both terms come
 /// from one discriminator call on [x; x + hδ], so that batch statistics are shared. h = 0.01 of the data's scale.
-public func r1Penalty(_ discriminator: (Tensor) -> Tensor, real x: Tensor, gamma: Double, generator: inout RandomGenerator) -> Tensor {
+public func r1Penalty(_ discriminator: (Tensor) -> Tensor, real x: Tensor, gamma: Double, generator: inout RandomGenerator,
+                      share: BatchShare? = nil) -> Tensor {
     let h: Float = 0.01
     let n = x.shape[0]
-    let logits = discriminator(concat([x, x + generator.normal(x.shape) * h], axis: 0)).flattened()
+    let logits = discriminator(concat([x, x + generator.normal(x.shape, share: share) * h], axis: 0)).flattened()
     let difference = logits.slice(axis: 0, n..<(2 * n)) - logits.slice(axis: 0, 0..<n)
     return sum(square(difference)) * Float(gamma / 2 / Double(n) / Double(h * h))
 }

@@ -145,7 +145,9 @@ public final class BatchNorm: Module {
             return batchNorm(x, runningMean: runningMean.value, runningVariance: runningVariance.value,
                              weight: weight.tensor, bias: bias.tensor, eps: eps)
         }
-        let (y, mean, variance) = batchNorm(x, weight: weight.tensor, bias: bias.tensor, eps: eps)
+        // Over a batch shared between processes, the statistics of the whole batch.
+        let (y, mean, variance) = BatchShare.current.map { batchNorm(x, weight: weight.tensor, bias: bias.tensor, eps: eps, group: $0.group) }
+            ?? batchNorm(x, weight: weight.tensor, bias: bias.tensor, eps: eps)
         let m = momentum
         let rm = runningMean.value.storage.pointer, rv = runningVariance.value.storage.pointer
         for c in mean.indices {
@@ -187,6 +189,6 @@ public final class Dropout: Module {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        isTraining && p > 0 ? dropout(x, p: p, generator: &generator) : x
+        isTraining && p > 0 ? dropout(x, p: p, generator: &generator, share: BatchShare.current) : x
     }
 }

@@ -157,6 +157,43 @@ public final class Adam: Optimizer {
     }
 }
 
+/// Replaces each parameter's gradient by its sum over the processes of `group` (data-parallel training: each
+/// process' gradient is of its share's part of the batch's loss, so the sum is the batch's gradient). The gradients
+/// travel in buckets of up to `bucket` values, each one call of the group's sum, which amortises a call's latency
+/// over many small tensors and bounds the staging memory; the sums land in new tensors (a gradient's storage may be
+/// another tensor's too). Every process passes the same parameters in the same order.
+public func sumGradients(_ parameters: [Parameter], over group: ProcessGroup, bucket: Int = 1 << 22) {
+    guard group.size > 1 else { return }
+    let withGradients = parameters.filter { $0.grad != nil }
+    let total = withGradients.reduce(0) { $0 + $1.count }
+    let sums = withGradients.map { Tensor(uninitialized: $0.shape) }
+    var staging = [Float](repeating: 0, count: Swift.min(bucket, total))
+    // Position (parameter, value) where the next bucket starts.
+    var (first, firstValue) = (0, 0)
+    staging.withUnsafeMutableBufferPointer { staging in
+        while first < withGradients.count {
+            var (i, v, filled) = (first, firstValue, 0)
+            while i < withGradients.count && filled < staging.count {
+                let take = Swift.min(withGradients[i].count - v, staging.count - filled)
+                (staging.baseAddress! + filled).update(from: withGradients[i].grad!.storage.pointer + v, count: take)
+                filled += take
+                v += take
+                if v == withGradients[i].count { (i, v) = (i + 1, 0) }
+            }
+            group.sum(UnsafeMutableBufferPointer(rebasing: staging[0..<filled]))
+            var read = 0
+            while read < filled {
+                let take = Swift.min(withGradients[first].count - firstValue, filled - read)
+                (sums[first].storage.pointer + firstValue).update(from: staging.baseAddress! + read, count: take)
+                read += take
+                firstValue += take
+                if firstValue == withGradients[first].count { (first, firstValue) = (first + 1, 0) }
+            }
+        }
+    }
+    for (p, sum) in zip(withGradients, sums) { p.setGrad(sum) }
+}
+
 /// Scales all gradients together so that their global L2 norm √(Σ‖g‖²) is at most `maxNorm`
 /// (factor maxNorm/(norm + 1e-6), as PyTorch). Returns the norm before clipping.
 @discardableResult

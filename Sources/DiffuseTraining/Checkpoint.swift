@@ -52,7 +52,15 @@ public struct Checkpoint {
     }
 
     public init(path: String) throws {
-        let file = try SafeTensorsFile(path: path)
+        try self.init(try SafeTensorsFile(path: path), path: path)
+    }
+
+    /// From the bytes of a checkpoint file (one that another process read), `path` naming it in errors.
+    public init(data: Data, path: String) throws {
+        try self.init(try SafeTensorsFile(data: data, path: path), path: path)
+    }
+
+    private init(_ file: SafeTensorsFile, path: String) throws {
         guard file.metadata["format"] == Self.format, let json = file.metadata["state"] else {
             throw CheckpointError(path: path, problem: "is a safetensors file but not a Diffuse checkpoint (no training state)")
         }

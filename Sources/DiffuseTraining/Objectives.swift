@@ -33,10 +33,16 @@ public struct Update {
     public let beta1: Float
 }
 
-/// A batch of training examples with their class labels (empty without classes).
+/// A batch of training examples with their class labels (empty without classes); in data-parallel training, this
+/// process' share of the step's batch, whose random draws per example an objective takes with `share`.
 public struct Batch {
     public let x: Tensor
     public let labels: [Int]
+    public var share: BatchShare?
+
+    public init(x: Tensor, labels: [Int], share: BatchShare? = nil) {
+        (self.x, self.labels, self.share) = (x, labels, share)
+    }
 }
 
 /// What a run trains and how: its networks (one module tree, whose parameter paths are checkpoint keys) and the
@@ -125,37 +131,38 @@ public final class DiffusionObjective: GenerativeObjective {
     }
 
     /// The diffusion model's x_0 for images: themselves, or the scaled latents of a posterior sample.
-    func x0(_ x: Tensor, generator: inout RandomGenerator) -> Tensor {
+    func x0(_ x: Tensor, generator: inout RandomGenerator, share: BatchShare?) -> Tensor {
         guard let vae = firstStage else { return x }
         return withoutGradients {
             let posterior = vae.encode(x)
-            return vae.scaled(posterior.sample(noise: generator.normal(posterior.mean.shape)))
+            return vae.scaled(posterior.sample(noise: generator.normal(posterior.mean.shape, share: share)))
         }
     }
 
     /// The labels of a batch for training, each replaced by the null label with probability `labelDropout` (nil for
     /// an unconditional model).
-    func labels(_ labels: [Int], generator: inout RandomGenerator) -> [Int]? {
+    func labels(_ labels: [Int], generator: inout RandomGenerator, share: BatchShare?) -> [Int]? {
         guard let classes else { return nil }
-        let keep = generator.uniform([labels.count]).scalars
+        let keep = generator.uniform([labels.count], share: share).scalars
         return zip(labels, keep).map { label, u in Double(u) < labelDropout ? classes : label }
     }
 
     public func loss(update i: Int, batch: Batch, generator: inout RandomGenerator) -> (loss: Tensor, logged: [String: Float]) {
-        let x0 = self.x0(batch.x, generator: &generator)
+        let share = batch.share
+        let x0 = self.x0(batch.x, generator: &generator, share: share)
         let n = x0.shape[0]
         if let flow {
-            let t = RectifiedFlow.logitNormal(n, generator: &generator)
-            let noise = generator.normal(x0.shape)
-            let labels = self.labels(batch.labels, generator: &generator)
+            let t = RectifiedFlow.logitNormal(n, generator: &generator, share: share)
+            let noise = generator.normal(x0.shape, share: share)
+            let labels = self.labels(batch.labels, generator: &generator, share: share)
             let output = network.predict(flow.noised(x0, t: t, noise: noise), timesteps: t.map { $0 * Double(flow.trainingSteps) },
                                          labels: labels)
             let loss = mseLoss(output, flow.target(x0: x0, noise: noise))
             return (loss, ["loss": loss.item])
         }
-        let t = generator.integers(n, below: diffusion.schedule.timesteps)
-        let noise = generator.normal(x0.shape)
-        let labels = self.labels(batch.labels, generator: &generator)
+        let t = generator.integers(n, below: diffusion.schedule.timesteps, share: share)
+        let noise = generator.normal(x0.shape, share: share)
+        let labels = self.labels(batch.labels, generator: &generator, share: share)
         let output = network.predict(diffusion.noised(x0, t: t, noise: noise), timesteps: t, labels: labels)
         let loss = diffusion.loss(output: output, target: diffusion.target(x0: x0, noise: noise, t: t), t: t,
                                   minSNRGamma: minSNRGamma)
@@ -249,7 +256,7 @@ public final class AutoencoderObjective: GenerativeObjective {
             return (loss, ["d_loss": loss.item])
         }
         let posterior = vae.encode(x)
-        let reconstructed = vae.decode(posterior.sample(noise: generator.normal(posterior.mean.shape)))
+        let reconstructed = vae.decode(posterior.sample(noise: generator.normal(posterior.mean.shape, share: batch.share)))
         let error = reconstruction == .l1 ? l1Loss(reconstructed, x) : mseLoss(reconstructed, x)
         let pixels = Float(x.count / x.shape[0])
         let kl = mean(posterior.kl()) / pixels
@@ -299,14 +306,15 @@ public final class GANObjective: GenerativeObjective {
 
     public func loss(update i: Int, batch: Batch, generator: inout RandomGenerator) -> (loss: Tensor, logged: [String: Float]) {
         let n = batch.x.shape[0]
-        let z = generator.normal([n, config.latentDimension])
+        let z = generator.normal([n, config.latentDimension], share: batch.share)
         if i == 0 {
             let fake = withoutGradients { generatorNetwork(z) }
             let real = discriminator(batch.x), faked = discriminator(fake)
             var loss = config.loss.discriminator(real: real, fake: faked)
             var logged = ["d_loss": loss.item, "d_real": mean(real).item, "d_fake": mean(faked).item]
             if config.r1Gamma > 0 {
-                let r1 = r1Penalty({ self.discriminator($0) }, real: batch.x, gamma: config.r1Gamma, generator: &generator)
+                let r1 = r1Penalty({ self.discriminator($0) }, real: batch.x, gamma: config.r1Gamma, generator: &generator,
+                                   share: batch.share)
                 loss = loss + r1
                 logged["r1"] = r1.item
             }

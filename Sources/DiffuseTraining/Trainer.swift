@@ -46,8 +46,10 @@ public struct RunFolder: Sendable {
 /// Why training stopped.
 public enum TrainingOutcome: Equatable {
     case finished
-    /// Stopped by Ctrl-C, SIGTERM or the time limit, after writing a checkpoint.
+    /// Stopped by Ctrl-C or SIGTERM (on any of the processes), after writing a checkpoint.
     case interrupted(step: Int)
+    /// Stopped at the time limit, after writing a checkpoint and a sample grid.
+    case outOfTime(step: Int)
 }
 
 /// A loss that is not a finite number: the run stops and the last good checkpoint stays.
@@ -79,12 +81,23 @@ public final class Trainer {
     let data: DataSet
     private var batches: BatchSampler
     private let schedule: WarmupCosineSchedule
+    /// The processes training together (data-parallel: each takes its share of every batch, and their gradients
+    /// are summed); the first writes the run folder, the others write nothing.
+    public let group: ProcessGroup
+    /// Seconds spent summing gradients over the processes, this session.
+    public private(set) var gradientSumSeconds = 0.0
 
     /// A new run in `folder` (created), or with `resume` the run already there, continued from its checkpoint (the
     /// caller passes the folder's configuration, possibly with more steps). A new latent-diffusion run takes its
-    /// first stage's weights from `firstStage` (the VAE run's averaged weights).
-    public init(config: RunConfig, data: DataSet, folder: RunFolder, resume: Bool, firstStage: [String: Tensor]? = nil) throws {
+    /// first stage's weights from `firstStage` (the VAE run's averaged weights). Over a group of processes, the
+    /// first one's initial weights, or the checkpoint it reads, go to all.
+    public init(config: RunConfig, data: DataSet, folder: RunFolder, resume: Bool, firstStage: [String: Tensor]? = nil,
+                group: ProcessGroup = SingleProcess()) throws {
         try config.validate()
+        guard config.batchSize >= group.size else {
+            throw ConfigError("a batch of \(config.batchSize) cannot be shared among \(group.size) processes: use --batch-size \(group.size) or more")
+        }
+        self.group = group
         var config = config
         if config.exampleShape.isEmpty { config.exampleShape = data.exampleShape }
         guard config.exampleShape == data.exampleShape else {
@@ -104,7 +117,16 @@ public final class Trainer {
         state = TrainingState(generator: RandomGenerator(seed: config.seed, stream: 2))
         batches = BatchSampler(count: data.count, batchSize: config.batchSize, generator: RandomGenerator(seed: config.seed, stream: 4))
         if resume {
-            let checkpoint = try Checkpoint(path: folder.checkpoint)
+            // The first process reads the file; every process takes its bytes (or the first's error) from it.
+            var bytes: Data?, failure: Error?
+            if group.isFirst {
+                do { bytes = try Data(contentsOf: URL(fileURLWithPath: folder.checkpoint), options: .alwaysMapped) }
+                catch { failure = CheckpointError(path: folder.checkpoint, problem: "cannot be read (\(error.localizedDescription))") }
+            }
+            if group.sum([failure == nil ? 0 : 1])[0] > 0 {
+                throw failure ?? CheckpointError(path: folder.checkpoint, problem: "cannot be read on the first process")
+            }
+            let checkpoint = try Checkpoint(data: group.size > 1 ? group.broadcast(bytes) : bytes!, path: folder.checkpoint)
             try Checkpoint.load(checkpoint.model, into: objective.model, from: folder.checkpoint)
             do {
                 for (update, optimizer) in zip(objective.updates, optimizers) {
@@ -121,12 +143,16 @@ public final class Trainer {
                 throw CheckpointError(path: folder.checkpoint, problem: "holds \(state.dropoutOffsets.count) dropout states for \(dropouts.count) layers")
             }
             for (d, offset) in zip(dropouts, state.dropoutOffsets) { d.generator.offset = offset }
+            guard group.isFirst else { return }
             try keepLogRows(through: state.step)
             try folder.write(config)
         } else {
             if let firstStage, let vae = (objective as? DiffusionObjective)?.firstStage {
                 try vae.load(firstStage)
             }
+            let model = objective.model
+            group.broadcast(model.namedParameters().map(\.1.value) + model.namedBuffers().map(\.1.value))
+            guard group.isFirst else { return }
             try FileManager.default.createDirectory(atPath: folder.samples, withIntermediateDirectories: true)
             try folder.write(config)
             try writeAtomically(Data((["step"] + logColumns + ["seconds", "examples_per_second"]).joined(separator: ",").utf8 + [10]),
@@ -166,23 +192,47 @@ public final class Trainer {
     }
 
     /// One training step on a batch: the objective's updates in order. Returns the logged values and each
-    /// update's gradient norm before clipping.
+    /// update's gradient norm before clipping. On a share of the batch (data-parallel), each process' loss is
+    /// weighted by its share's fraction of the batch and the gradients are summed over the processes, so that every
+    /// process takes the batch's step; the logged values are the batch's too.
     func step(_ batch: Batch) throws -> (logged: [String: Float], norms: [Float]) {
         var logged: [String: Float] = [:]
         var norms: [Float] = []
         for (i, (update, optimizer)) in zip(objective.updates, optimizers).enumerated() {
             optimizer.learningRate = schedule(state.step)
             for p in parameters { p.zeroGrad() }  // all of them: an update's loss reaches the other networks too
-            let (loss, values) = objective.loss(update: i, batch: batch, generator: &state.generator)
-            guard loss.item.isFinite else { throw DivergenceError(step: state.step, loss: loss.item, checkpoint: folder.checkpoint) }
-            loss.backward()
+            try BatchShare.$current.withValue(batch.share) {
+                var (loss, values) = objective.loss(update: i, batch: batch, generator: &state.generator)
+                if let share = batch.share {
+                    loss = loss * share.fraction
+                    let names = values.keys.sorted()
+                    let sums = group.sum([Double(loss.item)] + names.map { Double(values[$0]! * share.fraction) })
+                    for (name, sum) in zip(names, sums.dropFirst()) { values[name] = Float(sum) }
+                    guard sums[0].isFinite else { throw DivergenceError(step: state.step, loss: Float(sums[0]), checkpoint: folder.checkpoint) }
+                } else {
+                    guard loss.item.isFinite else { throw DivergenceError(step: state.step, loss: loss.item, checkpoint: folder.checkpoint) }
+                }
+                loss.backward()
+                logged.merge(values) { _, new in new }
+            }
+            let summing = Date()
+            sumGradients(update.parameters.map(\.1), over: group)
+            gradientSumSeconds += Date().timeIntervalSince(summing)
             norms.append(clipGradientNorm(update.parameters.map(\.1), maxNorm: config.gradientClip ?? .infinity))
             optimizer.step()
-            logged.merge(values) { _, new in new }
         }
         ema.update()
         state.step += 1
         return (logged, norms)
+    }
+
+    /// Why to stop before the next step, the same on every process: an interruption (Ctrl-C or SIGTERM) on any of
+    /// them, or the first one's deadline.
+    private func stopReason(deadline: Date?) -> (interrupted: Bool, deadline: Bool) {
+        let passed = group.isFirst && deadline.map { Date() >= $0 } == true
+        guard group.size > 1 else { return (Interruption.requested, passed) }
+        let votes = group.sum([Interruption.requested ? 1 : 0, passed ? 1 : 0])
+        return (votes[0] > 0, votes[1] > 0)
     }
 
     /// Trains until `config.steps` (or `deadline`), writing the log, checkpoints and sample grids; stops cleanly
@@ -191,15 +241,23 @@ public final class Trainer {
         trainingMode()
         var lastTime = Date()
         while state.step < config.steps {
-            if Interruption.requested || deadline.map({ Date() >= $0 }) == true {
+            let stop = stopReason(deadline: deadline)
+            if stop.interrupted {
                 try saveCheckpoint()
-                if !Interruption.requested { try writeSampleGrid() }
                 return .interrupted(step: state.step)
             }
-            let (x, labels) = data.batch(batches.next())
-            let (logged, norms) = try step(Batch(x: x, labels: labels))
+            if stop.deadline {
+                try saveCheckpoint()
+                try writeSampleGrid()
+                return .outOfTime(step: state.step)
+            }
+            let indices = batches.next()
+            let share = group.size > 1 ? BatchShare(total: indices.count, group: group) : nil
+            let (x, labels) = data.batch(share.map { Array(indices[$0.rows]) } ?? indices)
+            let (logged, norms) = try step(Batch(x: x, labels: labels, share: share))
             let now = Date(), seconds = now.timeIntervalSince(lastTime)
             lastTime = now
+            guard group.isFirst else { continue }
             let values = objective.logColumns.map { logged[$0].map { String(format: "%.6f", $0) } ?? "" }
                 + [String(format: "%.3e", optimizers[0].learningRate)] + norms.map { String(format: "%.4f", $0) }
                 + [String(format: "%.4f", seconds), String(format: "%.1f", Double(config.batchSize) / max(seconds, 1e-9))]
@@ -240,7 +298,9 @@ public final class Trainer {
         try PNG.write(stackedRows(strips), to: folder.file("forward.png"))
     }
 
+    /// Writes the checkpoint (on the first process; the others hold the same state and write nothing).
     public func saveCheckpoint() throws {
+        guard group.isFirst else { return }
         state.batches = batches.position
         state.dropoutOffsets = dropoutLayers.map(\.generator.offset)
         state.emaUpdates = ema.updates
@@ -256,7 +316,7 @@ public final class Trainer {
     /// every time, so that successive grids show the model improving on the same starting points); diffusion with
     /// the run's default sampler (DDIM; Euler for rectified flow). A class-conditional model draws one row per class.
     public func writeSampleGrid() throws {
-        guard let objective = objective as? GenerativeObjective else { return }
+        guard group.isFirst, let objective = objective as? GenerativeObjective else { return }
         var g = RandomGenerator(seed: config.seed, stream: 3)
         let classes = objective.classes
         let count = classes.map { $0 * 8 } ?? config.sampleCount

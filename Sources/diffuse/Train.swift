@@ -31,6 +31,10 @@ struct Train: ParsableCommand {
         --model gan: a DCGAN, non-saturating (or --gan-loss hinge) with optional --r1-gamma; both losses are logged.
         --model classifier: a small CNN on the data's labels, whose features give `diffuse eval` a data-set-specific FID.
 
+        Started by mpirun (Open MPI) or Slurm's srun, it trains data-parallel over the job's processes: --batch-size \
+        is the global batch, shared out among them, and the result equals one process' up to the order of float \
+        sums; rank 0 writes the run folder. --threads sets each process' engine threads (default: its cores).
+
         Examples:
           diffuse train --data shapes --out runs/shapes --steps 2000
           diffuse train --data mnist:../shared/data/mnist --preset mnist-small --minutes 15 --out runs/mnist
@@ -40,6 +44,7 @@ struct Train: ParsableCommand {
           diffuse train --data mnist:../shared/data/mnist --model gan --minutes 15 --out runs/gan
           diffuse train --data swiss-roll --out runs/roll --steps 3000
           diffuse train --out runs/shapes --resume
+          mpirun -np 2 diffuse train --data mnist:../shared/data/mnist --batch-size 64 --out runs/mnist-2
         """)
 
     @Option(help: "What to train: \(ModelKind.allCases.map(\.rawValue).joined(separator: ", ")).") var model = ModelKind.ddpm
@@ -85,8 +90,32 @@ struct Train: ParsableCommand {
     @Option(help: "Write a checkpoint every this many steps.") var checkpointEvery = 250
     @Option(help: "The run folder.") var out = "runs/latest"
     @Flag(help: "Continue the run in --out from its checkpoint (its settings are kept; --steps may extend it).") var resume = false
+    @Option(help: "Threads of the engine (default: the cores this process may use; under mpirun, those of its rank).")
+    var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be positive") }
+    }
 
     func run() throws {
+        if let threads { Engine.threads = threads }
+        // Started by mpirun or srun: data-parallel over the job's processes; else one process.
+        let group: ProcessGroup = MPIProcessGroup.launched ? try MPIProcessGroup() : SingleProcess()
+        guard let mpi = group as? MPIProcessGroup else { return try train(in: group) }
+        do {
+            try train(in: group)
+            mpi.finish()
+        } catch let exit as ExitCode {
+            mpi.finish()
+            throw exit
+        } catch {
+            // The others may be waiting for this process in a collective call: end them all.
+            FileHandle.standardError.write(Data("error on rank \(mpi.rank) of \(mpi.size): \(error.localizedDescription)\n".utf8))
+            mpi.abort(code: 1)
+        }
+    }
+
+    private func train(in group: ProcessGroup) throws {
         let folder = RunFolder(out)
         var config: RunConfig
         if resume {
@@ -104,7 +133,7 @@ struct Train: ParsableCommand {
             firstStage = try complete(&config, for: data)
             try config.validate()
         }
-        let trainer = try Trainer(config: config, data: data, folder: folder, resume: resume, firstStage: firstStage)
+        let trainer = try Trainer(config: config, data: data, folder: folder, resume: resume, firstStage: firstStage, group: group)
         let sizes = trainer.objective.updates.map { update in
             (update.name, update.parameters.reduce(0) { $0 + $1.1.value.count })
         }
@@ -117,19 +146,28 @@ struct Train: ParsableCommand {
         case .classifier: what = "a classifier"
         }
         let parameters = sizes.count == 1 ? "\(sizes[0].1)" : sizes.map { "\($0.1) (\($0.0))" }.joined(separator: " + ")
-        print("\(resume ? "resuming" : "training") \(what) of \(parameters) parameters on \(config.data) "
-              + "(\(data.count) examples) for \(config.steps) steps, batch \(config.batchSize) → \(out)")
+        // Only the first process speaks.
+        func say(_ line: String) { if group.isFirst { print(line) } }
+        let ranks = group.size > 1 ? ", shared by \(group.size) processes of \(Engine.threads) thread\(Engine.threads == 1 ? "" : "s")" : ""
+        say("\(resume ? "resuming" : "training") \(what) of \(parameters) parameters on \(config.data) "
+            + "(\(data.count) examples) for \(config.steps) steps, batch \(config.batchSize)\(ranks) → \(out)")
         Interruption.install()
-        let progress = ProgressBar(total: config.steps, label: "train", startingAt: trainer.state.step)
+        let progress = group.isFirst ? ProgressBar(total: config.steps, label: "train", startingAt: trainer.state.step) : nil
         let deadline = minutes.map { Date().addingTimeInterval($0 * 60) }
+        let firstStep = trainer.state.step
         let outcome = try trainer.train(progress: progress, until: deadline)
+        if group.size > 1, trainer.state.step > firstStep {
+            say(String(format: "summing gradients over %d processes: %.3f s in %d steps (%.1f ms a step)", group.size,
+                       trainer.gradientSumSeconds, trainer.state.step - firstStep,
+                       1000 * trainer.gradientSumSeconds / Double(trainer.state.step - firstStep)))
+        }
         switch outcome {
         case .finished:
-            print("done: \(trainer.state.step) steps; samples in \(folder.samples), checkpoint \(folder.checkpoint)")
-        case let .interrupted(step):
-            progress.finishLine()
-            print("stopped at step \(step); checkpoint written. Continue with: diffuse train --out \(out) --resume")
-            if Interruption.requested { throw ExitCode(130) }
+            say("done: \(trainer.state.step) steps; samples in \(folder.samples), checkpoint \(folder.checkpoint)")
+        case let .interrupted(step), let .outOfTime(step):
+            progress?.finishLine()
+            say("stopped at step \(step); checkpoint written. Continue with: diffuse train --out \(out) --resume")
+            if case .interrupted = outcome { throw ExitCode(130) }
         }
     }
 
