@@ -34,6 +34,37 @@ extension ProcessGroup {
         return Data(bytes)
     }
 
+    /// The results of `batch(k, items)` for the batches of `total` items, `batchSize` at a time, concatenated along
+    /// the first dimension on every process: each process computes its own batches (batch k on rank k mod size)
+    /// and the others' reach it in the sum of everyone's results placed in zeros (x + 0 = x: exactly the values).
+    /// Every batch's result has the same shape but for its first dimension, its item count.
+    public func shareBatches(total: Int, batchSize: Int, _ batch: (Int, Range<Int>) -> Tensor) -> Tensor {
+        precondition(total > 0 && batchSize > 0, "\(total) items in batches of \(batchSize)")
+        let batches = stride(from: 0, to: total, by: batchSize).map { $0..<Swift.min(total, $0 + batchSize) }
+        let mine = batches.indices.filter { $0 % size == rank }
+        let results = mine.map { batch($0, batches[$0]) }
+        guard size > 1 else { return concat(results, axis: 0) }
+        // The shape of an item: rank 0's first batch's (it has batch 0).
+        let first = isFirst ? results[0].shape.dropFirst().map { Int64($0) } : []
+        let shape = broadcast(isFirst ? first.withUnsafeBytes { Data($0) } : nil).withUnsafeBytes {
+            Array($0.bindMemory(to: Int64.self)).map(Int.init)
+        }
+        let out = Tensor(zeros: [total] + shape)
+        let item = shape.reduce(1, *)
+        for (k, result) in zip(mine, results) {
+            (out.storage.pointer + batches[k].lowerBound * item).update(from: result.storage.pointer, count: result.count)
+        }
+        sum(UnsafeMutableBufferPointer(start: out.storage.pointer, count: out.count))
+        return out
+    }
+
+    /// How many of `total` items, in batches of `batchSize`, `shareBatches` computes on this process.
+    public func itemsComputedHere(total: Int, batchSize: Int) -> Int {
+        stride(from: 0, to: total, by: batchSize).enumerated().reduce(0) { sum, batch in
+            sum + (batch.offset % size == rank ? Swift.min(batchSize, total - batch.element) : 0)
+        }
+    }
+
     /// The tensors' values of rank `root`, copied into the same tensors of every process.
     public func broadcast(_ tensors: [Tensor], from root: Int = 0) {
         for t in tensors { broadcast(UnsafeMutableRawBufferPointer(start: t.storage.pointer, count: 4 * t.count), from: root) }

@@ -36,6 +36,12 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
     /// (uninitialised memory, never written), so that building a large model costs neither time nor resident memory.
     public static let unfilled = RandomGenerator(seed: 0, stream: .max)
 
+    /// The generator of batch `k` of work cut into batches: this one advanced by k·2⁴⁰ blocks, so that a batch's
+    /// draws (up to 2⁴² values) are the same whichever batches ran before it, or elsewhere; batch 0's are this one's.
+    public func batch(_ k: Int) -> RandomGenerator {
+        RandomGenerator(seed: seed, stream: stream, offset: offset &+ UInt64(k) << 40)
+    }
+
     /// A generator for an independent purpose (data order, dropout, noise), derived from this one's seed.
     public func derived(stream: UInt64) -> RandomGenerator { RandomGenerator(seed: seed, stream: stream) }
 

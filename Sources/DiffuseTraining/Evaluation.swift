@@ -143,27 +143,29 @@ public struct SampleQuality: Codable, Equatable, Sendable {
 }
 
 extension GenerativeObjective {
-    /// `count` samples, `batchSize` at a time, from noise drawn from `generator`; a class-conditional model gets
-    /// the labels 0, 1, …, classes − 1 in turn (balanced classes). `progress` counts the sampler's steps done over
-    /// all samples (count × steps in the end), or the samples done for a generator of one step.
+    /// `count` samples, `batchSize` at a time, batch k from noise drawn from `generator.batch(k)`, which its sampler
+    /// then draws from too; a class-conditional model gets the labels 0, 1, …, classes − 1 in turn (balanced
+    /// classes). The batches are shared out among the processes of `group`, each process ending with all samples,
+    /// the same as one process'. `progress` counts the sampler's steps done here (the batches' samples × steps in
+    /// the end; `group.itemsComputedHere` tells how many samples), or the samples done for a generator of one step.
     public func generate(count: Int, batchSize: Int, sampler: Sampler?, guidance: Double? = nil,
-                         generator: inout RandomGenerator, progress: ((Int) -> Void)? = nil) -> Tensor {
-        var parts: [Tensor] = []
+                         generator: RandomGenerator, group: ProcessGroup = SingleProcess(),
+                         progress: ((Int) -> Void)? = nil) -> Tensor {
         var done = 0
-        for start in stride(from: 0, to: count, by: batchSize) {
-            let n = min(batchSize, count - start)
-            let noise = generator.normal([n] + noiseShape)
-            let labels = classes.map { k in (start..<(start + n)).map { $0 % k } }
-            parts.append(generate(from: noise, sampler: sampler, labels: labels, guidance: guidance, generator: &generator) { _, _ in
-                done += n
-                progress?(done)
-            })
-            if sampler == nil {
-                done += n
+        return group.shareBatches(total: count, batchSize: batchSize) { k, items in
+            var g = generator.batch(k)
+            let noise = g.normal([items.count] + noiseShape)
+            let labels = classes.map { c in items.map { $0 % c } }
+            let samples = generate(from: noise, sampler: sampler, labels: labels, guidance: guidance, generator: &g) { _, _ in
+                done += items.count
                 progress?(done)
             }
+            if sampler == nil {
+                done += items.count
+                progress?(done)
+            }
+            return samples
         }
-        return concat(parts, axis: 0)
     }
 }
 
@@ -251,7 +253,8 @@ extension TrainingObjective {
 /// Evaluates a run: `settings.samples` samples (timed), their quality against `reference` under `network`, and,
 /// for a pixel-space diffusion model with held-out images, the likelihood bound on `settings.nllImages` of them.
 public func evaluate(run path: String, network: FeatureNetwork, reference: ReferenceFeatures, settings: EvaluationSettings,
-                     heldOut: Tensor? = nil, progress: ((String, Int, Int) -> Void)? = nil) throws -> Evaluation {
+                     heldOut: Tensor? = nil, group: ProcessGroup = SingleProcess(),
+                     progress: ((String, Int, Int) -> Void)? = nil) throws -> Evaluation {
     let folder = RunFolder(path)
     let (config, trained) = try folder.loadObjective()
     guard let objective = trained as? GenerativeObjective else {
@@ -266,11 +269,12 @@ public func evaluate(run path: String, network: FeatureNetwork, reference: Refer
         sampler = try s.makeSampler()
         samplerName = settings.sampler.rawValue + (settings.sigmas == .discrete ? "" : " (\(settings.sigmas.rawValue) σ)")
     }
-    var generator = RandomGenerator(seed: settings.seed, stream: 8)
     let start = Date()
+    let here = group.itemsComputedHere(total: settings.samples, batchSize: settings.batchSize)
     let samples = objective.generate(count: settings.samples, batchSize: settings.batchSize, sampler: sampler,
-                                     guidance: settings.guidance, generator: &generator) {
-        progress?("sample", $0, settings.samples * (sampler == nil ? 1 : settings.steps))
+                                     guidance: settings.guidance, generator: RandomGenerator(seed: settings.seed, stream: 8),
+                                     group: group) {
+        progress?("sample", $0, here * (sampler == nil ? 1 : settings.steps))
     }
     let seconds = Date().timeIntervalSince(start)
     let features = network.features(of: samples) { progress?("features", $0, settings.samples) }
@@ -282,6 +286,7 @@ public func evaluate(run path: String, network: FeatureNetwork, reference: Refer
         let n = min(settings.nllImages, heldOut.shape[0])
         let images = heldOut.slice(axis: 0, 0..<n)
         var values: [Double] = []
+        var generator = RandomGenerator(seed: settings.seed, stream: 9)
         let T = diffusion.diffusion.schedule.timesteps
         for start in stride(from: 0, to: n, by: settings.batchSize) {
             let batch = images.slice(axis: 0, start..<min(n, start + settings.batchSize))

@@ -24,3 +24,20 @@ struct Diffuse: ParsableCommand {
         main(nil)
     }
 }
+
+/// Runs `body` in the processes of the MPI job that a launcher (mpirun, srun) started this one in, or alone. An
+/// error on one process ends them all (the others may be waiting for it in a collective call), naming its rank.
+func inProcessGroup(_ body: (ProcessGroup) throws -> Void) throws {
+    let group: ProcessGroup = MPIProcessGroup.launched ? try MPIProcessGroup() : SingleProcess()
+    guard let mpi = group as? MPIProcessGroup else { return try body(group) }
+    do {
+        try body(group)
+        mpi.finish()
+    } catch let exit as ExitCode {
+        mpi.finish()
+        throw exit
+    } catch {
+        FileHandle.standardError.write(Data("error on rank \(mpi.rank) of \(mpi.size): \(error.localizedDescription)\n".utf8))
+        mpi.abort(code: 1)
+    }
+}

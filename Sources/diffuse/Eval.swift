@@ -42,6 +42,7 @@ struct Eval: ParsableCommand {
         The reference features are cached per data, feature network and resize mode (--cache), so that evaluating \
         many checkpoints computes them once. For a pixel-space diffusion model, --nll N also bounds −log p(x) in \
         bits per dimension on N held-out images, over all T steps of the variational bound (T network evaluations).
+        Started by mpirun, the processes share out the batches of samples (the result is one process').
 
         Feature networks: classifier:RUN (the hidden layer of a `diffuse train --model classifier` run: an FID \
         specific to that data set, reported as such) or inception:FILE (pytorch-fid's Inception-v3, weights from \
@@ -66,15 +67,25 @@ struct Eval: ParsableCommand {
     @Option(help: "Folder of cached reference features.") var cache = defaultCacheDirectory
     @Option(help: "Random seed of the samples.") var seed: UInt64 = 0
     @Option(help: "Write the results as JSON to this file.") var out: String?
+    @Option(help: "Threads of the engine (default: the cores this process may use; under mpirun, those of its rank).")
+    var threads: Int?
 
     func validate() throws {
         guard samples >= 4, batchSize > 0, steps > 0, nll >= 0 else {
             throw ValidationError("--samples must be at least 4, --batch-size and --steps positive, --nll not negative")
         }
+        if let threads, threads < 1 { throw ValidationError("--threads must be positive") }
         guard ["train", "held-out"].contains(reference) else { throw ValidationError("--reference is train or held-out, got \(reference)") }
     }
 
     func run() throws {
+        if let threads { Engine.threads = threads }
+        try inProcessGroup(evaluate(in:))
+    }
+
+    /// The evaluation, its samples shared out among the processes of `group` by batch; the first one prints and
+    /// writes.
+    private func evaluate(in group: ProcessGroup) throws {
         let network = try featureNetwork(features)
         let config = try RunFolder(runFolder).readConfig()
         let (train, heldOut, data) = try referenceImages(config)
@@ -87,16 +98,18 @@ struct Eval: ParsableCommand {
             (images, examples) = (train, "0..<\(train.count)")
         }
         if nll > 0 && heldOut == nil { throw ValidationError("--nll needs held-out images: \(runFolder) trained on all of \(data)") }
-        let bar = ProgressBar(total: images.count, label: "reference")
+        let bar = group.isFirst ? ProgressBar(total: images.count, label: "reference") : nil
         let referenceFeatures = try ReferenceFeatures(images: images.images, data: data, examples: examples,
                                                       caption: images.caption, network: network,
-                                                      cacheDirectory: cache) { bar.update($0) }
+                                                      cacheDirectory: cache) { bar?.update($0) }
         var settings = EvaluationSettings()
         (settings.samples, settings.batchSize, settings.sampler, settings.steps) =
             (samples, batchSize, sampler ?? config.defaultSampler, steps)
         (settings.sigmas, settings.guidance, settings.seed, settings.nllImages) = (sigmas, guidance, seed, nll)
-        let result = try evaluate(run: runFolder, network: network, reference: referenceFeatures, settings: settings,
-                                  heldOut: heldOut?.images, progress: progressBars())
+        let result = try DiffuseTraining.evaluate(run: runFolder, network: network, reference: referenceFeatures,
+                                                  settings: settings, heldOut: heldOut?.images, group: group,
+                                                  progress: group.isFirst ? progressBars() : nil)
+        guard group.isFirst else { return }
         print(summary(result))
         if let out {
             let encoder = JSONEncoder()

@@ -46,6 +46,8 @@ struct Sample: ParsableCommand {
         data's manifold in pixels is printed (k-NN precision over 5000 shapes), beside that of a fresh draw of the \
         data and of noise. 2D points: NAME.csv and a scatter plot over the data NAME.svg are always \
         written (plus NAME.safetensors when --out says so), and the sliced Wasserstein distance to the data is printed.
+        Batch k's sampler draws from a generator of its own (seed, then batch), so that started by mpirun, the \
+        processes share out the batches and rank 0 writes what one process would.
 
         Examples:
           diffuse sample runs/shapes --out grid.png --count 64 --sampler ddim --steps 50
@@ -89,12 +91,15 @@ struct Sample: ParsableCommand {
     @Option(help: "Output file: .png, .safetensors, .csv or .svg.") var out = "samples.png"
     @Option(help: "Also write each image as a PNG in this folder.") var individual: String?
     @Option(help: "Also write the reverse trajectory of the first samples as an image strip (PNG; diffusion only).") var trajectory: String?
+    @Option(help: "Threads of the engine (default: the cores this process may use; under mpirun, those of its rank).")
+    var threads: Int?
 
     func validate() throws {
         guard (runFolder == nil) != (model == nil) else {
             throw ValidationError("give either a run folder or --model FOLDER (a diffusers folder), not both or neither")
         }
         guard (count ?? 1) > 0, batchSize > 0 else { throw ValidationError("--count and --batch-size must be positive") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be positive") }
         guard eta >= 0 else { throw ValidationError("--eta must not be negative") }
         if let guidance { guard guidance.isFinite else { throw ValidationError("--guidance must be a number") } }
         guard [".png", ".safetensors", ".csv", ".svg"].contains(where: { out.hasSuffix($0) }) else {
@@ -197,6 +202,13 @@ struct Sample: ParsableCommand {
     }
 
     func run() throws {
+        if let threads { Engine.threads = threads }
+        try inProcessGroup(sample(in:))
+    }
+
+    /// Samples, the batches shared out among the processes of `group` (all the same as one process'); the first
+    /// process writes and prints.
+    private func sample(in group: ProcessGroup) throws {
         let (objective, settings, guidable, name, runConfig) = try load()
         let chosen: Sampler?
         do { chosen = try settings?.makeSampler() } catch { throw ValidationError("\(error)") }
@@ -224,25 +236,28 @@ struct Sample: ParsableCommand {
         }
         let total = initial.shape[0]
         let stepsPerSample = settings?.steps ?? 1
-        let progress = ProgressBar(total: total * stepsPerSample, label: "sample")
-        var batches: [Tensor] = []
+        let progress = group.isFirst
+            ? ProgressBar(total: group.itemsComputedHere(total: total, batchSize: batchSize) * stepsPerSample, label: "sample") : nil
         var states: [(Int, Tensor)] = []
+        var done = 0
         let start = Date()
-        for first in stride(from: 0, to: total, by: batchSize) {
-            let n = min(batchSize, total - first)
-            let x = initial.slice(axis: 0, first..<(first + n))
-            let result = objective.generate(from: x, sampler: chosen, labels: labels.map { Array($0[first..<(first + n)]) },
-                                            guidance: guidance, generator: &generator) { i, state in
-                progress.update(first * stepsPerSample + n * min(i + 1, stepsPerSample))
-                if first == 0 && trajectory != nil, let diffusion = objective as? DiffusionObjective {
-                    states.append((i, diffusion.images(fromState: state.slice(axis: 0, 0..<min(n, 8)))))
+        // Batch k's sampler draws from its own generator, so that it is the same on whichever process runs it.
+        let samples = group.shareBatches(total: total, batchSize: batchSize) { k, items in
+            var batchGenerator = generator.batch(k)
+            let result = objective.generate(from: initial.slice(axis: 0, items), sampler: chosen,
+                                            labels: labels.map { Array($0[items]) }, guidance: guidance,
+                                            generator: &batchGenerator) { i, state in
+                progress?.update(done + items.count * min(i + 1, stepsPerSample))
+                if k == 0 && trajectory != nil, let diffusion = objective as? DiffusionObjective {
+                    states.append((i, diffusion.images(fromState: state.slice(axis: 0, 0..<min(items.count, 8)))))
                 }
             }
-            progress.update((first + n) * stepsPerSample)
-            batches.append(result)
+            done += items.count * stepsPerSample
+            progress?.update(done)
+            return result
         }
-        let samples = concat(batches, axis: 0)
         let seconds = Date().timeIntervalSince(start)
+        guard group.isFirst else { return }
         var made: [GenerationParameters.Setting] = [
             .init("Steps", "\(settings?.steps ?? 1)"), .init("Sampler", settings?.webUIName ?? "one network evaluation"),
         ]

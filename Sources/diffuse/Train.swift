@@ -99,20 +99,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         if let threads { Engine.threads = threads }
-        // Started by mpirun or srun: data-parallel over the job's processes; else one process.
-        let group: ProcessGroup = MPIProcessGroup.launched ? try MPIProcessGroup() : SingleProcess()
-        guard let mpi = group as? MPIProcessGroup else { return try train(in: group) }
-        do {
-            try train(in: group)
-            mpi.finish()
-        } catch let exit as ExitCode {
-            mpi.finish()
-            throw exit
-        } catch {
-            // The others may be waiting for this process in a collective call: end them all.
-            FileHandle.standardError.write(Data("error on rank \(mpi.rank) of \(mpi.size): \(error.localizedDescription)\n".utf8))
-            mpi.abort(code: 1)
-        }
+        try inProcessGroup(train(in:))
     }
 
     private func train(in group: ProcessGroup) throws {

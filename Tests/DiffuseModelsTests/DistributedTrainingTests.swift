@@ -192,4 +192,30 @@ final class DistributedTrainingTests: XCTestCase {
         try run(ranks: 3, ["train", "--out", path("copy"), "--resume"])
         try assertSameRun("one", "copy", columns: ["loss", "grad_norm"])
     }
+
+    /// `mpirun -np 2 diffuse sample` and `diffuse eval` share the batches out: the samples (with a stochastic
+    /// sampler, over several batches) and the metrics equal one process', bit for bit.
+    func testSamplingAndEvaluationSharedByBatchEqualOneProcess() throws {
+        try run(ranks: 1, ddpm + ["--steps", "3", "--out", path("run")])
+        try run(ranks: 1, ["train", "--model", "classifier", "--data", "shapes", "--examples", "64", "--batch-size", "8",
+                           "--steps", "3", "--out", path("classifier")])
+        let sample = ["sample", path("run"), "--sampler", "euler-ancestral", "--steps", "4", "--count", "10", "--batch-size", "3",
+                      "--seed", "5"]
+        try run(ranks: 1, sample + ["--out", path("one.safetensors")])
+        try run(ranks: 2, sample + ["--out", path("two.safetensors")])
+        let (one, two) = (try SafeTensorsFile(path: path("one.safetensors")).tensor("samples"),
+                          try SafeTensorsFile(path: path("two.safetensors")).tensor("samples"))
+        XCTAssertEqual(one.shape, [10, 3, 32, 32])
+        XCTAssertEqual(one.scalars, two.scalars)
+        let eval = ["eval", path("run"), "--features", "classifier:" + path("classifier"), "--samples", "12", "--batch-size", "5",
+                    "--sampler", "ddpm", "--steps", "3", "--cache", path("cache")]
+        try run(ranks: 1, eval + ["--out", path("one.json")])
+        try run(ranks: 2, eval + ["--out", path("two.json")])
+        func metrics(_ file: String) throws -> [String: Any] {
+            var values = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent(file))) as? [String: Any])
+            values["secondsPerSample"] = nil
+            return values
+        }
+        XCTAssertEqual(try metrics("one.json") as NSDictionary, try metrics("two.json") as NSDictionary)
+    }
 }
