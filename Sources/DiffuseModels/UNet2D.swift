@@ -189,6 +189,36 @@ public struct UNet2DConfig: Codable, Equatable, Sendable {
         c.dropout = 0.1
         return c
     }
+
+    /// The names `preset(_:side:)` knows.
+    public static let presets = ["tiny", "small", "mnist-small", "cifar-ddpm", "latent"]
+
+    /// A U-Net by preset name, every preset of Diffuse in one place: `mnist-small` (also `small`), `cifar-ddpm`,
+    /// `tiny` (mnist-small at 16, 32 and 64 channels, 0.69 M parameters) and `latent`, for latents of `side`: one
+    /// level with attention, or two when the side halves. The caller sets the size and channels of its data.
+    public static func preset(_ name: String, side: Int) throws -> UNet2DConfig {
+        switch name {
+        case "mnist-small", "small": return .mnistSmall
+        case "cifar-ddpm": return .cifarDDPM
+        case "tiny":
+            var u = UNet2DConfig.mnistSmall
+            u.blockOutChannels = [16, 32, 64]
+            u.normNumGroups = 8
+            return u
+        case "latent":
+            var u = UNet2DConfig()
+            u.layersPerBlock = 2
+            u.attentionHeadDim = 32
+            u.normNumGroups = 32
+            if side % 2 == 0 {
+                (u.blockOutChannels, u.downBlockTypes, u.upBlockTypes) = ([128, 256], ["DownBlock2D", "AttnDownBlock2D"], ["AttnUpBlock2D", "UpBlock2D"])
+            } else {
+                (u.blockOutChannels, u.downBlockTypes, u.upBlockTypes) = ([128], ["AttnDownBlock2D"], ["AttnUpBlock2D"])
+            }
+            return u
+        default: throw ConfigError("unknown U-Net preset \(name): use \(presets.joined(separator: ", "))")
+        }
+    }
 }
 
 /// diffusers' `Timesteps` projection: e = [cos(t·f), sin(t·f)] (or [sin, cos]) with frequencies

@@ -99,11 +99,21 @@ struct Compare: ParsableCommand {
         var samplesByDiffusion: Bool { self == .ddpm || self == .flow || self == .latentDiffusion }
     }
 
-    /// Runs `diffuse train` with these arguments.
-    func train(_ arguments: [String]) throws {
-        print("== diffuse train " + arguments.joined(separator: " "))
-        let command = try Train.parse(arguments)
-        try command.run()
+    /// Trains a new run `name` under --out on the data (for `minutes`, else its steps), with `options` as
+    /// `adjust` sets them beyond the data and its examples; returns its folder.
+    @discardableResult
+    func train(_ name: String, minutes: Double?, _ adjust: (inout TrainingOptions) -> Void) throws -> String {
+        var options = TrainingOptions()
+        (options.data, options.examples, options.steps) = (data, examples, 1_000_000)
+        adjust(&options)
+        let folder = RunFolder(out + "/" + name)
+        let trainer = try Trainer.start(options, in: folder)
+        print("== training \(trainer.summary) → \(folder.path)")
+        Interruption.install()
+        let outcome = try trainer.train(progress: ProgressBar(total: options.steps, label: "train"),
+                                        until: minutes.map { Date().addingTimeInterval($0 * 60) })
+        if case .interrupted = outcome { throw ExitCode(130) }
+        return folder.path
     }
 
     /// The runs to measure, in the report's order, training them first when asked.
@@ -118,20 +128,16 @@ struct Compare: ParsableCommand {
             }
         }
         let budget = minutes!
-        let common = ["--data", data, "--examples", String(examples), "--steps", "1000000"]
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let folder = { (name: String) in out + "/" + name }
-        try train(common + ["--out", folder("ddpm"), "--conditional", "--preset", "mnist-small", "--minutes", String(budget)])
-        try train(common + ["--out", folder("flow"), "--objective", "flow", "--conditional", "--preset", "mnist-small",
-                            "--minutes", String(budget)])
-        try train(common + ["--out", folder("vae"), "--model", "vae", "--batch-size", "64", "--minutes", String(budget)])
-        try train(common + ["--out", folder("first-stage"), "--model", "vae", "--kl-weight", "0.01", "--batch-size", "64",
-                            "--minutes", String(budget / 3)])
-        try train(common + ["--out", folder("latent-diffusion"), "--model", "latent-diffusion", "--autoencoder", folder("first-stage"),
-                            "--batch-size", "64", "--minutes", String(budget * 2 / 3)])
-        try train(common + ["--out", folder("gan"), "--model", "gan", "--batch-size", "64", "--minutes", String(budget)])
-        return [(.ddpm, folder("ddpm")), (.flow, folder("flow")), (.latentDiffusion, folder("latent-diffusion")), (.vae, folder("vae")),
-                (.gan, folder("gan"))]
+        let ddpm = try train("ddpm", minutes: budget) { ($0.conditional, $0.preset) = (true, "mnist-small") }
+        let flow = try train("flow", minutes: budget) { ($0.objective, $0.conditional, $0.preset) = (.flow, true, "mnist-small") }
+        let vae = try train("vae", minutes: budget) { ($0.model, $0.batchSize) = (.vae, 64) }
+        let firstStage = try train("first-stage", minutes: budget / 3) { ($0.model, $0.klWeight, $0.batchSize) = (.vae, 0.01, 64) }
+        let latent = try train("latent-diffusion", minutes: budget * 2 / 3) {
+            ($0.model, $0.autoencoder, $0.batchSize) = (.latentDiffusion, firstStage, 64)
+        }
+        let gan = try train("gan", minutes: budget) { ($0.model, $0.batchSize) = (.gan, 64) }
+        return [(.ddpm, ddpm), (.flow, flow), (.latentDiffusion, latent), (.vae, vae), (.gan, gan)]
     }
 
     func run() throws {
@@ -140,8 +146,7 @@ struct Compare: ParsableCommand {
         if classifierRun == nil {
             classifierRun = out + "/classifier"
             if !FileManager.default.fileExists(atPath: classifierRun! + "/checkpoint.safetensors") {
-                try train(["--data", data, "--examples", String(examples), "--model", "classifier", "--steps", "2000",
-                           "--batch-size", "64", "--sample-every", "0", "--out", classifierRun!])
+                try train("classifier", minutes: nil) { ($0.model, $0.steps, $0.batchSize, $0.sampleEvery) = (.classifier, 2000, 64, 0) }
             }
         }
         let network = try ClassifierFeatures(run: classifierRun!)

@@ -53,7 +53,7 @@ struct Train: ParsableCommand {
     var data = "shapes"
     @Option(help: "Resize and centre-crop images to this size (default: as they are; 32 for shapes).") var imageSize: Int?
     @Option(help: "Use this many examples (default: 10,000 generated for built-in sets, all of a file's).") var examples: Int?
-    @Option(help: "U-Net preset for image data: tiny, small, mnist-small, cifar-ddpm; latent for latent diffusion (the default there). Image size and channels follow the data.")
+    @Option(help: "U-Net preset for image data: \(UNet2DConfig.presets.joined(separator: ", ")) (latent: the default for latent diffusion). Image size and channels follow the data.")
     var preset: String?
     @Option(help: "Widths per level of the U-Net, or of the VAE, e.g. 32,64,128 (overrides the preset's).") var channels: String?
     @Flag(help: "Class-conditional diffusion on the data's labels, with label dropout for classifier-free guidance.")
@@ -77,7 +77,7 @@ struct Train: ParsableCommand {
     @Option(help: "What the network predicts: epsilon, sample, v_prediction (flow_prediction with --objective flow).")
     var prediction: Prediction?
     @Option(help: "Min-SNR-γ loss weighting (e.g. 5); off by default.") var minSnrGamma: Double?
-    @Option(help: "Optimizer steps.") var steps = 2000
+    @Option(help: "Optimizer steps (default 2000; with --resume, the run's own unless given).") var steps: Int?
     @Option(help: "Stop after this many minutes (a checkpoint is written), whatever --steps says.") var minutes: Double?
     @Option(help: "Examples per step.") var batchSize = 32
     @Option(help: "Peak learning rate of AdamW (default 1e-3; 2e-4 for a GAN).") var learningRate: Float?
@@ -104,42 +104,14 @@ struct Train: ParsableCommand {
 
     private func train(in group: ProcessGroup) throws {
         let folder = RunFolder(out)
-        var config: RunConfig
-        if resume {
-            config = try folder.readConfig()
-            if CommandLine.arguments.contains("--steps") { config.steps = steps }
-        } else {
-            guard !FileManager.default.fileExists(atPath: folder.checkpoint) else {
-                throw ValidationError("\(out) already holds a run: add --resume to continue it, or choose another --out")
-            }
-            config = try makeConfig()
-        }
-        let data = try loadTrainingData(config)
-        var firstStage: [String: Tensor]?
-        if !resume {
-            firstStage = try complete(&config, for: data)
-            try config.validate()
-        }
-        let trainer = try Trainer(config: config, data: data, folder: folder, resume: resume, firstStage: firstStage, group: group)
-        let sizes = trainer.objective.updates.map { update in
-            (update.name, update.parameters.reduce(0) { $0 + $1.1.value.count })
-        }
-        let what: String
-        switch config.kind {
-        case .ddpm: what = config.unet == nil ? "an MLP denoiser" : config.classes == nil ? "a U-Net" : "a class-conditional U-Net"
-        case .latentDiffusion: what = "a latent-diffusion U-Net"
-        case .vae: what = "a VAE"
-        case .gan: what = "a GAN"
-        case .classifier: what = "a classifier"
-        }
-        let parameters = sizes.count == 1 ? "\(sizes[0].1)" : sizes.map { "\($0.1) (\($0.0))" }.joined(separator: " + ")
+        let trainer = resume ? try Trainer.resume(folder, steps: steps, group: group)
+                             : try Trainer.start(try options(), in: folder, group: group)
         // Only the first process speaks.
         func say(_ line: String) { if group.isFirst { print(line) } }
         let ranks = group.size > 1 ? ", shared by \(group.size) processes of \(Engine.threads) thread\(Engine.threads == 1 ? "" : "s")" : ""
-        say("\(resume ? "resuming" : "training") \(what) of \(parameters) parameters on \(config.data) "
-            + "(\(data.count) examples) for \(config.steps) steps, batch \(config.batchSize)\(ranks) → \(out)")
+        say("\(resume ? "resuming" : "training") \(trainer.summary)\(ranks) → \(out)")
         Interruption.install()
-        let progress = group.isFirst ? ProgressBar(total: config.steps, label: "train", startingAt: trainer.state.step) : nil
+        let progress = group.isFirst ? ProgressBar(total: trainer.config.steps, label: "train", startingAt: trainer.state.step) : nil
         let deadline = minutes.map { Date().addingTimeInterval($0 * 60) }
         let firstStep = trainer.state.step
         let outcome = try trainer.train(progress: progress, until: deadline)
@@ -158,134 +130,21 @@ struct Train: ParsableCommand {
         }
     }
 
-    private func makeConfig() throws -> RunConfig {
-        var c = RunConfig()
-        c.model = model
-        c.data = try DataSource(parsing: data).description
-        c.imageSize = imageSize
-        c.examples = examples
-        c.mlpHidden = try parseList(hidden, "--hidden")
-        c.schedule = schedule
-        c.timesteps = timesteps
-        c.objective = objective == .flow ? .flow : nil
-        c.flowShift = shift
-        c.prediction = prediction ?? (objective == .flow ? .flow : .epsilon)
-        c.minSNRGamma = minSnrGamma
-        c.steps = steps
-        c.batchSize = batchSize
-        c.learningRate = learningRate ?? (model == .gan ? 2e-4 : 1e-3)
-        c.warmup = warmup
-        c.emaDecay = emaDecay
-        c.gradientClip = gradClip > 0 ? gradClip : nil
-        c.seed = seed
-        c.sampleEvery = sampleEvery
-        c.checkpointEvery = checkpointEvery
-        return c
-    }
-
-    /// Fills in what depends on the data: the networks' sizes, classes, latent diffusion's first stage (whose
-    /// weights it returns, with the scaling factor measured on the data).
-    private func complete(_ config: inout RunConfig, for data: DataSet) throws -> [String: Tensor]? {
-        guard case let .images(images) = data else {
-            guard model == .ddpm else { throw ValidationError("--model \(model.rawValue) needs image data") }
-            guard !conditional else { throw ValidationError("--conditional needs labelled images") }
-            config.sampleCount = 1000  // a scatter plot needs many points
-            return nil
-        }
-        let (channelCount, size) = (images.channels, images.height)
-        if conditional {
-            guard model == .ddpm || model == .latentDiffusion else { throw ValidationError("--conditional is for ddpm and latent-diffusion") }
-            guard images.classes.count >= 2 else { throw ValidationError("--conditional needs a data set with classes; \(config.data) has none") }
-            config.classes = images.classes.count
-            config.labelDropout = labelDropout
-        }
-        switch model {
-        case .ddpm:
-            config.unet = try unetConfig(preset ?? "small", channels: channelCount, size: size, classes: config.classes)
-            return nil
-        case .vae:
-            var c = AutoencoderKLConfig.mnist
-            if channelCount > 1 { c.blockOutChannels = [64, 128, 128] }
-            if let channels { c.blockOutChannels = try parseList(channels, "--channels") }
-            c.downBlockTypes = Array(repeating: "DownEncoderBlock2D", count: c.blockOutChannels.count)
-            c.upBlockTypes = Array(repeating: "UpDecoderBlock2D", count: c.blockOutChannels.count)
-            (c.inChannels, c.outChannels, c.sampleSize, c.latentChannels) = (channelCount, channelCount, size, latentChannels)
-            config.autoencoder = c
-            config.reconstruction = reconstruction
-            config.klWeight = klWeight
-            config.adversarialWeight = adversarialWeight > 0 ? adversarialWeight : nil
-            config.emaDecay = min(config.emaDecay, 0.999)
-            return nil
-        case .classifier:
-            var c = ClassifierConfig()
-            (c.channels, c.imageSize, c.classes) = (channelCount, size, max(images.classes.count, 2))
-            guard images.classes.count >= 2 else { throw ValidationError("a classifier needs a data set with classes; \(config.data) has none") }
-            config.classifier = c
-            return nil
-        case .gan:
-            var c = GANConfig()
-            (c.latentDimension, c.channels, c.imageSize, c.width, c.loss, c.r1Gamma) = (latentDim, channelCount, size, width, ganLoss, r1Gamma)
-            config.gan = c
-            return nil
-        case .latentDiffusion:
-            guard let autoencoder else { throw ValidationError("--model latent-diffusion needs --autoencoder RUN (a VAE run)") }
-            let vaeFolder = RunFolder(autoencoder)
-            let (vaeConfig, objective) = try vaeFolder.loadObjective()
-            guard vaeConfig.kind == .vae, let vae = (objective as? AutoencoderObjective)?.vae else {
-                throw ValidationError("\(autoencoder) is a \(vaeConfig.kind.rawValue) run, not a VAE run")
-            }
-            guard vaeConfig.exampleShape == [channelCount, size, size] else {
-                throw ValidationError("the VAE of \(autoencoder) was trained on images of \(vaeConfig.exampleShape), the data has [\(channelCount), \(size), \(size)]")
-            }
-            var g = RandomGenerator(seed: config.seed, stream: 6)
-            var first = vae.config
-            first.scalingFactor = latentScalingFactor(vae, images: images.images, generator: &g)
-            first.shiftFactor = nil
-            config.autoencoder = first
-            config.autoencoderRun = autoencoder
-            config.autoencoderTrainingSeconds = vaeFolder.trainingCost().seconds
-            let latent = vae.latentShape(imageSize: size)
-            config.unet = try unetConfig(preset ?? "latent", channels: latent[0], size: latent[1], classes: config.classes)
-            print(String(format: "first stage: %@ (latents %@, scaling factor %.4f)", autoencoder,
-                         latent.map(String.init).joined(separator: "×"), first.scalingFactor))
-            return vae.stateDict()
-        }
-    }
-
-    /// The preset's U-Net with the data's (or latents') size and channels, and a class embedding for `classes`
-    /// plus the null label.
-    private func unetConfig(_ preset: String, channels inChannels: Int, size: Int, classes: Int?) throws -> UNet2DConfig {
-        var u: UNet2DConfig
-        switch preset {
-        case "mnist-small", "small": u = .mnistSmall
-        case "cifar-ddpm": u = .cifarDDPM
-        case "tiny":
-            u = .mnistSmall
-            u.blockOutChannels = [16, 32, 64]
-            u.normNumGroups = 8
-        case "latent":
-            // Latents are small: one level with attention, or two when the side halves.
-            u = UNet2DConfig()
-            u.layersPerBlock = 2
-            u.attentionHeadDim = 32
-            u.normNumGroups = 32
-            if size % 2 == 0 {
-                (u.blockOutChannels, u.downBlockTypes, u.upBlockTypes) = ([128, 256], ["DownBlock2D", "AttnDownBlock2D"], ["AttnUpBlock2D", "UpBlock2D"])
-            } else {
-                (u.blockOutChannels, u.downBlockTypes, u.upBlockTypes) = ([128], ["AttnDownBlock2D"], ["AttnUpBlock2D"])
-            }
-        default: throw ValidationError("unknown --preset \(preset): use tiny, small, mnist-small, cifar-ddpm or latent")
-        }
-        if let channels { u.blockOutChannels = try parseList(channels, "--channels") }
-        guard u.blockOutChannels.count == u.downBlockTypes.count else {
-            throw ValidationError("--channels needs \(u.downBlockTypes.count) widths for the \(preset) preset")
-        }
-        u.sampleSize = size
-        u.inChannels = inChannels
-        u.outChannels = inChannels
-        u.dropout = dropout
-        u.numClassEmbeds = classes.map { $0 + 1 }
-        return u
+    /// The options of a new run, as the library takes them.
+    func options() throws -> TrainingOptions {
+        var o = TrainingOptions()
+        (o.model, o.data, o.imageSize, o.examples, o.preset) = (model, data, imageSize, examples, preset)
+        o.channels = try channels.map { try parseList($0, "--channels") }
+        (o.conditional, o.labelDropout, o.autoencoder, o.latentChannels) = (conditional, labelDropout, autoencoder, latentChannels)
+        (o.reconstruction, o.klWeight, o.adversarialWeight) = (reconstruction, klWeight, adversarialWeight)
+        (o.latentDimension, o.width, o.ganLoss, o.r1Gamma) = (latentDim, width, ganLoss, r1Gamma)
+        o.hidden = try parseList(hidden, "--hidden")
+        (o.schedule, o.timesteps, o.objective, o.shift, o.prediction, o.minSNRGamma) =
+            (schedule, timesteps, objective, shift, prediction, minSnrGamma)
+        (o.steps, o.batchSize, o.learningRate, o.warmup, o.emaDecay, o.gradientClip, o.dropout) =
+            (steps ?? o.steps, batchSize, learningRate, warmup, emaDecay, gradClip, dropout)
+        (o.seed, o.sampleEvery, o.checkpointEvery) = (seed, sampleEvery, checkpointEvery)
+        return o
     }
 }
 
