@@ -30,18 +30,16 @@ public final class GradNode {
     }
 }
 
-/// Whether ops record the graph. Off inside `withoutGradients` (sampling, evaluation, optimizer updates).
+/// Whether ops record the graph. Off inside `withoutGradients` (sampling, evaluation, optimizer updates), for the
+/// task (or thread) that runs it alone: two jobs in one process do not change each other's.
 public enum GradMode {
-    nonisolated(unsafe) public static var isEnabled = true
+    @TaskLocal public static var isEnabled = true
 }
 
 /// Runs `body` without recording any graph.
 @discardableResult
 public func withoutGradients<T>(_ body: () throws -> T) rethrows -> T {
-    let saved = GradMode.isEnabled
-    GradMode.isEnabled = false
-    defer { GradMode.isEnabled = saved }
-    return try body()
+    try GradMode.$isEnabled.withValue(false) { try body() }
 }
 
 extension Tensor {

@@ -101,7 +101,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     precondition(geo.oh > 0 && geo.ow > 0, "conv2d kernel \(weight.shape) larger than padded input \(x.shape)")
     precondition(bias.map { $0.count == geo.o } ?? true, "conv2d bias of shape \(bias!.shape) for \(geo.o) output channels")
     let plan = ConvolutionPlan(geo, frozen: frozenPacks != nil)
-    if convolutionTrace != nil { convolutionTrace![geo, default: (plan, 0)].calls += 1 }
+    convolutionTrace?.calls[geo, default: (plan, 0)].calls += 1
     let out = Tensor(uninitialized: [geo.n, geo.o, geo.oh, geo.ow])
     convForward(x, weight: weight, bias: bias, geo, plan, into: out)
     var inputs = [x, weight]
@@ -230,7 +230,11 @@ private func convWeightGradient(_ x: Tensor, _ g: Tensor, _ geo: ConvGeometry,
 
 /// Packed forward weights of convolutions while weights are frozen (withFrozenWeights), by weight storage, shape and
 /// packing; each entry keeps its weights' storage alive, so that no other tensor can take its identity meanwhile.
-nonisolated(unsafe) private var frozenPacks: [FrozenWeights: (weights: TensorStorage, packed: TensorStorage)]?
+/// One per `withFrozenWeights` scope, in the task (or thread) that runs it.
+private final class FrozenPacks: @unchecked Sendable {
+    var entries: [FrozenWeights: (weights: TensorStorage, packed: TensorStorage)] = [:]
+}
+@TaskLocal private var frozenPacks: FrozenPacks?
 
 private struct FrozenWeights: Hashable {
     let storage: ObjectIdentifier
@@ -245,16 +249,14 @@ private struct FrozenWeights: Hashable {
 /// Nested scopes share the outermost one's packings.
 public func withFrozenWeights<R>(_ body: () throws -> R) rethrows -> R {
     if frozenPacks != nil { return try body() }
-    frozenPacks = [:]
-    defer { frozenPacks = nil }
-    return try body()
+    return try $frozenPacks.withValue(FrozenPacks()) { try body() }
 }
 
 /// `body` with `weight` packed by `pack` into `count` floats: kept from an earlier call while weights are frozen
 /// (by storage, shape and `kind` of packing), else packed into a pooled buffer.
 private func withPacked(_ weight: Tensor, kind: Int, count: Int, pack: (UnsafeMutablePointer<Float>) -> Void,
                         _ body: (UnsafePointer<Float>) -> Void) {
-    guard frozenPacks != nil else {
+    guard let frozen = frozenPacks else {
         withBuffer(count) { packed in
             pack(packed)
             body(packed)
@@ -262,10 +264,10 @@ private func withPacked(_ weight: Tensor, kind: Int, count: Int, pack: (UnsafeMu
         return
     }
     let key = FrozenWeights(storage: ObjectIdentifier(weight.storage), shape: weight.shape, kind: kind)
-    if let kept = frozenPacks![key] { return body(kept.packed.pointer) }
+    if let kept = frozen.entries[key] { return body(kept.packed.pointer) }
     let packed = TensorStorage(uninitializedCount: count)
     pack(packed.pointer)
-    frozenPacks![key] = (weight.storage, packed)
+    frozen.entries[key] = (weight.storage, packed)
     body(packed.pointer)
 }
 
@@ -281,17 +283,18 @@ private func withWeights(_ weight: Tensor, _ tapWeights: TapWeights, kind: Tilin
     }) { body(.packed($0)) }
 }
 
-/// The convolutions run while a trace runs (tracingConvolutions): each geometry's plan and calls.
-nonisolated(unsafe) private var convolutionTrace: [ConvGeometry: (plan: ConvolutionPlan, calls: Int)]?
+/// The convolutions run while a trace runs (tracingConvolutions), in its task: each geometry's plan and calls.
+private final class ConvolutionTrace: @unchecked Sendable {
+    var calls: [ConvGeometry: (plan: ConvolutionPlan, calls: Int)] = [:]
+}
+@TaskLocal private var convolutionTrace: ConvolutionTrace?
 
 /// Runs `body` and returns every convolution geometry it ran, with the plan it ran on (its first call's) and the
 /// number of calls: what a model's layers run on, for benchmarks and tests.
 public func tracingConvolutions(_ body: () throws -> Void) rethrows -> [ConvGeometry: (plan: ConvolutionPlan, calls: Int)] {
-    let saved = convolutionTrace
-    convolutionTrace = [:]
-    defer { convolutionTrace = saved }
-    try body()
-    return convolutionTrace!
+    let trace = ConvolutionTrace()
+    try $convolutionTrace.withValue(trace) { try body() }
+    return trace.calls
 }
 
 /// Σ over the batch and positions of each channel of an NCHW tensor (a convolution's bias gradient), in order.

@@ -174,8 +174,16 @@ extension Engine {
         }
     }
 
-    /// The convolution algorithms forced (`ConvolutionForcing.fromEnvironment()` at start; tests set it).
-    nonisolated(unsafe) public static var convolutionForcing = ConvolutionForcing.fromEnvironment()
+    /// The convolution algorithms forced in this task: `withConvolutionForcing`'s, else
+    /// `ConvolutionForcing.fromEnvironment()`.
+    public static var convolutionForcing: ConvolutionForcing { scopedForcing ?? environmentForcing }
+    @TaskLocal private static var scopedForcing: ConvolutionForcing?
+    private static let environmentForcing = ConvolutionForcing.fromEnvironment()
+
+    /// Runs `body` with `forcing` on every convolution that can run it, in this task alone.
+    public static func withConvolutionForcing<R>(_ forcing: ConvolutionForcing, _ body: () throws -> R) rethrows -> R {
+        try $scopedForcing.withValue(forcing) { try body() }
+    }
 
     /// The cache sizes that the kernels' block sizes derive from (`Caches.reported` at start; tests set smaller ones
     /// to cut small problems into many blocks).

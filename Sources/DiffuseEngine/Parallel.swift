@@ -6,7 +6,18 @@ import Foundation
 /// depend on it: work is cut into pieces whose boundaries depend only on the problem size, and partial results are
 /// combined in a fixed order.
 public enum Engine {
-    nonisolated(unsafe) public static var threads = start()
+    /// The threads of the engine's kernels in this task (or thread): `withThreads`'s count, else all the cores the
+    /// process may use.
+    public static var threads: Int { scopedThreads ?? defaultThreads }
+    @TaskLocal private static var scopedThreads: Int?
+    private static let defaultThreads = start()
+
+    /// Runs `body` with the engine's kernels on `count` threads (results do not depend on it), in this task alone.
+    public static func withThreads<R>(_ count: Int, _ body: () throws -> R) rethrows -> R {
+        precondition(count >= 1, "\(count) threads")
+        _ = defaultThreads  // OpenBLAS set up first
+        return try $scopedThreads.withValue(count) { try body() }
+    }
 
     /// The engine's threads, set up on first use. OpenBLAS starts a pool of worker threads when it is loaded, and an
     /// idle worker spins (sched_yield) until a timeout that, on some virtual machines, never comes: it then takes a

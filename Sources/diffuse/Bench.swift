@@ -46,13 +46,16 @@ struct EngineBench: ParsableCommand {
     }
 
     func run() throws {
+        try Engine.withThreads(threads ?? Engine.threads) { try measure() }
+    }
+
+    private func measure() throws {
         #if DEBUG
         print("warning: this is a debug build; its timings are meaningless. Use `swift build -c release`.")
         let build = "debug"
         #else
         let build = "release"
         #endif
-        if let threads { Engine.threads = threads }
         // One small product first, so that whatever thread setting the engine gives OpenBLAS is in effect.
         consume(withoutGradients { matmul(Tensor(zeros: [64, 64]), Tensor(zeros: [64, 64])) })
         let timer = Timer(runs: runs, warmup: warmup, minRunTime: minRunTime)

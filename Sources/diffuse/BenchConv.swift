@@ -85,11 +85,11 @@ struct ConvBench: ParsableCommand {
     private func measure(_ geo: ConvGeometry, _ timer: Timer, _ generator: inout RandomGenerator) -> [Pass] {
         let x = generator.normal(geo.input), weight = generator.normal(geo.weight, std: 0.1)
         let seed = generator.normal(geo.output)
-        defer { Engine.convolutionForcing = .init() }
         func time(_ forcing: Engine.ConvolutionForcing, runs: (ConvolutionPlan) -> Bool, _ body: () -> Void) -> Double? {
-            Engine.convolutionForcing = forcing
-            guard runs(ConvolutionPlan(geo)) else { return nil }
-            return timer.measure(body).medianMs
+            Engine.withConvolutionForcing(forcing) {
+                guard runs(ConvolutionPlan(geo)) else { return nil }
+                return timer.measure(body).medianMs
+            }
         }
         func conv(_ x: Tensor, _ w: Tensor) -> Tensor { conv2d(x, weight: w, bias: nil, stride: geo.stride, padding: geo.padding) }
         let tiles = ConvolutionAlgorithm.allCases.filter { $0 != .reference }
@@ -110,8 +110,9 @@ struct ConvBench: ParsableCommand {
             }
         }
         // The backward timings hold the forward once: take the planned forward out.
-        Engine.convolutionForcing = .init()
-        let plannedForward = timer.measure { _ = withoutGradients { conv(x, weight) } }.medianMs
+        let plannedForward = Engine.withConvolutionForcing(.init()) {
+            timer.measure { _ = withoutGradients { conv(x, weight) } }.medianMs
+        }
         func backward(_ ms: [Double?]) -> [Double?] { ms.map { $0.map { Swift.max(0, $0 - plannedForward) } } }
         return [Pass(name: "forward", algorithms: tiles.map(\.rawValue), ms: forward),
                 Pass(name: "input", algorithms: tiles.map(\.rawValue), ms: backward(input)),

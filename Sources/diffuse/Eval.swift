@@ -79,8 +79,7 @@ struct Eval: ParsableCommand {
     }
 
     func run() throws {
-        if let threads { Engine.threads = threads }
-        try inProcessGroup(evaluate(in:))
+        try Engine.withThreads(threads ?? Engine.threads) { try inProcessGroup(evaluate(in:)) }
     }
 
     /// The evaluation, its samples shared out among the processes of `group` by batch; the first one prints and

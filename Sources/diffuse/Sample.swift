@@ -202,8 +202,7 @@ struct Sample: ParsableCommand {
     }
 
     func run() throws {
-        if let threads { Engine.threads = threads }
-        try inProcessGroup(sample(in:))
+        try Engine.withThreads(threads ?? Engine.threads) { try inProcessGroup(sample(in:)) }
     }
 
     /// Samples, the batches shared out among the processes of `group` (all the same as one process'); the first

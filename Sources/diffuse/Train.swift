@@ -98,8 +98,7 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        if let threads { Engine.threads = threads }
-        try inProcessGroup(train(in:))
+        try Engine.withThreads(threads ?? Engine.threads) { try inProcessGroup(train(in:)) }
     }
 
     private func train(in group: ProcessGroup) throws {

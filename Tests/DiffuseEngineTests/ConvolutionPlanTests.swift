@@ -7,11 +7,6 @@ import XCTest
 final class ConvolutionPlanTests: XCTestCase {
     typealias Geometry = (n: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, kw: Int, stride: Int, py: Int, px: Int)
 
-    override func tearDown() {
-        Engine.convolutionForcing = .init()
-        super.tearDown()
-    }
-
     /// Odd geometries that cut the work into bands of images and tiles into pieces: one image and several, odd
     /// sizes, stride 2, 1×1, 3×3 and 4×4 kernels, rectangular ones with their own row and column padding
     /// (Inception's 1×7, 7×1, 1×3, 3×1), output channels that are not a multiple of the row tile's 8, blocks of 64
@@ -52,8 +47,7 @@ final class ConvolutionPlanTests: XCTestCase {
                 out.backward(gout)
                 return [out, xl.grad!, wl.grad!]
             }
-            Engine.convolutionForcing = try .init(parsing: "reference")
-            let expected = run()
+            let expected = Engine.withConvolutionForcing(try .init(parsing: "reference"), run)
             // What each algorithm needs: Winograd a 3×3 kernel at stride 1 and padding 1, channel tiles blocks of 64
             // output channels (of 32 for the weight gradient).
             let winograd = geo.kh == 3 && geo.kw == 3 && geo.stride == 1 && geo.py == 1 && geo.px == 1
@@ -71,12 +65,12 @@ final class ConvolutionPlanTests: XCTestCase {
                 let forcing = Engine.ConvolutionForcing(forward: forwards[round % forwards.count],
                                                         inputGradient: inputs[round % inputs.count],
                                                         weightGradient: weights[round % weights.count])
-                Engine.convolutionForcing = forcing
-                let chosen = plan(geo)
+                let (chosen, results) = Engine.withConvolutionForcing(forcing) {
+                    (plan(geo), withEveryInstructionSet { withThreads([1, 2, 3], run) })
+                }
                 XCTAssertEqual([chosen.forward, chosen.inputGradient], [forcing.forward!, forcing.inputGradient!], "\(geo)")
                 XCTAssertEqual(chosen.weightGradient, forcing.weightGradient!, "\(geo)")
                 covered.formUnion(["forward \(chosen.forward)", "input \(chosen.inputGradient)", "weight \(chosen.weightGradient)"])
-                let results = withEveryInstructionSet { withThreads([1, 2, 3], run) }
                 let first = results[0].1[0]
                 for (i, what) in ["output", "input gradient", "weight gradient"].enumerated() {
                     let label = "conv2d \(geo), \(chosen): \(what)"
@@ -142,9 +136,9 @@ final class ConvolutionPlanTests: XCTestCase {
         XCTAssertEqual([mnist.forward, mnist.inputGradient], [.winograd, .winograd])
         XCTAssertEqual(mnist.weightGradient, .winograd)
         // Winograd forced on a 1×1 kernel, channel tiles on 20 output channels: the planner's choice instead.
-        Engine.convolutionForcing = .init(forward: .winograd, weightGradient: .channelTiles)
-        let forced = planned([2, 16, 8, 8], [20, 16, 1, 1], padding: 0)
-        Engine.convolutionForcing = .init()
+        let forced = Engine.withConvolutionForcing(.init(forward: .winograd, weightGradient: .channelTiles)) {
+            planned([2, 16, 8, 8], [20, 16, 1, 1], padding: 0)
+        }
         XCTAssertEqual(forced, planned([2, 16, 8, 8], [20, 16, 1, 1], padding: 0))
     }
 

@@ -55,11 +55,9 @@ enum Fixtures {
     static func ops() throws -> SafeTensorsFile { try opsFile.get() }
 }
 
-/// `body()` run with each of `threads` as `Engine.threads` (restored afterwards).
+/// `body()` run with each of `threads` as `Engine.threads`.
 func withThreads<T>(_ threads: [Int], _ body: () -> T) -> [T] {
-    let saved = Engine.threads
-    defer { Engine.threads = saved }
-    return threads.map { Engine.threads = $0; return body() }
+    threads.map { Engine.withThreads($0, body) }
 }
 
 /// `body()` run with `caches` as `Engine.caches` (restored afterwards).
@@ -217,12 +215,12 @@ final class OpTests: XCTestCase {
             ("conv_k1_s2_p0", 2, 0), ("conv_k1_s1_p1", 1, 1),
         ]
         // As planned, and on the plain loops that every other algorithm is tested against.
-        defer { Engine.convolutionForcing = .init() }
         for forcing in [Engine.ConvolutionForcing(), try .init(parsing: "reference")] {
-            Engine.convolutionForcing = forcing
-            for (name, stride, padding) in cases {
-                try checkOp(name) { x in
-                    conv2d(x[0], weight: x[1], bias: x.count > 2 ? x[2] : nil, stride: stride, padding: padding)
+            try Engine.withConvolutionForcing(forcing) {
+                for (name, stride, padding) in cases {
+                    try checkOp(name) { x in
+                        conv2d(x[0], weight: x[1], bias: x.count > 2 ? x[2] : nil, stride: stride, padding: padding)
+                    }
                 }
             }
         }
@@ -475,6 +473,34 @@ final class OpTests: XCTestCase {
 
 /// The bookkeeping of the gradient graph, beside the op tests.
 final class AutodiffTests: XCTestCase {
+    /// Settings made for a job (no gradients, threads, forced convolutions, frozen weights) hold in its own task or
+    /// thread only: another job in the process keeps its own.
+    func testScopedSettingsStayWithTheirJob() {
+        let (entered, release, left) = (DispatchSemaphore(value: 0), DispatchSemaphore(value: 0), DispatchSemaphore(value: 0))
+        let threads = Engine.threads
+        Thread {
+            withoutGradients {
+                Engine.withThreads(threads + 3) {
+                    Engine.withConvolutionForcing(.init(forward: .reference)) {
+                        withFrozenWeights {
+                            XCTAssertFalse(GradMode.isEnabled)
+                            XCTAssertEqual(Engine.threads, threads + 3)
+                            entered.signal()
+                            release.wait()
+                        }
+                    }
+                }
+            }
+            left.signal()
+        }.start()
+        entered.wait()
+        XCTAssertTrue(GradMode.isEnabled)
+        XCTAssertEqual(Engine.threads, threads)
+        XCTAssertEqual(Engine.convolutionForcing, .init())
+        release.signal()
+        left.wait()
+    }
+
     func testLeafGradientsAddUpOverBackwardPassesUntilCleared() {
         let x = Tensor([1, 2, 3]).requiringGrad()
         sum(x * x).backward()

@@ -7,8 +7,6 @@ final class ParallelTests: XCTestCase {
     /// workers spinning), after pauses (the workers asleep), nested in a piece (run by that piece's thread), and from
     /// a second thread while the first one's calls run.
     func testParallelForVisitsEveryIndexOnce() {
-        let saved = Engine.threads
-        defer { Engine.threads = saved }
         @Sendable func check(_ round: Int) -> Bool {
             let n = 1 + round % 97, grain = 1 + round % 5
             let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: n)
@@ -24,8 +22,7 @@ final class ParallelTests: XCTestCase {
             }
             return counts.allSatisfy { $0 == 1 } && nested.allSatisfy { $0 == 1 }
         }
-        for threads in [2, 3, 5] {
-            Engine.threads = threads
+        for threads in [2, 3, 5] { Engine.withThreads(threads) {
             let other = DispatchGroup()
             nonisolated(unsafe) var otherFailures = 0
             DispatchQueue.global().async(group: other) {
@@ -39,6 +36,6 @@ final class ParallelTests: XCTestCase {
             other.wait()
             XCTAssertEqual(failures, 0, "\(threads) threads")
             XCTAssertEqual(otherFailures, 0, "\(threads) threads, second caller")
-        }
+        } }
     }
 }

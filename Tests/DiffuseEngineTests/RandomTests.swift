@@ -35,16 +35,12 @@ final class RandomTests: XCTestCase {
     }
 
     func testResultsDoNotDependOnThreadCount() {
-        let saved = Engine.threads
-        defer { Engine.threads = saved }
         func draw() -> ([Float], [Float], [Int]) {
             var g = RandomGenerator(seed: 9, stream: 3)
             return (g.normal([100_003]).scalars, g.uniform([50_001], low: -2, high: 3).scalars, g.permutation(1000))
         }
-        Engine.threads = 1
-        let one = draw()
-        Engine.threads = 2
-        let two = draw()
+        let one = Engine.withThreads(1, draw)
+        let two = Engine.withThreads(2, draw)
         XCTAssertEqual(one.0, two.0)
         XCTAssertEqual(one.1, two.1)
         XCTAssertEqual(one.2, two.2)
