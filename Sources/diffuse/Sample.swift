@@ -107,179 +107,62 @@ struct Sample: ParsableCommand {
         }
     }
 
-    /// What is sampled: the model, its sampler settings (diffusion only), whether guidance was trained (a null
-    /// label), and its name.
-    private func load() throws -> (GenerativeObjective, Sampling?, guidable: Bool, name: String, run: RunConfig?) {
-        if let model {
-            let folder = try DiffusersFolder(path: model)
-            for warning in folder.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
-            guard let unet = folder.unet else {
-                return (AutoencoderObjective(vae: folder.vae!, discriminator: nil, config: RunConfig()), nil, false, model, nil)
-            }
-            var config = folder.scheduler ?? SchedulerConfig()
-            if folder.scheduler == nil {
-                config.betaSchedule = schedule?.rawValue
-                config.betaStart = betaStart
-                config.betaEnd = betaEnd
-                config.numTrainTimesteps = trainTimesteps
-                config.predictionType = prediction?.rawValue
-            } else if schedule != nil || betaStart != nil || betaEnd != nil || trainTimesteps != nil || prediction != nil {
-                throw ValidationError("--schedule, --beta-start, --beta-end, --train-timesteps and --prediction are for a bare "
-                                      + "UNet folder; this pipeline's scheduler_config.json sets them")
-            }
-            var settings = try Sampling(kind: sampler ?? .ddim, steps: defaultSteps(config.numTrainTimesteps ?? 1000), config: config)
-            try apply(&settings)
-            let u = unet.config
-            var shape = [u.inChannels, u.sampleSize, u.sampleSize]
-            if let vae = folder.vae {
-                shape = [vae.config.outChannels, vae.config.sampleSize, vae.config.sampleSize]
-                guard vae.latentShape(imageSize: shape[1]) == [u.inChannels, u.sampleSize, u.sampleSize] else {
-                    throw ValidationError("\(model): the VAE's latents are \(vae.latentShape(imageSize: shape[1])), the UNet takes "
-                                          + "[\(u.inChannels), \(u.sampleSize), \(u.sampleSize)]")
-                }
-            }
-            let classes = unet.isConditional ? (u.classEmbedType == nil ? u.numClassEmbeds : nil) : nil
-            if unet.isConditional && classes == nil && `class` == nil {
-                throw ValidationError("\(model) is class-conditional with labels embedded like timesteps: give --class N")
-            }
-            // Labels embedded like timesteps are any integers: no class count bounds them (Int.max).
-            let objective = DiffusionObjective(network: unet, firstStage: folder.vae, diffusion: GaussianDiffusion(),
-                                               classes: unet.isConditional ? classes ?? Int.max : nil, exampleShape: shape)
-            return (objective, settings, false, model, nil)
-        }
-        let (config, trained) = try RunFolder(runFolder!).loadObjective(averaged: !noEma)
-        guard let objective = trained as? GenerativeObjective else {
-            throw ValidationError("\(runFolder!) is a \(config.kind.rawValue) run: it does not generate")
-        }
-        guard let diffusion = objective as? DiffusionObjective else { return (objective, nil, false, runFolder!, config) }
-        var settings = config.sampling(sampler ?? config.defaultSampler,
-                                       steps: defaultSteps(diffusion.diffusion.schedule.timesteps))
-        try apply(&settings)
-        return (objective, settings, (config.labelDropout ?? 0) > 0, runFolder!, config)
-    }
-
-    /// --steps, or by default all T steps for DDPM and 50 (at most T) for the others.
-    private func defaultSteps(_ T: Int) -> Int { steps ?? (sampler == .ddpm ? T : min(50, T)) }
-
-    /// The user's choices over the model's settings.
-    private func apply(_ settings: inout Sampling) throws {
-        if karras { settings.sigmaSpacing = .karras }
-        if let sigmas { settings.sigmaSpacing = sigmas }
-        if eta != 0 {
-            guard var ddim = settings.solver as? DDIM else { throw ValidationError("--eta is DDIM's (--sampler ddim)") }
-            ddim.eta = eta
-            settings.solver = ddim
-        }
-        if let variance {
-            guard var ddpm = settings.solver as? DDPM else { throw ValidationError("--variance is DDPM's (--sampler ddpm)") }
-            ddpm.variance = variance
-            settings.solver = ddpm
-        }
-        if let spacing { settings.spacing = spacing }
-        if let shift {
-            guard settings.flow != nil, shift > 0, shift.isFinite else {
-                throw ValidationError("--shift is a positive number, for rectified-flow models (trained with --objective flow)")
-            }
-            settings.flow!.shift = shift
-        }
-    }
-
-    /// The class label of each sample (nil for an unconditional model).
-    private func labels(_ classes: Int?, guidable: Bool, name: String) throws -> [Int]? {
-        guard let classes else {
-            if `class` != nil || guidance != nil { throw ValidationError("\(name) has no class embedding: drop --class and --guidance") }
-            return nil
-        }
-        if guidance != nil && !guidable {
-            throw ValidationError("\(name) was not trained with label dropout (no null label), so it cannot be guided: drop --guidance")
-        }
-        if let label = `class` {
-            guard label >= 0 && label < classes else { throw ValidationError("--class must be in 0..<\(classes), got \(label)") }
-            return [Int](repeating: label, count: count ?? 64)
-        }
-        let perClass = count ?? 8
-        return (0..<(classes * perClass)).map { $0 / perClass }
-    }
-
     func run() throws {
         try Engine.withThreads(threads ?? Engine.threads) { try inProcessGroup(sample(in:)) }
+    }
+
+    /// The model to sample from.
+    private func load() throws -> SampleModel {
+        guard let model else { return try SampleModel(run: runFolder!, averaged: !noEma) }
+        let bare = schedule != nil || betaStart != nil || betaEnd != nil || trainTimesteps != nil || prediction != nil
+        var scheduler = SchedulerConfig()
+        (scheduler.betaSchedule, scheduler.betaStart, scheduler.betaEnd) = (schedule?.rawValue, betaStart, betaEnd)
+        (scheduler.numTrainTimesteps, scheduler.predictionType) = (trainTimesteps, prediction?.rawValue)
+        let loaded = try SampleModel(diffusers: model, scheduler: bare ? scheduler : nil, label: `class`)
+        for warning in loaded.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+        return loaded
+    }
+
+    /// The options, as the library takes them.
+    private func options() throws -> SampleOptions {
+        var o = SampleOptions()
+        (o.sampler, o.steps, o.sigmas, o.spacing, o.eta, o.variance, o.shift) =
+            (sampler, steps, karras ? .karras : sigmas, spacing, eta, variance, shift)
+        (o.label, o.guidance, o.count, o.batchSize, o.seed, o.trajectory) = (`class`, guidance, count, batchSize, seed, trajectory != nil)
+        if let noise {
+            o.noise = try SafeTensorsFile(path: noise).tensor("noise")
+            o.noiseSource = (noise as NSString).lastPathComponent
+        }
+        return o
     }
 
     /// Samples, the batches shared out among the processes of `group` (all the same as one process'); the first
     /// process writes and prints.
     private func sample(in group: ProcessGroup) throws {
-        let (objective, settings, guidable, name, runConfig) = try load()
-        let chosen: Sampler?
-        do { chosen = try settings?.makeSampler() } catch { throw ValidationError("\(error)") }
-        if chosen == nil {
-            let diffusionOnly = ["--sampler", "--steps", "--karras", "--sigmas", "--shift", "--eta", "--variance", "--spacing", "--trajectory"]
-            if let flag = diffusionOnly.first(where: CommandLine.arguments.contains) {
-                throw ValidationError("\(flag) is for diffusion models; \(name) generates in one network evaluation")
-            }
+        let model = try load()
+        var bar: ProgressBar?
+        let made = try DiffuseTraining.sample(model, try options(), group: group) { done, total in
+            guard group.isFirst else { return }
+            bar = bar ?? ProgressBar(total: total, label: "sample")
+            bar!.update(done)
         }
-        let labels = try self.labels(objective.classes, guidable: guidable, name: name)
-        let shape = objective.noiseShape
-
-        var generator = RandomGenerator(seed: seed, stream: 7)
-        let initial: Tensor
-        if let noise {
-            initial = try SafeTensorsFile(path: noise).tensor("noise")
-            guard Array(initial.shape.dropFirst()) == shape else {
-                throw ValidationError("\(noise): tensor 'noise' has shape \(initial.shape), this model needs [N, \(shape.map(String.init).joined(separator: ", "))]")
-            }
-            if let labels, labels.count != initial.shape[0] {
-                throw ValidationError("\(noise) holds \(initial.shape[0]) noise images for \(labels.count) labelled samples")
-            }
-        } else {
-            initial = generator.normal([labels?.count ?? count ?? 64] + shape)
-        }
-        let total = initial.shape[0]
-        let stepsPerSample = settings?.steps ?? 1
-        let progress = group.isFirst
-            ? ProgressBar(total: group.itemsComputedHere(total: total, batchSize: batchSize) * stepsPerSample, label: "sample") : nil
-        var states: [(Int, Tensor)] = []
-        var done = 0
-        let start = Date()
-        // Batch k's sampler draws from its own generator, so that it is the same on whichever process runs it.
-        let samples = group.shareBatches(total: total, batchSize: batchSize) { k, items in
-            var batchGenerator = generator.batch(k)
-            let result = objective.generate(from: initial.slice(axis: 0, items), sampler: chosen,
-                                            labels: labels.map { Array($0[items]) }, guidance: guidance,
-                                            generator: &batchGenerator) { i, state in
-                progress?.update(done + items.count * min(i + 1, stepsPerSample))
-                if k == 0 && trajectory != nil, let diffusion = objective as? DiffusionObjective {
-                    states.append((i, diffusion.images(fromState: state.slice(axis: 0, 0..<min(items.count, 8)))))
-                }
-            }
-            done += items.count * stepsPerSample
-            progress?.update(done)
-            return result
-        }
-        let seconds = Date().timeIntervalSince(start)
         guard group.isFirst else { return }
-        var made: [GenerationParameters.Setting] = [
-            .init("Steps", "\(settings?.steps ?? 1)"), .init("Sampler", settings?.webUIName ?? "one network evaluation"),
-        ]
-        if let guidance { made.append(.init("CFG scale", String(format: "%g", guidance))) }
-        if let label = `class` { made.append(.init("Class", "\(label)")) }
-        made.append(.init("Seed", noise == nil ? "\(seed)" : "none (noise from \((noise! as NSString).lastPathComponent))"))
-        if samples.rank == 4 { made.append(.init("Size", "\(samples.shape[3])x\(samples.shape[2])")) }
-        made += [.init("Model", (name as NSString).lastPathComponent), .init("Version", "Diffuse \(Diffuse.version)")]
-        try write(samples, isImage: samples.rank == 4, columns: labels != nil && `class` == nil ? total / objective.classes! : nil,
-                  parameters: GenerationParameters(settings: made))
-        if samples.rank != 4, let runConfig { try reportDistance(samples, config: runConfig, plot: base + ".svg") }
-        if let trajectory, samples.rank == 4, let diffusion = objective as? DiffusionObjective {
-            let start = diffusion.images(fromState: initial.slice(axis: 0, 0..<min(total, 8)))
-            try writeTrajectory([(-1, start)] + states, to: trajectory)
-        }
-        let evaluations = (chosen?.evaluations ?? 1) * (guidance == nil ? 1 : 2)
+        let samples = made.values, total = samples.shape[0]
+        var parameters = made.parameters
+        parameters.settings.append(.init("Version", "Diffuse \(Diffuse.version)"))
+        let classes = model.objective.classes
+        try write(samples, isImage: samples.rank == 4,
+                  columns: classes != nil && `class` == nil ? total / classes! : nil,
+                  parameters: parameters)
+        if samples.rank != 4, let run = model.run { try reportDistance(samples, config: run, plot: base + ".svg") }
+        if let trajectory, samples.rank == 4, !made.trajectory.isEmpty { try writeTrajectory(made.trajectory, to: trajectory) }
         print(String(format: "%d samples, %d network evaluation%@ each, in %.1f s (%.1f ms per sample) → %@", total,
-                     evaluations, evaluations == 1 ? "" : "s", seconds, 1000 * seconds / Double(total), out))
-        if samples.rank == 4, let runConfig, let manifold = try DataManifold(config: runConfig) {
+                     made.evaluations, made.evaluations == 1 ? "" : "s", made.seconds, 1000 * made.seconds / Double(total), out))
+        if samples.rank == 4, let run = model.run, let manifold = try DataManifold(config: run) {
             let (share, (fresh, noise)) = (try manifold.share(of: samples), try manifold.baselines(count: total))
             print(String(format: "like the data: %.0f%% of the %d samples lie on the manifold of %d images of %@ in pixels "
                          + "(k-NN precision; a fresh draw of the data: %.0f%%, Gaussian noise: %.0f%%)", 100 * share, total,
-                         manifold.references, runConfig.data, 100 * fresh, 100 * noise))
+                         manifold.references, run.data, 100 * fresh, 100 * noise))
         }
     }
 
