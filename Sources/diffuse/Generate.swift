@@ -7,18 +7,8 @@ import DiffuseTraining
 import Foundation
 
 /// An image size given as WIDTHxHEIGHT.
-struct ImageSize: ExpressibleByArgument, CustomStringConvertible {
-    let width, height: Int
-
-    init(width: Int, height: Int) { (self.width, self.height) = (width, height) }
-
-    init?(argument: String) {
-        let parts = argument.lowercased().split(separator: "x")
-        guard parts.count == 2, let w = Int(parts[0]), let h = Int(parts[1]), w > 0, h > 0 else { return nil }
-        (width, height) = (w, h)
-    }
-
-    var description: String { "\(width)x\(height)" }
+extension ImageSize: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
 }
 
 struct Generate: ParsableCommand {
@@ -78,17 +68,17 @@ struct Generate: ParsableCommand {
                                valueName: "file"))
     var noise: String?
     @Option(help: ArgumentHelp("Image to image: start from this PNG (its size is the output's).", valueName: "png")) var initImage: String?
-    @Option(help: "Image to image: how much to change, in (0, 1].") var strength = 0.6
+    @Option(help: "Image to image: how much to change, in (0, 1] (default 0.6).") var strength: Double?
 
     func validate() throws {
         guard steps > 0, count > 0 else { throw ValidationError("--steps and --count must be positive") }
         guard guidance.isFinite, guidance >= 0 else { throw ValidationError("--guidance must be a number ≥ 0") }
         guard clipSkip >= 0 else { throw ValidationError("--clip-skip must not be negative") }
-        guard strength > 0, strength <= 1 else { throw ValidationError("--strength must be in (0, 1], got \(strength)") }
+        if let strength, !(strength > 0 && strength <= 1) { throw ValidationError("--strength must be in (0, 1], got \(strength)") }
         guard out.hasSuffix(".png") || out.hasSuffix(".safetensors") else {
             throw ValidationError("--out must end in .png or .safetensors, got \(out)")
         }
-        if initImage == nil && CommandLine.arguments.contains("--strength") {
+        if initImage == nil && strength != nil {
             throw ValidationError("--strength is for image to image: give --init-image")
         }
     }
@@ -96,102 +86,45 @@ struct Generate: ParsableCommand {
     func run() throws {
         let loading = Date()
         let sd = try StableDiffusion(path: model, config: config)
-        for warning in sd.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+        for warning in sd.warnings { warn(warning) }
         note(String(format: "loaded %@ in %.1f s", sd.name, Date().timeIntervalSince(loading)))
-        guard clipSkip < sd.textEncoder.config.layers else {
-            throw ValidationError("--clip-skip must be below the text encoder's \(sd.textEncoder.config.layers) layers")
+        var o = TextToImageOptions()
+        (o.prompt, o.negativePrompt, o.steps, o.guidance, o.seed, o.size) = (prompt, negativePrompt, steps, guidance, seed, size)
+        (o.sampler, o.sigmas, o.prediction, o.clipSkip, o.count) = (sampler, karras ? .karras : sigmas, prediction, clipSkip, count)
+        if let noise {
+            o.noise = try SafeTensorsFile(path: noise).tensor("noise")
+            o.noiseSource = (noise as NSString).lastPathComponent
         }
-        var scheduler = sd.scheduler
-        if let prediction { scheduler.predictionType = prediction.rawValue }
-        var sampling = try Sampling(kind: sampler ?? sd.defaultSampler, steps: steps, config: scheduler)
-        if karras { sampling.sigmaSpacing = .karras }
-        if let sigmas { sampling.sigmaSpacing = sigmas }
-        let chosen: Sampler
-        do { chosen = try sampling.makeSampler() } catch { throw ValidationError("\(error)") }
-
-        let initial = try initImage.map(readInitImage)
-        let imageSize = size ?? initial.map { ImageSize(width: $0.shape[3], height: $0.shape[2]) }
-            ?? ImageSize(width: sd.defaultSide, height: sd.defaultSide)
-        if let initial, let size, [initial.shape[3], initial.shape[2]] != [size.width, size.height] {
-            throw ValidationError("\(initImage!) is \(initial.shape[3])x\(initial.shape[2]) pixels, not --size \(size)")
+        if let initImage {
+            let image = try PNG.read(initImage, channels: 3)
+            o.initImage = (image.reshaped([1] + image.shape) + 1) * 0.5
+            o.strength = strength ?? o.strength
         }
-        let latent: [Int]
-        do { latent = try sd.latentShape(height: imageSize.height, width: imageSize.width) }
-        catch { throw ValidationError("\(initImage ?? "--size \(imageSize)"): the size must be a multiple of \(sd.scaleFactor) pixels each way") }
-        let givenNoise = try noise.map { try readNoise($0, latent: latent) }
-        let seed = self.seed ?? UInt64.random(in: 0..<(1 << 32))
-
-        let (context, truncated) = sd.embed(prompt: prompt, negativePrompt: negativePrompt, clipSkip: clipSkip)
-        for text in truncated {
-            warn("the \(text == prompt ? "prompt" : "negative prompt") is over \(sd.tokenizer.maxLength) tokens: the text encoder reads "
-                 + "only the first \(sd.tokenizer.maxLength - 2)")
-        }
-        let start = initial == nil ? 0 : StableDiffusion.editStart(steps: steps, strength: strength)
-        let stepsRun = steps - start
-        let progress = ProgressBar(total: count * stepsRun, label: "generate", lineEvery: 1)
+        var progress: ProgressBar?
         var images: [Tensor] = []
         let began = Date()
-        for i in 0..<count {
-            let imageStart = Date()
-            var generator = RandomGenerator(seed: seed &+ UInt64(i))
-            let x = givenNoise?.slice(axis: 0, i..<(i + 1)) ?? generator.normal([1] + latent)
-            let stepNoise: (Int) -> Tensor = { _ in generator.normal([1] + latent) }
-            let observe: (Int, Tensor) -> Void = { step, _ in progress.update(i * stepsRun + min(step + 1, stepsRun)) }
-            let image: Tensor
-            if let initial {
-                let encoderNoise = generator.normal([1] + latent)
-                image = sd.edit(initial, strength: strength, context: context, guidance: guidance, sampler: chosen,
-                                encoderNoise: encoderNoise, noise: x, stepNoise: stepNoise, observe: observe)
-            } else {
-                image = sd.generate(context: context, guidance: guidance, sampler: chosen, noise: x, stepNoise: stepNoise, observe: observe)
-            }
-            progress.update((i + 1) * stepsRun)
-            note(String(format: "image %d/%d in %.1f s", i + 1, count, Date().timeIntervalSince(imageStart)))
-            images.append(image)
-            if out.hasSuffix(".png") {
-                let file = count == 1 ? out : "\((out as NSString).deletingPathExtension)-\(i + 1).png"
-                let parameters = self.parameters(seed: seed &+ UInt64(i), sampling: sampling, size: imageSize, model: sd)
-                try PNG.write(image.reshaped(Array(image.shape.dropFirst())), to: file, range: 0...1,
-                              text: [("parameters", parameters.text)])
-                print(file)
-            }
+        try DiffuseTraining.generate(sd, o, progress: { done, total in
+            progress = progress ?? ProgressBar(total: total, label: "generate", lineEvery: 1)
+            progress!.update(done)
+        }, warn: warn) { i, made in
+            note(String(format: "image %d/%d in %.1f s", i + 1, count, made.seconds))
+            images.append(made.image)
+            guard out.hasSuffix(".png") else { return }
+            let file = count == 1 ? out : "\((out as NSString).deletingPathExtension)-\(i + 1).png"
+            var parameters = made.parameters
+            parameters.settings.append(.init("Version", "Diffuse \(Diffuse.version)"))
+            try PNG.write(made.image.reshaped(Array(made.image.shape.dropFirst())), to: file, range: 0...1,
+                          text: [("parameters", parameters.text)])
+            print(file)
         }
         if out.hasSuffix(".safetensors") {
             try SafeTensorsFile.write(["images": concat(images, axis: 0)], to: out)
             print(out)
         }
-        let seconds = Date().timeIntervalSince(began)
-        note(String(format: "%d image%@ of %@ in %.1f s (%.2f s per step)", count, count == 1 ? "" : "s", imageSize.description,
+        let seconds = Date().timeIntervalSince(began), shape = images[0].shape
+        let stepsRun = initImage == nil ? steps : steps - StableDiffusion.editStart(steps: steps, strength: o.strength)
+        note(String(format: "%d image%@ of %dx%d in %.1f s (%.2f s per step)", count, count == 1 ? "" : "s", shape[3], shape[2],
                     seconds, seconds / Double(max(1, count * stepsRun))))
-    }
-
-    /// The settings line of the images' `parameters` chunk, in the web UI's keys.
-    private func parameters(seed: UInt64, sampling: Sampling, size: ImageSize, model: StableDiffusion) -> GenerationParameters {
-        var settings: [GenerationParameters.Setting] = [
-            .init("Steps", "\(steps)"), .init("Sampler", sampling.webUIName), .init("CFG scale", String(format: "%g", guidance)),
-            .init("Seed", noise == nil ? "\(seed)" : "none (noise from \((noise! as NSString).lastPathComponent))"),
-            .init("Size", size.description), .init("Model", model.name),
-        ]
-        if initImage != nil { settings.append(.init("Denoising strength", String(format: "%g", strength))) }
-        if clipSkip > 0 { settings.append(.init("Clip skip", "\(clipSkip + 1)")) }
-        settings.append(.init("Version", "Diffuse \(Diffuse.version)"))
-        return GenerationParameters(prompt: prompt, negativePrompt: negativePrompt, settings: settings)
-    }
-
-    /// The init image as [1, 3, H, W] in [0, 1].
-    private func readInitImage(_ path: String) throws -> Tensor {
-        let image = try PNG.read(path, channels: 3)
-        return (image.reshaped([1] + image.shape) + 1) * 0.5
-    }
-
-    /// The --noise file's latents, checked against the image size.
-    private func readNoise(_ path: String, latent: [Int]) throws -> Tensor {
-        let t = try SafeTensorsFile(path: path).tensor("noise")
-        guard t.rank == 4, Array(t.shape.dropFirst()) == latent, t.shape[0] >= count else {
-            throw ValidationError("\(path): tensor 'noise' has shape \(t.shape); this needs [\(count), \(latent.map(String.init).joined(separator: ", "))] "
-                                  + "(--count images of --size \(size?.description ?? "default"))")
-        }
-        return t
     }
 
     private func note(_ line: String) { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
