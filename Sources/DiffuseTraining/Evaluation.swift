@@ -337,3 +337,45 @@ public struct InceptionFeatures: FeatureNetwork {
         return network(images.shape[1] == 3 ? images : concat([images, images, images], axis: 1))
     }
 }
+
+/// The feature network a name gives (`--features`): `classifier:RUN` (a classifier run of Diffuse) or
+/// `inception:FILE` (pytorch-fid's Inception-v3 weights converted to safetensors).
+public func featureNetwork(_ spec: String) throws -> FeatureNetwork {
+    if spec.hasPrefix("classifier:") { return try ClassifierFeatures(run: String(spec.dropFirst("classifier:".count))) }
+    if spec.hasPrefix("inception:") { return try InceptionFeatures(weights: String(spec.dropFirst("inception:".count))) }
+    throw ConfigError("the features are classifier:RUN (a `diffuse train --model classifier` run) or inception:FILE, got '\(spec)'")
+}
+
+/// The cache folder of reference features: $XDG_CACHE_HOME/diffuse, or ~/.cache/diffuse.
+public var defaultCacheDirectory: String {
+    let environment = ProcessInfo.processInfo.environment
+    return (environment["XDG_CACHE_HOME"] ?? (environment["HOME"] ?? ".") + "/.cache") + "/diffuse"
+}
+
+/// A run's data split into the images it trained on and the held-out rest (trained with --examples N).
+public func referenceImages(_ config: RunConfig) throws -> (train: LabeledImages, heldOut: LabeledImages?, data: String) {
+    var all = config
+    all.examples = nil
+    guard case let .images(images) = try loadTrainingData(all) else {
+        throw ConfigError("\(config.data) holds 2D points; image metrics need image data")
+    }
+    guard let n = config.examples, n < images.count else { return (images, nil, config.data) }
+    return (images.subset(Array(0..<n)), images.subset(Array(n..<images.count)), config.data)
+}
+
+extension Evaluation {
+    /// The figures, as lines for the terminal.
+    public var summary: String {
+        let e = self, q = e.quality
+        var lines = [
+            "\(e.run) (\(e.kind.rawValue), \(e.parameters) parameters, trained \(ProgressBar.duration(e.trainingSeconds)) / \(e.trainingSteps) steps)",
+            "  sampler \(e.sampler)\(e.steps.map { ", \($0) steps" } ?? ""): \(e.evaluationsPerSample) network evaluation\(e.evaluationsPerSample == 1 ? "" : "s"), "
+                + String(format: "%.1f ms per sample", 1000 * e.secondsPerSample),
+            String(format: "  FID %.3f   precision %.3f   recall %.3f   KID %.3g ± %.3g   sharpness %.4f (data %.4f)", q.fid,
+                   q.precision, q.recall, q.kid, q.kidStd, q.sharpness, q.referenceSharpness),
+            "  \(q.samples) samples against \(q.reference); features: \(q.featureNetwork), resize \(q.resize)",
+        ]
+        if let bits = e.bitsPerDim, let n = e.nllImages { lines.append(String(format: "  NLL bound %.3f bits/dim on %d held-out images", bits, n)) }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -59,6 +59,13 @@ public enum Interruption {
 
     public static var requested: Bool { flag != 0 }
 
+    /// Work given up because an interruption was requested (its checkpoints written).
+    public struct Stopped: Error, CustomStringConvertible, LocalizedError {
+        public init() {}
+        public var description: String { "stopped by Ctrl-C or SIGTERM" }
+        public var errorDescription: String? { description }
+    }
+
     /// Installs the handlers (a second Ctrl-C while stopping still ends the process at once).
     public static func install() {
         flag = 0

@@ -236,8 +236,9 @@ public final class Trainer {
     }
 
     /// Trains until `config.steps` (or `deadline`), writing the log, checkpoints and sample grids; stops cleanly
-    /// (checkpoint and sample grid first) when an interruption is requested.
-    public func train(progress: ProgressBar? = nil, until deadline: Date? = nil) throws -> TrainingOutcome {
+    /// (checkpoint and sample grid first) when an interruption is requested. `progress(step, figures)` hears each
+    /// step done, with the first logged values ("loss 0.0312").
+    public func train(progress: ((Int, String) -> Void)? = nil, until deadline: Date? = nil) throws -> TrainingOutcome {
         trainingMode()
         var lastTime = Date()
         while state.step < config.steps {
@@ -263,7 +264,7 @@ public final class Trainer {
                 + [String(format: "%.4f", seconds), String(format: "%.1f", Double(config.batchSize) / max(seconds, 1e-9))]
             try appendLog(([String(state.step)] + values).joined(separator: ",") + "\n")
             let shown = objective.logColumns.prefix(2).compactMap { name in logged[name].map { String(format: "%@ %.4f", name, $0) } }
-            progress?.update(state.step, shown.joined(separator: "  "))
+            progress?(state.step, shown.joined(separator: "  "))
             if config.checkpointEvery > 0 && state.step % config.checkpointEvery == 0 { try saveCheckpoint() }
             if config.sampleEvery > 0 && state.step % config.sampleEvery == 0 { try writeSampleGrid() }
         }

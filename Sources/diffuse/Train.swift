@@ -113,7 +113,7 @@ struct Train: ParsableCommand {
         let progress = group.isFirst ? ProgressBar(total: trainer.config.steps, label: "train", startingAt: trainer.state.step) : nil
         let deadline = minutes.map { Date().addingTimeInterval($0 * 60) }
         let firstStep = trainer.state.step
-        let outcome = try trainer.train(progress: progress, until: deadline)
+        let outcome = try trainer.train(progress: progress.map { bar in { bar.update($0, $1) } }, until: deadline)
         if group.size > 1, trainer.state.step > firstStep {
             say(String(format: "summing gradients over %d processes: %.3f s in %d steps (%.1f ms a step)", group.size,
                        trainer.gradientSumSeconds, trainer.state.step - firstStep,
