@@ -46,10 +46,10 @@ public struct BatchSampler {
     public init(count: Int, batchSize: Int, resumingFrom position: Position) throws {
         precondition(count > 0 && batchSize > 0, "batches of \(batchSize) from \(count) examples")
         guard position.count == count else {
-            throw DataError(path: "the saved data position", problem: "is for \(position.count) examples, the data set has \(count)")
+            throw DiffuseError.data(path: "the saved data position", problem: "is for \(position.count) examples, the data set has \(count)")
         }
         guard position.epoch >= 0, (0..<count).contains(position.index) else {
-            throw DataError(path: "the saved data position", problem: "epoch \(position.epoch), example \(position.index) is not a position in \(count) examples")
+            throw DiffuseError.data(path: "the saved data position", problem: "epoch \(position.epoch), example \(position.index) is not a position in \(count) examples")
         }
         self.batchSize = batchSize
         self.position = position

@@ -13,15 +13,15 @@ extension LabeledImages {
         let files = try paths.map { path in
             let bytes = try readMaybeGzipped(path)
             guard bytes.count % record == 0 else {
-                throw DataError(path: path, problem: "holds \(bytes.count) bytes, not a whole number of \(record)-byte CIFAR-10 records (a label byte and 3×32×32 pixels)")
+                throw DiffuseError.data(path: path, problem: "holds \(bytes.count) bytes, not a whole number of \(record)-byte CIFAR-10 records (a label byte and 3×32×32 pixels)")
             }
             if let bad = stride(from: 0, to: bytes.count, by: record).first(where: { bytes[$0] > 9 }) {
-                throw DataError(path: path, problem: "record \(bad / record) has label \(bytes[bad]); CIFAR-10 labels are 0–9")
+                throw DiffuseError.data(path: path, problem: "record \(bad / record) has label \(bytes[bad]); CIFAR-10 labels are 0–9")
             }
             return bytes
         }
         let count = files.reduce(0) { $0 + $1.count / record }
-        guard count > 0 else { throw DataError(path: paths.joined(separator: ", "), problem: "holds no images") }
+        guard count > 0 else { throw DiffuseError.data(path: paths.joined(separator: ", "), problem: "holds no images") }
         let images = Tensor(uninitialized: [count, 3, 32, 32])
         var labels: [Int] = []
         labels.reserveCapacity(count)
@@ -54,7 +54,7 @@ extension LabeledImages {
         }
         guard !chosen.isEmpty else {
             let exists = FileManager.default.fileExists(atPath: directory)
-            throw DataError(path: directory, problem: exists ? "holds no CIFAR-10 binary batches (\(wanted))" : "no such folder")
+            throw DiffuseError.data(path: directory, problem: exists ? "holds no CIFAR-10 binary batches (\(wanted))" : "no such folder")
         }
         return try cifar10(paths: chosen.map { "\(directory)/\($0)" })
             .named("CIFAR-10 \(chosen == test ? "test" : "training") split")

@@ -41,12 +41,12 @@ public enum DataSource: Equatable, Sendable, CustomStringConvertible {
                                                            ("folder:", { .folder(directory: $0) })]
         for (prefix, make) in prefixed where text.hasPrefix(prefix) {
             let path = String(text.dropFirst(prefix.count))
-            guard !path.isEmpty else { throw DataError(path: text, problem: "needs a path after \"\(prefix)\"") }
+            guard !path.isEmpty else { throw DiffuseError.data(path: text, problem: "needs a path after \"\(prefix)\"") }
             self = make(path)
             return
         }
         guard text.contains("/") || FileManager.default.fileExists(atPath: text) else {
-            throw DataError(path: text, problem: "is not a data set; use one of: \(Self.forms)")
+            throw DiffuseError.data(path: text, problem: "is not a data set; use one of: \(Self.forms)")
         }
         self = .idxImages(path: text)
     }
@@ -71,7 +71,7 @@ public enum DataSource: Equatable, Sendable, CustomStringConvertible {
     ///   - count: how many examples the built-in sets generate (files are read whole; `subset` takes part).
     ///   - generator: draws the built-in sets.
     public func load(imageSize: Int? = nil, count: Int = 10_000, generator: inout RandomGenerator) throws -> DataSet {
-        if let imageSize, imageSize <= 0 { throw DataError(path: description, problem: "image size \(imageSize) is not positive") }
+        if let imageSize, imageSize <= 0 { throw DiffuseError.data(path: description, problem: "image size \(imageSize) is not positive") }
         let images: LabeledImages
         switch self {
         case .shapes: return .images(SyntheticShapes.generate(count: count, size: imageSize ?? 32, generator: &generator))
@@ -80,7 +80,7 @@ public enum DataSource: Equatable, Sendable, CustomStringConvertible {
         case let .idxImages(path):
             var isFolder: ObjCBool = false
             if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
-                throw DataError(path: path, problem: "is a folder; name a folder as mnist:DIR, cifar10:DIR or folder:DIR")
+                throw DiffuseError.data(path: path, problem: "is a folder; name a folder as mnist:DIR, cifar10:DIR or folder:DIR")
             }
             images = try .idx(images: path)
         case let .cifar10(path):
@@ -89,7 +89,7 @@ public enum DataSource: Equatable, Sendable, CustomStringConvertible {
             images = try folder ? .cifar10(directory: path) : .cifar10(paths: [path])
         case let .folder(directory):
             guard let imageSize else {
-                throw DataError(path: description, problem: "needs an image size (--image-size) to scale its images to")
+                throw DiffuseError.data(path: description, problem: "needs an image size (--image-size) to scale its images to")
             }
             images = try .imageFolder(directory, size: imageSize)
         }

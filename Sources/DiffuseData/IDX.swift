@@ -5,9 +5,9 @@ import Foundation
 /// Reads a whole file, gunzipping it when it is gzip-compressed (zlib reads plain files unchanged).
 func readMaybeGzipped(_ path: String) throws -> [UInt8] {
     var isFolder: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { throw DataError(path: path, problem: "no such file") }
-    guard !isFolder.boolValue else { throw DataError(path: path, problem: "is a folder, not a file") }
-    guard let file = gzopen(path, "rb") else { throw DataError(path: path, problem: "cannot be opened") }
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { throw DiffuseError.data(path: path, problem: "no such file") }
+    guard !isFolder.boolValue else { throw DiffuseError.data(path: path, problem: "is a folder, not a file") }
+    guard let file = gzopen(path, "rb") else { throw DiffuseError.data(path: path, problem: "cannot be opened") }
     defer { gzclose(file) }
     var out: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 1 << 20)
@@ -19,7 +19,7 @@ func readMaybeGzipped(_ path: String) throws -> [UInt8] {
     // A stream cut short ends like a whole one (gzread returns 0); only the error state tells them apart.
     var status: Int32 = Z_OK
     let message = String(cString: gzerror(file, &status))
-    guard status == Z_OK else { throw DataError(path: path, problem: "is corrupt or truncated (gzip: \(message))") }
+    guard status == Z_OK else { throw DiffuseError.data(path: path, problem: "is corrupt or truncated (gzip: \(message))") }
     return out
 }
 
@@ -32,19 +32,19 @@ public struct IDXFile {
     public init(path: String) throws {
         let bytes = try readMaybeGzipped(path)
         guard bytes.count >= 4, bytes[0] == 0, bytes[1] == 0 else {
-            throw DataError(path: path, problem: "is not an IDX file (it does not start with two zero bytes)")
+            throw DiffuseError.data(path: path, problem: "is not an IDX file (it does not start with two zero bytes)")
         }
         guard bytes[2] == 0x08 else {
-            throw DataError(path: path, problem: "holds IDX type 0x\(String(bytes[2], radix: 16)); only unsigned bytes (0x08) are read")
+            throw DiffuseError.data(path: path, problem: "holds IDX type 0x\(String(bytes[2], radix: 16)); only unsigned bytes (0x08) are read")
         }
         let rank = Int(bytes[3])
-        guard bytes.count >= 4 + 4 * rank else { throw DataError(path: path, problem: "is truncated inside its header") }
+        guard bytes.count >= 4 + 4 * rank else { throw DiffuseError.data(path: path, problem: "is truncated inside its header") }
         let shape = (0..<rank).map { d in (0..<4).reduce(0) { $0 << 8 | Int(bytes[4 + 4 * d + $1]) } }
         let held = bytes.count - 4 - 4 * rank
         // A product that overflows is far more than any file holds.
         let count = shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
         guard held == count else {
-            throw DataError(path: path, problem: "header promises \(shape) = \(count == Int.max ? "too many" : "\(count)") values, the file holds \(held)")
+            throw DiffuseError.data(path: path, problem: "header promises \(shape) = \(count == Int.max ? "too many" : "\(count)") values, the file holds \(held)")
         }
         self.shape = shape
         values = Array(bytes[(4 + 4 * rank)...])
@@ -56,13 +56,13 @@ public struct IDXFile {
         let url = URL(fileURLWithPath: imagesPath)
         let name = url.lastPathComponent
         guard name.contains("images") else {
-            throw DataError(path: imagesPath, problem: "has no \"images\" in its name, so its labels file (the same name with \"labels\") cannot be found")
+            throw DiffuseError.data(path: imagesPath, problem: "has no \"images\" in its name, so its labels file (the same name with \"labels\") cannot be found")
         }
         let base = name.replacingOccurrences(of: "images", with: "labels").replacingOccurrences(of: "idx3", with: "idx1")
         let plain = base.hasSuffix(".gz") ? String(base.dropLast(3)) : base
         let candidates = [base, base == plain ? plain + ".gz" : plain].map { url.deletingLastPathComponent().appendingPathComponent($0).path }
         guard let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
-            throw DataError(path: imagesPath, problem: "has no labels file beside it (looked for \(candidates.joined(separator: " and ")))")
+            throw DiffuseError.data(path: imagesPath, problem: "has no labels file beside it (looked for \(candidates.joined(separator: " and ")))")
         }
         return found
     }
@@ -79,12 +79,12 @@ extension LabeledImages {
     public static func idx(images imagesPath: String, labels labelsPath: String) throws -> LabeledImages {
         let images = try IDXFile(path: imagesPath), labels = try IDXFile(path: labelsPath)
         guard images.shape.count == 3 else {
-            throw DataError(path: imagesPath, problem: "holds shape \(images.shape), images need [N, height, width]")
+            throw DiffuseError.data(path: imagesPath, problem: "holds shape \(images.shape), images need [N, height, width]")
         }
-        guard images.shape[0] > 0 else { throw DataError(path: imagesPath, problem: "holds no images") }
-        guard labels.shape.count == 1 else { throw DataError(path: labelsPath, problem: "holds shape \(labels.shape), labels need [N]") }
+        guard images.shape[0] > 0 else { throw DiffuseError.data(path: imagesPath, problem: "holds no images") }
+        guard labels.shape.count == 1 else { throw DiffuseError.data(path: labelsPath, problem: "holds shape \(labels.shape), labels need [N]") }
         guard labels.shape[0] == images.shape[0] else {
-            throw DataError(path: labelsPath, problem: "has \(labels.shape[0]) labels for the \(images.shape[0]) images of \(imagesPath)")
+            throw DiffuseError.data(path: labelsPath, problem: "has \(labels.shape[0]) labels for the \(images.shape[0]) images of \(imagesPath)")
         }
         let t = Tensor(uninitialized: [images.shape[0], 1, images.shape[1], images.shape[2]])
         let p = t.storage.pointer
@@ -107,12 +107,12 @@ extension LabeledImages {
     public static func mnist(directory: String, split: DataSplit? = nil) throws -> LabeledImages {
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isFolder), isFolder.boolValue else {
-            throw DataError(path: directory, problem: "no such folder")
+            throw DiffuseError.data(path: directory, problem: "no such folder")
         }
         let prefixes = split.map { [$0 == .train ? "train" : "t10k"] } ?? ["train", "t10k"]
         let candidates = prefixes.flatMap { p in ["", ".gz"].map { "\(directory)/\(p)-images-idx3-ubyte\($0)" } }
         guard let images = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
-            throw DataError(path: directory, problem: "holds no MNIST images file (looked for \(candidates.map { URL(fileURLWithPath: $0).lastPathComponent }.joined(separator: ", ")))")
+            throw DiffuseError.data(path: directory, problem: "holds no MNIST images file (looked for \(candidates.map { URL(fileURLWithPath: $0).lastPathComponent }.joined(separator: ", ")))")
         }
         let split = URL(fileURLWithPath: images).lastPathComponent.hasPrefix("train") ? "training" : "test"
         return try idx(images: images).named("MNIST \(split) split", unit: "digits")

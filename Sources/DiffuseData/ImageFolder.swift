@@ -21,7 +21,7 @@ extension LabeledImages {
         let c = try channels ?? (files.contains { try PNG.isColour($0.path) } ? 3 : 1)
         let images = Tensor(uninitialized: [files.count, c, size, size])
         let out = images.storage.pointer
-        var failures = [DataError?](repeating: nil, count: files.count)
+        var failures = [DiffuseError?](repeating: nil, count: files.count)
         failures.withUnsafeMutableBufferPointer { failures in
             parallelFor(files.count, grain: 8) { r in
                 for i in r {
@@ -32,7 +32,7 @@ extension LabeledImages {
                         PNG.toPlanes(pixels, width: w, height: h, channels: c, into: planes)
                         resampleCentreSquare(planes, channels: c, height: h, width: w, size: size, into: out + i * c * size * size)
                     } catch {
-                        failures[i] = error as? DataError ?? DataError(path: files[i].path, problem: "\(error)")
+                        failures[i] = error as? DiffuseError ?? DiffuseError.data(path: files[i].path, problem: "\(error)")
                     }
                 }
             }
@@ -46,9 +46,9 @@ extension LabeledImages {
     static func imageFolderFiles(_ directory: String) throws -> (files: [(path: String, label: Int)], classes: [String]) {
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isFolder) else {
-            throw DataError(path: directory, problem: "no such folder")
+            throw DiffuseError.data(path: directory, problem: "no such folder")
         }
-        guard isFolder.boolValue else { throw DataError(path: directory, problem: "is a file, not a folder of PNG images") }
+        guard isFolder.boolValue else { throw DiffuseError.data(path: directory, problem: "is a file, not a folder of PNG images") }
         let isFolderURL = { (u: URL) in (try? u.resourceValues(forKeys: [.isDirectoryKey]).isDirectory) == true }
         let isPNG = { (u: URL) in u.pathExtension.lowercased() == "png" && !isFolderURL(u) }
         let entries = try FileManager.default.contentsOfDirectory(at: URL(fileURLWithPath: directory, isDirectory: true),
@@ -58,19 +58,19 @@ extension LabeledImages {
         if folders.isEmpty {
             guard !pngs.isEmpty else {
                 let others = entries.map(\.lastPathComponent).sorted()
-                throw DataError(path: directory, problem: "holds no .png files" + (others.isEmpty ? " (it is empty)"
+                throw DiffuseError.data(path: directory, problem: "holds no .png files" + (others.isEmpty ? " (it is empty)"
                                 : " (it holds \(others.count) other file\(others.count == 1 ? "" : "s"), e.g. \(others[0]); only PNG images are read)"))
             }
             return (pngs.map { ($0, 0) }, [])
         }
         guard pngs.isEmpty else {
-            throw DataError(path: directory, problem: "holds PNG files (e.g. \(URL(fileURLWithPath: pngs[0]).lastPathComponent)) beside class subfolders (\(folders.map(\.lastPathComponent).joined(separator: ", "))): put every image in a class subfolder, or have no subfolders")
+            throw DiffuseError.data(path: directory, problem: "holds PNG files (e.g. \(URL(fileURLWithPath: pngs[0]).lastPathComponent)) beside class subfolders (\(folders.map(\.lastPathComponent).joined(separator: ", "))): put every image in a class subfolder, or have no subfolders")
         }
         var files: [(path: String, label: Int)] = []
         for (label, folder) in folders.enumerated() {
             let found = FileManager.default.enumerator(at: folder, includingPropertiesForKeys: [.isDirectoryKey], options: .skipsHiddenFiles)?
                 .compactMap { $0 as? URL }.filter(isPNG).map(\.path).sorted() ?? []
-            guard !found.isEmpty else { throw DataError(path: folder.path, problem: "is a class subfolder with no .png files") }
+            guard !found.isEmpty else { throw DiffuseError.data(path: folder.path, problem: "is a class subfolder with no .png files") }
             files += found.map { ($0, label) }
         }
         return (files, folders.map(\.lastPathComponent))

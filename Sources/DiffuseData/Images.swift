@@ -1,18 +1,6 @@
 import DiffuseEngine
 import Foundation
 
-/// A data file that cannot be used, with the file and the reason.
-public struct DataError: Error, CustomStringConvertible, LocalizedError {
-    public let path: String
-    public let problem: String
-    public init(path: String, problem: String) {
-        self.path = path
-        self.problem = problem
-    }
-    public var description: String { "\(path): \(problem)" }
-    public var errorDescription: String? { description }
-}
-
 /// Images [N, C, H, W] with values in [−1, 1] (the range diffusion models work in), a class label each, and the
 /// names of the classes.
 public struct LabeledImages {

@@ -52,10 +52,10 @@ public enum PNG {
     /// The textual chunks of a PNG file (tEXt, zTXt and iTXt, compressed or not), keyword and text, in file order.
     /// A file that is not a PNG, or a chunk that is cut short or does not decompress, is an error naming the file.
     public static func text(_ path: String) throws -> [(keyword: String, text: String)] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw DataError(path: path, problem: "no such file") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw DiffuseError.data(path: path, problem: "no such file") }
         let bytes = [UInt8](data)
         guard bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) else {
-            throw DataError(path: path, problem: "is not a PNG file")
+            throw DiffuseError.data(path: path, problem: "is not a PNG file")
         }
         func latin1<C: Collection<UInt8>>(_ b: C) -> String { String(String.UnicodeScalarView(b.map { Unicode.Scalar($0) })) }
         var out: [(String, String)] = []
@@ -63,33 +63,33 @@ public enum PNG {
         while at + 8 <= bytes.count {
             let length = bytes[at..<(at + 4)].reduce(0) { $0 << 8 | Int($1) }
             let type = latin1(bytes[(at + 4)..<(at + 8)])
-            guard at + 12 + length <= bytes.count else { throw DataError(path: path, problem: "chunk \(type) is cut short") }
+            guard at + 12 + length <= bytes.count else { throw DiffuseError.data(path: path, problem: "chunk \(type) is cut short") }
             let body = Array(bytes[(at + 8)..<(at + 8 + length)])
             at += 12 + length
             guard ["tEXt", "zTXt", "iTXt"].contains(type) else {
                 if type == "IEND" { break }
                 continue
             }
-            guard let nul = body.firstIndex(of: 0) else { throw DataError(path: path, problem: "\(type) chunk without a keyword") }
+            guard let nul = body.firstIndex(of: 0) else { throw DiffuseError.data(path: path, problem: "\(type) chunk without a keyword") }
             let keyword = latin1(body[..<nul])
             var rest = Array(body[(nul + 1)...])
             switch type {
             case "tEXt": out.append((keyword, latin1(rest)))
             case "zTXt":
                 guard let text = rest.isEmpty ? nil : inflate(Array(rest.dropFirst())) else {
-                    throw DataError(path: path, problem: "zTXt chunk '\(keyword)' does not decompress")
+                    throw DiffuseError.data(path: path, problem: "zTXt chunk '\(keyword)' does not decompress")
                 }
                 out.append((keyword, latin1(text)))
             default:  // iTXt: compression flag and method, language tag, translated keyword, text
-                guard rest.count >= 2 else { throw DataError(path: path, problem: "iTXt chunk '\(keyword)' is cut short") }
+                guard rest.count >= 2 else { throw DiffuseError.data(path: path, problem: "iTXt chunk '\(keyword)' is cut short") }
                 let compressed = rest[0] == 1
                 rest.removeFirst(2)
                 for _ in 0..<2 {
-                    guard let end = rest.firstIndex(of: 0) else { throw DataError(path: path, problem: "iTXt chunk '\(keyword)' is cut short") }
+                    guard let end = rest.firstIndex(of: 0) else { throw DiffuseError.data(path: path, problem: "iTXt chunk '\(keyword)' is cut short") }
                     rest.removeFirst(end + 1)
                 }
                 guard let text = compressed ? inflate(rest) : rest else {
-                    throw DataError(path: path, problem: "iTXt chunk '\(keyword)' does not decompress")
+                    throw DiffuseError.data(path: path, problem: "iTXt chunk '\(keyword)' does not decompress")
                 }
                 out.append((keyword, String(decoding: text, as: UTF8.self)))
             }
@@ -138,7 +138,7 @@ public enum PNG {
     /// libpng allocated. The `png_image` lives at one address throughout: libpng keeps a pointer to it for its
     /// error handler.
     private static func withHeader<T>(_ path: String, _ body: (UnsafeMutablePointer<png_image>) throws -> T) throws -> T {
-        guard FileManager.default.fileExists(atPath: path) else { throw DataError(path: path, problem: "no such file") }
+        guard FileManager.default.fileExists(atPath: path) else { throw DiffuseError.data(path: path, problem: "no such file") }
         let image = UnsafeMutablePointer<png_image>.allocate(capacity: 1)
         image.initialize(to: png_image())
         image.pointee.version = png_uint_32(PNG_IMAGE_VERSION)
@@ -147,7 +147,7 @@ public enum PNG {
             image.deallocate()
         }
         guard png_image_begin_read_from_file(image, path) != 0 else {
-            throw DataError(path: path, problem: "is not a readable PNG file (libpng: \(message(image.pointee)))")
+            throw DiffuseError.data(path: path, problem: "is not a readable PNG file (libpng: \(message(image.pointee)))")
         }
         return try body(image)
     }
@@ -168,14 +168,14 @@ public enum PNG {
             let c = channels ?? (isColour(image) ? 3 : 1)
             let (w, h) = (Int(image.pointee.width), Int(image.pointee.height))
             guard w * h <= maxPixels else {
-                throw DataError(path: path, problem: "is \(w)×\(h) pixels, more than the \(maxPixels) this reader takes")
+                throw DiffuseError.data(path: path, problem: "is \(w)×\(h) pixels, more than the \(maxPixels) this reader takes")
             }
             image.pointee.format = c == 1 ? png_uint_32(PNG_FORMAT_GRAY) : png_uint_32(PNG_FORMAT_RGB)
             image.pointee.flags |= png_uint_32(PNG_IMAGE_FLAG_16BIT_sRGB)
             var pixels = [UInt8](repeating: 0, count: w * h * c)
             var black = png_color(red: 0, green: 0, blue: 0)
             let ok = pixels.withUnsafeMutableBytes { png_image_finish_read(image, &black, $0.baseAddress, png_int_32(w * c), nil) }
-            guard ok != 0 else { throw DataError(path: path, problem: "is a corrupt PNG file (libpng: \(message(image.pointee)))") }
+            guard ok != 0 else { throw DiffuseError.data(path: path, problem: "is a corrupt PNG file (libpng: \(message(image.pointee)))") }
             return (pixels, w, h, c)
         }
     }

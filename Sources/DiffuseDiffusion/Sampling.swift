@@ -201,7 +201,7 @@ public struct Sampling: Sendable {
         let betas: [Double]
         if let trained = c.trainedBetas {
             guard trained.count == T else {
-                throw SchedulerConfigError(path: "scheduler config", key: "trained_betas",
+                throw DiffuseError.scheduler(path: "scheduler config", key: "trained_betas",
                                            problem: "\(trained.count) values for num_train_timesteps \(T)")
             }
             betas = trained
@@ -253,7 +253,7 @@ public struct Sampling: Sendable {
 
     /// Checks the combination before any work starts.
     public func validate() throws {
-        func fail(_ message: String) -> Error { SamplingError(message: message) }
+        func fail(_ message: String) -> Error { DiffuseError.sampling(message: message) }
         guard steps >= 1 && steps <= trainingSteps else { throw fail("steps must be in 1...\(trainingSteps), got \(steps)") }
         if kind == .eulerAncestral && prediction == .sample {
             throw fail("euler-ancestral does not take x₀ predictions (prediction_type sample), as in diffusers")
@@ -298,7 +298,7 @@ public struct Sampling: Sendable {
         // A repeated σ is a step of h = 0, after which the next multistep update divides by zero (NaN in diffusers too).
         if kind.family == .multistep && kind != .iPNDM && flow == nil,
            let i = (0..<(schedule.steps - 1)).first(where: { schedule.sigmas[$0] == schedule.sigmas[$0 + 1] }) {
-            throw SamplingError(message: "\(steps) steps of \(kind.rawValue) with \(spacing.rawValue) spacing repeat timestep "
+            throw DiffuseError.sampling(message: "\(steps) steps of \(kind.rawValue) with \(spacing.rawValue) spacing repeat timestep "
                                 + "\(Int(schedule.timesteps[i])); use fewer steps or another spacing")
         }
         return Sampler(solver: solver, schedule: schedule, prediction: prediction, clipping: clipping,
@@ -355,9 +355,3 @@ public struct Sampler: Sendable {
     }
 }
 
-/// A sampler setting that does not work.
-public struct SamplingError: Error, CustomStringConvertible, LocalizedError {
-    public let message: String
-    public var description: String { message }
-    public var errorDescription: String? { message }
-}

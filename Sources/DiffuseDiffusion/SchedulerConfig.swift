@@ -1,3 +1,4 @@
+import DiffuseEngine
 import Foundation
 
 /// The keys of a diffusers scheduler_config.json that change sampling. A key the file does not have stays nil, and
@@ -63,7 +64,7 @@ public struct SchedulerConfig: Equatable, Sendable {
     public static func read(_ json: [String: JSONValue], path: String) throws -> (SchedulerConfig, unknown: [String]) {
         var c = SchedulerConfig()
         var unknown: [String] = []
-        func fail(_ key: String, _ problem: String) -> Error { SchedulerConfigError(path: path, key: key, problem: problem) }
+        func fail(_ key: String, _ problem: String) -> Error { DiffuseError.scheduler(path: path, key: key, problem: problem) }
         func number(_ key: String, _ value: JSONValue) throws -> Double {
             guard case .number(let d) = value else { throw fail(key, "expected a number, found \(value)") }
             return d
@@ -142,13 +143,6 @@ public struct SchedulerConfig: Equatable, Sendable {
     }
 }
 
-/// A scheduler_config.json key whose value Diffuse cannot use.
-public struct SchedulerConfigError: Error, CustomStringConvertible, LocalizedError {
-    public let path, key, problem: String
-    public var description: String { key.isEmpty ? "\(path): \(problem)" : "\(path): '\(key)': \(problem)" }
-    public var errorDescription: String? { description }
-}
-
 /// A JSON value, read with the distinctions JSONSerialization loses on Linux (1 and true).
 public enum JSONValue: Codable, Equatable, Sendable, CustomStringConvertible {
     case null, bool(Bool), number(Double), string(String), array([JSONValue]), object([String: JSONValue])
@@ -178,10 +172,10 @@ public enum JSONValue: Codable, Equatable, Sendable, CustomStringConvertible {
     /// Reads a file holding a JSON object.
     public static func object(at path: String) throws -> [String: JSONValue] {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw SchedulerConfigError(path: path, key: "", problem: "missing or unreadable")
+            throw DiffuseError.scheduler(path: path, key: "", problem: "missing or unreadable")
         }
         guard case .object(let o)? = try? JSONDecoder().decode(JSONValue.self, from: data) else {
-            throw SchedulerConfigError(path: path, key: "", problem: "not a JSON object")
+            throw DiffuseError.scheduler(path: path, key: "", problem: "not a JSON object")
         }
         return o
     }

@@ -157,13 +157,11 @@ extension Engine {
                 case "input" where algorithm != nil: inputGradient = algorithm
                 case "weight" where weight != nil: weightGradient = weight
                 default:
-                    throw ForcingError(message: "'\(item)' names no convolution pass and algorithm: passes forward, "
+                    throw DiffuseError.config("'\(item)' names no convolution pass and algorithm: passes forward, "
                         + "input, weight; algorithms \(names.sorted().joined(separator: ", "))")
                 }
             }
         }
-
-        struct ForcingError: Error, CustomStringConvertible { let message: String; var description: String { message } }
 
         static func fromEnvironment() -> ConvolutionForcing {
             guard let text = ProcessInfo.processInfo.environment["DIFFUSE_CONVOLUTION"] else { return .init() }

@@ -110,12 +110,12 @@ public final class MPIProcessGroup: ProcessGroup, @unchecked Sendable {
     public init() throws {
         let names: [String] = ["libmpi.so.40", "libmpi.so"]
         guard let library = names.lazy.compactMap({ name in dlopen(name, RTLD_NOW | RTLD_GLOBAL) }).first else {
-            throw ProcessGroupError("started by an MPI launcher, but Open MPI's library (libmpi.so.40) cannot be loaded: "
+            throw DiffuseError.processes("started by an MPI launcher, but Open MPI's library (libmpi.so.40) cannot be loaded: "
                                     + "install it (Debian: apt-get install openmpi-bin libopenmpi3)")
         }
         func object(_ name: String) throws -> Handle {
             guard let address = dlsym(library, name) else {
-                throw ProcessGroupError("the MPI library loaded lacks \(name): Diffuse runs on Open MPI (4 or 5), not MPICH")
+                throw DiffuseError.processes("the MPI library loaded lacks \(name): Diffuse runs on Open MPI (4 or 5), not MPICH")
             }
             return address
         }
@@ -130,7 +130,7 @@ public final class MPIProcessGroup: ProcessGroup, @unchecked Sendable {
         let initialize = try symbol("MPI_Init", as: (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32).self)
         let commRank = try symbol("MPI_Comm_rank", as: (@convention(c) (Handle, UnsafeMutablePointer<Int32>) -> Int32).self)
         let commSize = try symbol("MPI_Comm_size", as: (@convention(c) (Handle, UnsafeMutablePointer<Int32>) -> Int32).self)
-        guard initialize(nil, nil) == 0 else { throw ProcessGroupError("MPI_Init failed") }
+        guard initialize(nil, nil) == 0 else { throw DiffuseError.processes("MPI_Init failed") }
         var value: Int32 = 0
         _ = commRank(world, &value)
         rank = Int(value)
@@ -171,13 +171,6 @@ public final class MPIProcessGroup: ProcessGroup, @unchecked Sendable {
             abort(code: 1)
         }
     }
-}
-
-/// MPI could not be set up.
-public struct ProcessGroupError: Error, CustomStringConvertible, LocalizedError {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-    public var errorDescription: String? { description }
 }
 
 /// This process' rows of a data-parallel step's global batch, and the group that holds the others: the batch of

@@ -1,13 +1,5 @@
 import Foundation
 
-/// A malformed or unreadable safetensors file, with the file and what is wrong with it.
-public struct SafeTensorsError: Error, CustomStringConvertible, LocalizedError {
-    public let path: String
-    public let problem: String
-    public var description: String { "safetensors \(path): \(problem)" }
-    public var errorDescription: String? { description }
-}
-
 /// The element types of the safetensors format that Diffuse reads.
 /// The others of the format (integers, booleans, 8-bit floats) are accepted in a file, for the counters and flags
 /// that checkpoints carry beside their weights, and refused by name when read as a tensor.
@@ -48,7 +40,7 @@ public struct SafeTensorsFile {
 
     /// Opens a file, mapped into memory (read-only, private): its tensors are read from the mapping when asked for.
     public init(path: String) throws {
-        func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(path: path, problem: problem) }
+        func fail(_ problem: String) -> DiffuseError { DiffuseError.safetensors(path: path, problem: problem) }
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw fail("cannot be read (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
@@ -68,7 +60,7 @@ public struct SafeTensorsFile {
     }
 
     public init(data: Data, path: String = "<memory>") throws {
-        func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(path: path, problem: problem) }
+        func fail(_ problem: String) -> DiffuseError { DiffuseError.safetensors(path: path, problem: problem) }
         guard data.count >= 8 else { throw fail("file of \(data.count) bytes is too short for the 8-byte header length") }
         let n = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         guard n <= UInt64(data.count - 8) else {
@@ -133,7 +125,7 @@ public struct SafeTensorsFile {
     }
 
     private func entry(_ name: String) throws -> Entry {
-        guard let e = entries[name] else { throw SafeTensorsError(path: path, problem: "has no tensor '\(name)'") }
+        guard let e = entries[name] else { throw DiffuseError.safetensors(path: path, problem: "has no tensor '\(name)'") }
         return e
     }
 
@@ -155,7 +147,7 @@ public struct SafeTensorsFile {
     public func tensor(_ name: String) throws -> Tensor {
         let e = try entry(name)
         guard [.f32, .f16, .bf16, .f64, .i64].contains(e.dtype) else {
-            throw SafeTensorsError(path: path, problem: "tensor '\(name)' is \(e.dtype.rawValue); Diffuse reads F32, F16, BF16, F64 and I64")
+            throw DiffuseError.safetensors(path: path, problem: "tensor '\(name)' is \(e.dtype.rawValue); Diffuse reads F32, F16, BF16, F64 and I64")
         }
         let out = Tensor(uninitialized: e.shape)
         let p = out.storage.pointer, n = out.count
@@ -203,7 +195,7 @@ public struct SafeTensorsFile {
     /// An I64 tensor's values.
     public func integers(_ name: String) throws -> [Int64] {
         let e = try entry(name)
-        guard e.dtype == .i64 else { throw SafeTensorsError(path: path, problem: "tensor '\(name)' is \(e.dtype.rawValue), not I64") }
+        guard e.dtype == .i64 else { throw DiffuseError.safetensors(path: path, problem: "tensor '\(name)' is \(e.dtype.rawValue), not I64") }
         return bytes(e) { raw in (0..<(raw.count / 8)).map { Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self)) } }
     }
 

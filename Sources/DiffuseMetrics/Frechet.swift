@@ -2,14 +2,6 @@ import COpenBLAS
 import DiffuseEngine
 import Foundation
 
-/// A metric that cannot be computed, with the reason.
-public struct MetricError: Error, CustomStringConvertible, LocalizedError {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-    public var errorDescription: String? { message }
-}
-
 /// A square matrix of Float64 values, row-major (symmetric ones are the same column-major, as LAPACK reads them).
 public struct Matrix: Equatable, Codable, Sendable {
     public let size: Int
@@ -47,7 +39,7 @@ public struct Matrix: Equatable, Codable, Sendable {
         liwork = iworkSize
         var work = [Double](repeating: 0, count: Int(lwork)), iwork = [Int32](repeating: 0, count: Int(liwork))
         dsyevd_("V", "U", &n, &a, &n, &w, &work, &lwork, &iwork, &liwork, &info, 1, 1)
-        guard info == 0 else { throw MetricError("the eigensolver (LAPACK dsyevd) failed: info \(info)") }
+        guard info == 0 else { throw DiffuseError.metric("the eigensolver (LAPACK dsyevd) failed: info \(info)") }
         // LAPACK wrote the eigenvectors column-major: a[j·n + i] is component i of vector j. Transpose to row-major.
         var vectors = [Double](repeating: 0, count: a.count)
         for i in 0..<size { for j in 0..<size { vectors[i * size + j] = a[j * size + i] } }
@@ -77,7 +69,7 @@ public struct FeatureStatistics: Codable, Equatable, Sendable {
     /// The statistics of features [N, d] (N ≥ 2).
     public init(features: Tensor) throws {
         guard features.rank == 2, features.shape[0] >= 2 else {
-            throw MetricError("feature statistics need at least 2 vectors, got \(features.shape)")
+            throw DiffuseError.metric("feature statistics need at least 2 vectors, got \(features.shape)")
         }
         let (n, d) = (features.shape[0], features.shape[1])
         let p = features.storage.pointer
@@ -105,7 +97,7 @@ public struct FeatureStatistics: Codable, Equatable, Sendable {
 /// symmetric eigendecompositions, stable where Σ₁Σ₂ is singular (scipy's sqrtm of the non-symmetric product is not).
 public func frechetDistance(_ a: FeatureStatistics, _ b: FeatureStatistics) throws -> Double {
     guard a.mean.count == b.mean.count else {
-        throw MetricError("feature dimensions differ: \(a.mean.count) and \(b.mean.count)")
+        throw DiffuseError.metric("feature dimensions differ: \(a.mean.count) and \(b.mean.count)")
     }
     let rootA = try a.covariance.symmetricSquareRoot()
     var middle = rootA * b.covariance * rootA

@@ -71,9 +71,9 @@ public struct FeatureManifold {
 
     /// The manifold of `features` [N, d], N > k.
     public init(_ features: Tensor, k: Int = 3) throws {
-        guard features.rank == 2 else { throw MetricError("a manifold needs feature vectors [N, d], got \(features.shape)") }
+        guard features.rank == 2 else { throw DiffuseError.metric("a manifold needs feature vectors [N, d], got \(features.shape)") }
         guard features.shape[0] > k else {
-            throw MetricError("a manifold with k = \(k) needs more than \(k) vectors, got \(features.shape[0])")
+            throw DiffuseError.metric("a manifold with k = \(k) needs more than \(k) vectors, got \(features.shape[0])")
         }
         centres = Rows(features)
         radii = kNearestRadii(centres, k: k)
@@ -82,7 +82,7 @@ public struct FeatureManifold {
     /// The fraction of `points` [M, d] that lie in at least one of the balls.
     public func coverage(of points: Tensor) throws -> Double {
         guard points.rank == 2, points.shape[1] == centres.dimension else {
-            throw MetricError("the manifold holds vectors of dimension \(centres.dimension), got \(points.shape)")
+            throw DiffuseError.metric("the manifold holds vectors of dimension \(centres.dimension), got \(points.shape)")
         }
         let queries = Rows(points)
         var covered = 0
@@ -101,7 +101,7 @@ public struct FeatureManifold {
 /// real manifold (fidelity), recall the fraction of real points on the generated one (coverage).
 public func precisionRecall(real: Tensor, generated: Tensor, k: Int = 3) throws -> (precision: Double, recall: Double) {
     guard real.rank == 2, generated.rank == 2, real.shape[1] == generated.shape[1] else {
-        throw MetricError("precision/recall need features of the same dimension, got \(real.shape) and \(generated.shape)")
+        throw DiffuseError.metric("precision/recall need features of the same dimension, got \(real.shape) and \(generated.shape)")
     }
     return (try FeatureManifold(real, k: k).coverage(of: generated), try FeatureManifold(generated, k: k).coverage(of: real))
 }
@@ -114,10 +114,10 @@ public func precisionRecall(real: Tensor, generated: Tensor, k: Int = 3) throws 
 public func kernelInceptionDistance(real: Tensor, generated: Tensor, subsets: Int = 100, subsetSize: Int = 1000,
                                     seed: UInt64 = 0) throws -> (mean: Double, std: Double) {
     guard real.rank == 2, generated.rank == 2, real.shape[1] == generated.shape[1] else {
-        throw MetricError("KID needs features of the same dimension, got \(real.shape) and \(generated.shape)")
+        throw DiffuseError.metric("KID needs features of the same dimension, got \(real.shape) and \(generated.shape)")
     }
     let m = min(subsetSize, real.shape[0], generated.shape[0])
-    guard m >= 2, subsets >= 1 else { throw MetricError("KID needs at least 2 vectors per set and 1 subset") }
+    guard m >= 2, subsets >= 1 else { throw DiffuseError.metric("KID needs at least 2 vectors per set and 1 subset") }
     let d = Double(real.shape[1])
     var generator = RandomGenerator(seed: seed, stream: 0x41D)
     var estimates: [Double] = []

@@ -46,7 +46,7 @@ public struct AutoencoderKLConfig: Codable, Equatable, Sendable {
         var c = AutoencoderKLConfig()
         if k.contains(.sampleSize), let sizes = try? k.decode([Int].self, forKey: .sampleSize) {
             guard let first = sizes.first, sizes.allSatisfy({ $0 == first }) else {
-                throw ConfigError("sample_size \(sizes) is not supported (square images only)")
+                throw DiffuseError.config("sample_size \(sizes) is not supported (square images only)")
             }
             c.sampleSize = first
         } else {
@@ -163,7 +163,7 @@ public final class AutoencoderKL: Module {
     public init(_ config: AutoencoderKLConfig, generator: inout RandomGenerator) throws {
         let c = config
         let channels = c.blockOutChannels
-        func require(_ ok: Bool, _ message: @autoclosure () -> String) throws { if !ok { throw ConfigError(message()) } }
+        func require(_ ok: Bool, _ message: @autoclosure () -> String) throws { if !ok { throw DiffuseError.config(message()) } }
         try require(!channels.isEmpty && channels.allSatisfy { $0 > 0 }, "block_out_channels must be positive widths, got \(channels)")
         try require(c.downBlockTypes.count == channels.count && c.upBlockTypes.count == channels.count,
                     "block_out_channels, down_block_types and up_block_types must have the same length")
@@ -174,7 +174,7 @@ public final class AutoencoderKL: Module {
             try require(type == "UpDecoderBlock2D", "up_block_types: '\(type)' is not supported (UpDecoderBlock2D)")
         }
         guard let activation = Activation(rawValue: c.actFn) else {
-            throw ConfigError("act_fn '\(c.actFn)' is not supported (\(Activation.allCases.map(\.rawValue).joined(separator: ", ")))")
+            throw DiffuseError.config("act_fn '\(c.actFn)' is not supported (\(Activation.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         try require(c.normNumGroups > 0 && channels.allSatisfy({ $0 % c.normNumGroups == 0 }),
                     "norm_num_groups \(c.normNumGroups) does not divide block_out_channels \(channels)")

@@ -23,7 +23,7 @@ public struct CLIPTextConfig: Equatable, Sendable {
         func integer(_ key: String) throws -> Int? {
             guard let value = json[key], value != .null else { return nil }
             guard case .number(let n) = value, n == n.rounded(), n >= 1, n < 1e7 else {
-                throw DiffusersError(path, "'\(key)' must be a positive whole number, got \(value)")
+                throw DiffuseError.diffusers(path, "'\(key)' must be a positive whole number, got \(value)")
             }
             return Int(n)
         }
@@ -36,12 +36,12 @@ public struct CLIPTextConfig: Equatable, Sendable {
         if case .number(let eps)? = json["layer_norm_eps"] { layerNormEps = eps }
         if let value = json["hidden_act"] {
             guard case .string(let act) = value, ["quick_gelu", "gelu"].contains(act) else {
-                throw DiffusersError(path, "'hidden_act' \(value) is not supported (quick_gelu, gelu)")
+                throw DiffuseError.diffusers(path, "'hidden_act' \(value) is not supported (quick_gelu, gelu)")
             }
             activation = act
         }
         guard hiddenSize % heads == 0 else {
-            throw DiffusersError(path, "hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(heads)")
+            throw DiffuseError.diffusers(path, "hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(heads)")
         }
     }
 }

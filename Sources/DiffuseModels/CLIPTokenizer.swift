@@ -1,4 +1,5 @@
 import DiffuseDiffusion
+import DiffuseEngine
 import Foundation
 
 /// CLIP's tokenizer, as transformers' CLIPTokenizer reads a tokenizer folder (vocab.json, merges.txt,
@@ -25,10 +26,10 @@ public struct CLIPTokenizer: Sendable {
     /// A tokenizer from its vocabulary, its merges in rank order, the pad token and the length to pad to.
     public init(vocabulary: [String: Int], merges: [(String, String)], pad: String = end, maxLength: Int = 77) throws {
         func id(_ token: String) throws -> Int {
-            guard let id = vocabulary[token] else { throw DiffusersError("tokenizer", "the vocabulary has no '\(token)'") }
+            guard let id = vocabulary[token] else { throw DiffuseError.diffusers("tokenizer", "the vocabulary has no '\(token)'") }
             return id
         }
-        guard maxLength >= 2 else { throw DiffusersError("tokenizer", "model_max_length must be at least 2, got \(maxLength)") }
+        guard maxLength >= 2 else { throw DiffuseError.diffusers("tokenizer", "model_max_length must be at least 2, got \(maxLength)") }
         self.vocabulary = vocabulary
         ranks = Dictionary(merges.enumerated().map { ($1.0 + " " + $1.1, $0) }, uniquingKeysWith: { first, _ in first })
         (startToken, endToken, padToken, self.maxLength) = (try id(Self.start), try id(Self.end), try id(pad), maxLength)
@@ -42,16 +43,16 @@ public struct CLIPTokenizer: Sendable {
         let url = URL(fileURLWithPath: folder)
         func read(_ name: String) throws -> Data {
             guard let data = FileManager.default.contents(atPath: url.appendingPathComponent(name).path) else {
-                throw DiffusersError(folder, "\(name) is missing or unreadable")
+                throw DiffuseError.diffusers(folder, "\(name) is missing or unreadable")
             }
             return data
         }
         func vocabulary(_ value: JSONValue?, _ file: String) throws -> [String: Int] {
-            guard case .object(let entries)? = value else { throw DiffusersError(folder, "\(file): no object of tokens and ids") }
+            guard case .object(let entries)? = value else { throw DiffuseError.diffusers(folder, "\(file): no object of tokens and ids") }
             var vocabulary: [String: Int] = [:]
             for (token, value) in entries {
                 guard case .number(let n) = value, n == n.rounded(), n >= 0, n < 1e9 else {
-                    throw DiffusersError(folder, "\(file): the id of '\(token)' is not a whole number, got \(value)")
+                    throw DiffuseError.diffusers(folder, "\(file): the id of '\(token)' is not a whole number, got \(value)")
                 }
                 vocabulary[token] = Int(n)
             }
@@ -59,7 +60,7 @@ public struct CLIPTokenizer: Sendable {
         }
         func pair(_ line: Substring, _ where: String) throws -> (String, String) {
             let parts = line.split(separator: " ")
-            guard parts.count == 2 else { throw DiffusersError(folder, "\(`where`) is not a pair: '\(line)'") }
+            guard parts.count == 2 else { throw DiffuseError.diffusers(folder, "\(`where`) is not a pair: '\(line)'") }
             return (String(parts[0]), String(parts[1]))
         }
         let vocab: [String: Int]
@@ -68,7 +69,7 @@ public struct CLIPTokenizer: Sendable {
         if !hasVocab && FileManager.default.fileExists(atPath: url.appendingPathComponent("tokenizer.json").path) {
             guard case .object(let json)? = try? JSONDecoder().decode(JSONValue.self, from: try read("tokenizer.json")),
                   case .object(let model)? = json["model"], model["type"] == .string("BPE"), case .array(let list)? = model["merges"] else {
-                throw DiffusersError(folder, "tokenizer.json has no BPE model with a vocabulary and merges")
+                throw DiffuseError.diffusers(folder, "tokenizer.json has no BPE model with a vocabulary and merges")
             }
             vocab = try vocabulary(model["vocab"], "tokenizer.json")
             for (i, merge) in list.enumerated() {
@@ -77,13 +78,13 @@ public struct CLIPTokenizer: Sendable {
                 case .array(let two) where two.count == 2:
                     guard case .string(let a) = two[0], case .string(let b) = two[1] else { fallthrough }
                     merges.append((a, b))
-                default: throw DiffusersError(folder, "tokenizer.json merge \(i) is not a pair: \(merge)")
+                default: throw DiffuseError.diffusers(folder, "tokenizer.json merge \(i) is not a pair: \(merge)")
                 }
             }
         } else {
             vocab = try vocabulary(try? JSONDecoder().decode(JSONValue.self, from: try read("vocab.json")), "vocab.json")
             guard let text = String(data: try read("merges.txt"), encoding: .utf8) else {
-                throw DiffusersError(folder, "merges.txt is not UTF-8 text")
+                throw DiffuseError.diffusers(folder, "merges.txt is not UTF-8 text")
             }
             for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
                 if number == 0 && line.hasPrefix("#version") { continue }
@@ -94,7 +95,7 @@ public struct CLIPTokenizer: Sendable {
         for name in ["special_tokens_map.json", "tokenizer_config.json"] {  // the config's word last
             guard let data = FileManager.default.contents(atPath: url.appendingPathComponent(name).path) else { continue }
             guard case .object(let config)? = try? JSONDecoder().decode(JSONValue.self, from: data) else {
-                throw DiffusersError(folder, "\(name) is not a JSON object")
+                throw DiffuseError.diffusers(folder, "\(name) is not a JSON object")
             }
             switch config["pad_token"] {
             case .string(let token)?: pad = token

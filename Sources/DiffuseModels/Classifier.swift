@@ -33,8 +33,8 @@ public final class Classifier: Module {
 
     /// The classifier a configuration describes; an image size not divisible by 4 is an error.
     public convenience init(_ c: ClassifierConfig, generator: inout RandomGenerator) throws {
-        guard c.imageSize % 4 == 0, c.imageSize >= 4 else { throw ConfigError("the classifier needs an image side divisible by 4, got \(c.imageSize)") }
-        guard c.classes >= 2, c.width > 0, c.features > 0, c.channels > 0 else { throw ConfigError("classifier sizes must be positive (and ≥ 2 classes)") }
+        guard c.imageSize % 4 == 0, c.imageSize >= 4 else { throw DiffuseError.config("the classifier needs an image side divisible by 4, got \(c.imageSize)") }
+        guard c.classes >= 2, c.width > 0, c.features > 0, c.channels > 0 else { throw DiffuseError.config("classifier sizes must be positive (and ≥ 2 classes)") }
         self.init(channels: c.channels, imageSize: c.imageSize, classes: c.classes, width: c.width, features: c.features,
                   generator: &generator)
     }

@@ -3,15 +3,6 @@ import DiffuseEngine
 import DiffuseNN
 import Foundation
 
-/// What went wrong reading or writing a diffusers folder, with the path.
-public struct DiffusersError: Error, CustomStringConvertible, LocalizedError {
-    public let path: String
-    public let problem: String
-    public init(_ path: String, _ problem: String) { (self.path, self.problem) = (path, problem) }
-    public var description: String { "\(path): \(problem)" }
-    public var errorDescription: String? { description }
-}
-
 /// A model folder in Hugging Face diffusers' layout: a pipeline (model_index.json, unet/, scheduler/, and vae/ for
 /// latent diffusion) or a bare UNet2DModel or AutoencoderKL folder (config.json and
 /// diffusion_pytorch_model.safetensors, possibly sharded).
@@ -34,7 +25,7 @@ public struct DiffusersFolder {
         let files = FileManager.default
         var isDirectory: ObjCBool = false
         guard files.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw DiffusersError(path, "not a folder (expected a diffusers pipeline, UNet2DModel or AutoencoderKL folder)")
+            throw DiffuseError.diffusers(path, "not a folder (expected a diffusers pipeline, UNet2DModel or AutoencoderKL folder)")
         }
         var warnings: [String] = []
         var scheduler: SchedulerConfig?
@@ -42,12 +33,12 @@ public struct DiffusersFolder {
         if files.fileExists(atPath: index.path) {
             let components = try JSONValue.object(at: index.path)
             guard case .array(let unet)? = components["unet"], unet.count == 2, unet[1] == .string("UNet2DModel") else {
-                throw DiffusersError(index.path, "the pipeline has no 'unet' of class UNet2DModel (only UNet2DModel pipelines are read)")
+                throw DiffuseError.diffusers(index.path, "the pipeline has no 'unet' of class UNet2DModel (only UNet2DModel pipelines are read)")
             }
             self.unet = try Self.unet(in: root.appendingPathComponent("unet"), warnings: &warnings)
             if let vae = components["vae"] {
                 guard case .array(let v) = vae, v.count == 2, v[1] == .string("AutoencoderKL") else {
-                    throw DiffusersError(index.path, "the pipeline's 'vae' is not an AutoencoderKL (the only autoencoder read)")
+                    throw DiffuseError.diffusers(index.path, "the pipeline's 'vae' is not an AutoencoderKL (the only autoencoder read)")
                 }
                 self.vae = try Self.autoencoder(in: root.appendingPathComponent("vae"), warnings: &warnings)
             } else {
@@ -68,9 +59,9 @@ public struct DiffusersFolder {
             case nil, .string("UNet2DModel")?:
                 (self.unet, self.vae) = (try Self.unet(in: root, warnings: &warnings), nil)
             case .string(let name)?:
-                throw DiffusersError(configFile.path, "_class_name is \(name); UNet2DModel and AutoencoderKL are read")
+                throw DiffuseError.diffusers(configFile.path, "_class_name is \(name); UNet2DModel and AutoencoderKL are read")
             default:
-                throw DiffusersError(configFile.path, "_class_name is not a string")
+                throw DiffuseError.diffusers(configFile.path, "_class_name is not a string")
             }
         }
         self.scheduler = scheduler
@@ -85,7 +76,7 @@ public struct DiffusersFolder {
         let config: Config = try Self.config(in: folder, unknownKeys: unknownKeys, warnings: &warnings)
         let model: Model
         do { model = try unfilled(build, config) }
-        catch { throw DiffusersError(folder.appendingPathComponent("config.json").path, "\(error)") }
+        catch { throw DiffuseError.diffusers(folder.appendingPathComponent("config.json").path, "\(error)") }
         try load(model, from: folder, keep16: keep16, key: currentAttentionName)
         return model
     }
@@ -104,7 +95,7 @@ public struct DiffusersFolder {
         do {
             warnings += try unknownKeys(object).map { "\(configFile.path): ignoring key '\($0)'" }
             return try JSONDecoder().decode(Config.self, from: Data(contentsOf: configFile))
-        } catch { throw DiffusersError(configFile.path, "\(error)") }
+        } catch { throw DiffuseError.diffusers(configFile.path, "\(error)") }
     }
 
     static func unet(in folder: URL, warnings: inout [String]) throws -> UNet2DModel {
@@ -151,14 +142,14 @@ public struct DiffusersFolder {
                                       to folder: URL) throws {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         guard case .object(var o) = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(config)) else {
-            throw DiffusersError(folder.path, "could not encode the config")
+            throw DiffuseError.diffusers(folder.path, "could not encode the config")
         }
         o["_class_name"] = .string(className)
         o["_diffusers_version"] = .string(diffusersVersion)
         try writeAtomically(json(o), to: folder.appendingPathComponent("config.json").path)
         let expected = Set(model.stateDict().keys)
         guard Set(weights.keys) == expected else {
-            throw DiffusersError(folder.path, "the weights do not fit the \(className) (\(Set(weights.keys).symmetricDifference(expected).sorted().prefix(3)))")
+            throw DiffuseError.diffusers(folder.path, "the weights do not fit the \(className) (\(Set(weights.keys).symmetricDifference(expected).sorted().prefix(3)))")
         }
         try SafeTensorsFile.write(weights, metadata: ["format": "pt"], to: folder.appendingPathComponent(weightsName).path)
     }
@@ -177,13 +168,13 @@ public struct DiffusersFolder {
         let files = try WeightFiles(in: folder, name: name, key: key)
         let own = Set((model.namedParameters() + model.namedBuffers()).map(\.0))
         do {
-            if let extra = files.keys.sorted().first(where: { !own.contains($0) }) { throw StateError.unexpected(key: extra) }
+            if let extra = files.keys.sorted().first(where: { !own.contains($0) }) { throw DiffuseError.unexpectedTensor(key: extra) }
             try model.load { key in
                 let t = try files.stored(key)
                 return keep16 ? t : .float(t.widened)
             }
-        } catch let error as DiffusersError { throw error }
-        catch { throw DiffusersError(folder.path, "\(error)") }
+        } catch DiffuseError.diffusers(let path, let problem) { throw DiffuseError.diffusers(path, problem) }
+        catch { throw DiffuseError.diffusers(folder.path, "\(error)") }
     }
 
     /// Checkpoints saved before diffusers 0.14 name the attention projections query, key, value and proj_attn:
@@ -219,7 +210,7 @@ struct WeightFiles {
                 list = [single.path]
             } else if manager.fileExists(atPath: shards.path) {
                 guard case .object(let map)? = try JSONValue.object(at: shards.path)["weight_map"] else {
-                    throw DiffusersError(shards.path, "no 'weight_map' object")
+                    throw DiffuseError.diffusers(shards.path, "no 'weight_map' object")
                 }
                 let names = map.values.compactMap { if case .string(let s) = $0 { s } else { nil } }
                 list = Set(names).sorted().map { folder.appendingPathComponent($0).path }
@@ -228,7 +219,7 @@ struct WeightFiles {
         }
         if list.isEmpty {
             let pickle = folder.appendingPathComponent(stem == "model" ? "pytorch_model.bin" : stem + ".bin")
-            throw DiffusersError(folder.path, manager.fileExists(atPath: pickle.path)
+            throw DiffuseError.diffusers(folder.path, manager.fileExists(atPath: pickle.path)
                 ? "only PyTorch pickle weights (.bin) here; Diffuse reads safetensors: re-save the model with "
                   + "`save_pretrained(folder, safe_serialization=True)`"
                 : "no \(name) (nor its .index.json or fp16 variant)")
@@ -237,14 +228,14 @@ struct WeightFiles {
         for (i, file) in files.enumerated() {
             for fileName in file.names {
                 guard let modelKey = key(fileName) else { continue }
-                guard index[modelKey] == nil else { throw DiffusersError(file.path, "tensor '\(modelKey)' appears twice") }
+                guard index[modelKey] == nil else { throw DiffuseError.diffusers(file.path, "tensor '\(modelKey)' appears twice") }
                 index[modelKey] = (i, fileName)
             }
         }
     }
 
     func stored(_ key: String) throws -> StoredTensor {
-        guard let (file, name) = index[key] else { throw DiffusersError(folder.path, "no tensor '\(key)' in its weights") }
+        guard let (file, name) = index[key] else { throw DiffuseError.diffusers(folder.path, "no tensor '\(key)' in its weights") }
         return try files[file].stored(name)
     }
 }

@@ -16,9 +16,9 @@ public struct GANConfig: Codable, Equatable, Sendable {
     public init() {}
 
     public func validate() throws {
-        guard imageSize % 4 == 0, imageSize >= 8 else { throw ConfigError("a DCGAN needs an image side divisible by 4 (≥ 8), got \(imageSize)") }
-        guard latentDimension > 0, width >= 2, channels > 0 else { throw ConfigError("GAN sizes must be positive") }
-        guard r1Gamma >= 0 else { throw ConfigError("the R1 weight must not be negative, got \(r1Gamma)") }
+        guard imageSize % 4 == 0, imageSize >= 8 else { throw DiffuseError.config("a DCGAN needs an image side divisible by 4 (≥ 8), got \(imageSize)") }
+        guard latentDimension > 0, width >= 2, channels > 0 else { throw DiffuseError.config("GAN sizes must be positive") }
+        guard r1Gamma >= 0 else { throw DiffuseError.config("the R1 weight must not be negative, got \(r1Gamma)") }
     }
 }
 

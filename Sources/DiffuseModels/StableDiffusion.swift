@@ -23,15 +23,15 @@ public final class StableDiffusion {
     public init(tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel, vae: AutoencoderKL,
                 scheduler: SchedulerConfig, path: String, warnings: [String] = []) throws {
         guard textEncoder.config.hiddenSize == unet.contextDimension else {
-            throw DiffusersError(path, "the text encoder's hidden_size \(textEncoder.config.hiddenSize) is not the U-Net's "
+            throw DiffuseError.diffusers(path, "the text encoder's hidden_size \(textEncoder.config.hiddenSize) is not the U-Net's "
                                  + "cross_attention_dim \(unet.contextDimension)")
         }
         guard vae.config.latentChannels == unet.config.inChannels else {
-            throw DiffusersError(path, "the VAE's latent_channels \(vae.config.latentChannels) is not the U-Net's in_channels "
+            throw DiffuseError.diffusers(path, "the VAE's latent_channels \(vae.config.latentChannels) is not the U-Net's in_channels "
                                  + "\(unet.config.inChannels)")
         }
         guard tokenizer.maxLength <= textEncoder.config.maxPositions else {
-            throw DiffusersError(path, "the tokenizer pads to \(tokenizer.maxLength) tokens, more than the text encoder's "
+            throw DiffuseError.diffusers(path, "the tokenizer pads to \(tokenizer.maxLength) tokens, more than the text encoder's "
                                  + "\(textEncoder.config.maxPositions) positions")
         }
         (self.tokenizer, self.textEncoder, self.unet, self.vae) = (tokenizer, textEncoder, unet, vae)
@@ -45,10 +45,10 @@ public final class StableDiffusion {
     public convenience init(path: String, config: String? = nil) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw DiffusersError(path, "no such file or folder")
+            throw DiffuseError.diffusers(path, "no such file or folder")
         }
         if isDirectory.boolValue {
-            guard config == nil else { throw DiffusersError(path, "a pipeline folder has its own configs: give a config folder only with a single-file checkpoint") }
+            guard config == nil else { throw DiffuseError.diffusers(path, "a pipeline folder has its own configs: give a config folder only with a single-file checkpoint") }
             try self.init(folder: URL(fileURLWithPath: path))
         } else {
             try self.init(checkpoint: path, config: config.map { URL(fileURLWithPath: $0) })
@@ -58,20 +58,20 @@ public final class StableDiffusion {
     private convenience init(folder root: URL) throws {
         let index = root.appendingPathComponent("model_index.json")
         guard FileManager.default.fileExists(atPath: index.path) else {
-            throw DiffusersError(root.path, "no model_index.json: not a diffusers pipeline folder")
+            throw DiffuseError.diffusers(root.path, "no model_index.json: not a diffusers pipeline folder")
         }
         let components = try JSONValue.object(at: index.path)
         for (key, expected) in [("tokenizer", ["CLIPTokenizer", "CLIPTokenizerFast"]), ("text_encoder", ["CLIPTextModel"]),
                                 ("unet", ["UNet2DConditionModel"]), ("vae", ["AutoencoderKL"]), ("scheduler", [])] {
             guard case .array(let entry)? = components[key], entry.count == 2, case .string(let name) = entry[1] else {
-                throw DiffusersError(index.path, "no '\(key)' component (a Stable Diffusion pipeline has tokenizer, text_encoder, "
+                throw DiffuseError.diffusers(index.path, "no '\(key)' component (a Stable Diffusion pipeline has tokenizer, text_encoder, "
                                      + "unet, vae and scheduler)")
             }
             guard expected.isEmpty || expected.contains(name) else {
-                throw DiffusersError(index.path, "'\(key)' is a \(name); Diffuse reads \(expected.joined(separator: " or "))")
+                throw DiffuseError.diffusers(index.path, "'\(key)' is a \(name); Diffuse reads \(expected.joined(separator: " or "))")
             }
             guard FileManager.default.fileExists(atPath: root.appendingPathComponent(key).path) else {
-                throw DiffusersError(root.appendingPathComponent(key).path, "missing: model_index.json lists '\(key)'")
+                throw DiffuseError.diffusers(root.appendingPathComponent(key).path, "missing: model_index.json lists '\(key)'")
             }
         }
         var warnings: [String] = []
@@ -89,7 +89,7 @@ public final class StableDiffusion {
     private convenience init(checkpoint path: String, config: URL?) throws {
         let checkpoint = try OriginalCheckpoint(path: path)
         guard let config, FileManager.default.fileExists(atPath: config.appendingPathComponent("tokenizer").path) else {
-            throw DiffusersError(path, "a single-file checkpoint holds no tokenizer: give the folder of a \(checkpoint.family.rawValue) "
+            throw DiffuseError.diffusers(path, "a single-file checkpoint holds no tokenizer: give the folder of a \(checkpoint.family.rawValue) "
                                  + "pipeline (its tokenizer/ folder with vocab.json and merges.txt, or tokenizer.json) as the config"
                                  + (config.map { "; \($0.path) has no tokenizer/" } ?? ""))
         }
@@ -149,7 +149,7 @@ public final class StableDiffusion {
     public func latentShape(height: Int, width: Int) throws -> [Int] {
         let factor = scaleFactor
         guard height > 0, width > 0, height % factor == 0, width % factor == 0 else {
-            throw DiffusersError(path, "the image size \(width)x\(height) is not a multiple of the autoencoder's factor \(factor)")
+            throw DiffuseError.diffusers(path, "the image size \(width)x\(height) is not a multiple of the autoencoder's factor \(factor)")
         }
         return [vae.config.latentChannels, height / factor, width / factor]
     }

@@ -27,16 +27,16 @@ public struct OriginalCheckpoint {
         } else if names.contains(where: { $0.hasPrefix(Self.clipPrefix) }) {
             family = .sd1
         } else {
-            throw DiffusersError(path, "not a Stable Diffusion 1.x or 2.x checkpoint: no text encoder under "
+            throw DiffuseError.diffusers(path, "not a Stable Diffusion 1.x or 2.x checkpoint: no text encoder under "
                                  + "'\(Self.clipPrefix)' or '\(Self.openCLIPPrefix)' (SDXL and other models are not supported)")
         }
         for prefix in [Self.unetPrefix, Self.vaePrefix] where !names.contains(where: { $0.hasPrefix(prefix) }) {
-            throw DiffusersError(path, "no tensors under '\(prefix)': not a whole Stable Diffusion checkpoint")
+            throw DiffuseError.diffusers(path, "no tensors under '\(prefix)': not a whole Stable Diffusion checkpoint")
         }
     }
 
     func shape(_ key: String) throws -> [Int] {
-        guard let entry = file.entries[key] else { throw DiffusersError(path, "no tensor '\(key)'") }
+        guard let entry = file.entries[key] else { throw DiffuseError.diffusers(path, "no tensor '\(key)'") }
         return entry.shape
     }
 
@@ -52,7 +52,7 @@ public struct OriginalCheckpoint {
 
     /// A tensor as the file stores it (16-bit values stay 16-bit).
     func tensor(_ key: String) throws -> StoredTensor {
-        guard has(key) else { throw DiffusersError(path, "no tensor '\(key)'") }
+        guard has(key) else { throw DiffuseError.diffusers(path, "no tensor '\(key)'") }
         return try file.stored(key)
     }
 
@@ -65,8 +65,8 @@ public struct OriginalCheckpoint {
                 current = key
                 return try source(key)
             }
-        } catch let error as DiffusersError { throw error }
-        catch { throw DiffusersError(path, "\(component) '\(current)': \(error)") }
+        } catch DiffuseError.diffusers(let path, let problem) { throw DiffuseError.diffusers(path, problem) }
+        catch { throw DiffuseError.diffusers(path, "\(component) '\(current)': \(error)") }
     }
 
     // MARK: The U-Net
@@ -107,7 +107,7 @@ public struct OriginalCheckpoint {
         }
         c.midBlockType = has(u + "middle_block.1.proj_in.weight") ? "UNetMidBlock2DCrossAttn" : nil
         guard let crossKey = file.entries.keys.sorted().first(where: { $0.hasPrefix(u) && $0.hasSuffix(".attn2.to_k.weight") }) else {
-            throw DiffusersError(path, "no cross-attention (…attn2.to_k.weight) under '\(u)': not a text-to-image U-Net")
+            throw DiffuseError.diffusers(path, "no cross-attention (…attn2.to_k.weight) under '\(u)': not a text-to-image U-Net")
         }
         c.crossAttentionDim = PerLevel([try shape(crossKey)[1]])
         let transformer = crossKey.components(separatedBy: "transformer_blocks.")[0]
@@ -240,12 +240,12 @@ public struct OriginalCheckpoint {
             c.activation = "gelu"
         }
         c.heads = c.hiddenSize / 64
-        guard c.layers >= 1 else { throw DiffusersError(path, "the text encoder has no layers") }
+        guard c.layers >= 1 else { throw DiffuseError.diffusers(path, "the text encoder has no layers") }
         return c
     }
 
     private func pair(_ shape: [Int]) throws -> (Int, Int) {
-        guard shape.count == 2 else { throw DiffusersError(path, "the token embedding has shape \(shape), not [vocabulary, width]") }
+        guard shape.count == 2 else { throw DiffuseError.diffusers(path, "the token embedding has shape \(shape), not [vocabulary, width]") }
         return (shape[0], shape[1])
     }
 

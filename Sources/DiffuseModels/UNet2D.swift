@@ -85,7 +85,7 @@ public struct UNet2DConfig: Codable, Equatable, Sendable {
             } else {
                 let sizes = try k.decode([Int].self, forKey: .sampleSize)
                 guard let first = sizes.first, sizes.allSatisfy({ $0 == first }) else {
-                    throw ConfigError("sample_size \(sizes) is not supported (square images only)")
+                    throw DiffuseError.config("sample_size \(sizes) is not supported (square images only)")
                 }
                 c.sampleSize = first
             }
@@ -216,7 +216,7 @@ public struct UNet2DConfig: Codable, Equatable, Sendable {
                 (u.blockOutChannels, u.downBlockTypes, u.upBlockTypes) = ([128], ["AttnDownBlock2D"], ["AttnUpBlock2D"])
             }
             return u
-        default: throw ConfigError("unknown U-Net preset \(name): use \(presets.joined(separator: ", "))")
+        default: throw DiffuseError.config("unknown U-Net preset \(name): use \(presets.joined(separator: ", "))")
         }
     }
 }
@@ -484,14 +484,6 @@ struct UNetStages {
     }
 }
 
-/// A configuration that Diffuse cannot build, with the key and the reason.
-public struct ConfigError: Error, CustomStringConvertible, LocalizedError {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-    public var errorDescription: String? { message }
-}
-
 /// The DDPM U-Net laid out exactly like diffusers' `UNet2DModel`: a time embedding (sinusoidal, Gaussian Fourier
 /// or learned) → MLP, an optional class embedding added to it, conv_in, down stages, an optional middle (ResNet,
 /// attention, ResNet), up stages with skip connections, GroupNorm, SiLU, conv_out. Parameter paths are diffusers'
@@ -511,7 +503,7 @@ public final class UNet2DModel: Module {
     public init(_ config: UNet2DConfig, generator: inout RandomGenerator) throws {
         let c = config
         let channels = c.blockOutChannels
-        func require(_ ok: Bool, _ message: @autoclosure () -> String) throws { if !ok { throw ConfigError(message()) } }
+        func require(_ ok: Bool, _ message: @autoclosure () -> String) throws { if !ok { throw DiffuseError.config(message()) } }
         try require(!channels.isEmpty && channels.allSatisfy { $0 > 0 }, "block_out_channels must be positive widths, got \(channels)")
         try require(c.downBlockTypes.count == channels.count && c.upBlockTypes.count == channels.count,
                     "block_out_channels, down_block_types and up_block_types must have the same length")
@@ -520,7 +512,7 @@ public final class UNet2DModel: Module {
         try require(c.timeEmbeddingType != "learned" || (c.numTrainTimesteps ?? 0) > 0,
                     "time_embedding_type 'learned' needs num_train_timesteps")
         guard let activation = Activation(rawValue: c.actFn) else {
-            throw ConfigError("act_fn '\(c.actFn)' is not supported (\(Activation.allCases.map(\.rawValue).joined(separator: ", ")))")
+            throw DiffuseError.config("act_fn '\(c.actFn)' is not supported (\(Activation.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         try require(["default", "scale_shift"].contains(c.resnetTimeScaleShift),
                     "resnet_time_scale_shift '\(c.resnetTimeScaleShift)' is not supported (default, scale_shift)")

@@ -102,7 +102,7 @@ public struct UNet2DConditionConfig: Codable, Equatable, Sendable {
             } else {
                 let sizes = try k.decode([Int].self, forKey: .sampleSize)
                 guard let first = sizes.first, sizes.allSatisfy({ $0 == first }) else {
-                    throw ConfigError("sample_size \(sizes) is not supported (square latents only)")
+                    throw DiffuseError.config("sample_size \(sizes) is not supported (square latents only)")
                 }
                 c.sampleSize = first
             }
@@ -140,7 +140,7 @@ public struct UNet2DConditionConfig: Codable, Equatable, Sendable {
     public static func unknownKeys(in json: [String: JSONValue]) throws -> [String] {
         for (key, inert) in inertValues.sorted(by: { $0.key < $1.key }) {
             if let value = json[key], value != .null, value != inert {
-                throw ConfigError("\(key) = \(value) is not supported (Diffuse builds the U-Nets of Stable Diffusion 1.x "
+                throw DiffuseError.config("\(key) = \(value) is not supported (Diffuse builds the U-Nets of Stable Diffusion 1.x "
                                   + "and 2.x; this key must be \(inert) or absent)")
             }
         }
@@ -173,7 +173,7 @@ public final class UNet2DConditionModel: Module {
     public init(_ config: UNet2DConditionConfig, generator: inout RandomGenerator) throws {
         let c = config
         let channels = c.blockOutChannels, levels = c.blockOutChannels.count
-        func require(_ ok: Bool, _ message: @autoclosure () -> String) throws { if !ok { throw ConfigError(message()) } }
+        func require(_ ok: Bool, _ message: @autoclosure () -> String) throws { if !ok { throw DiffuseError.config(message()) } }
         try require(!channels.isEmpty && channels.allSatisfy { $0 > 0 }, "block_out_channels must be positive widths, got \(channels)")
         try require(c.downBlockTypes.count == levels && c.upBlockTypes.count == levels,
                     "block_out_channels, down_block_types and up_block_types must have the same length")
@@ -194,7 +194,7 @@ public final class UNet2DConditionModel: Module {
         try require(c.midBlockType == nil || c.midBlockType == "UNetMidBlock2DCrossAttn",
                     "mid_block_type '\(c.midBlockType ?? "")' is not supported (UNetMidBlock2DCrossAttn or null)")
         guard let activation = Activation(rawValue: c.actFn) else {
-            throw ConfigError("act_fn '\(c.actFn)' is not supported (\(Activation.allCases.map(\.rawValue).joined(separator: ", ")))")
+            throw DiffuseError.config("act_fn '\(c.actFn)' is not supported (\(Activation.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         try require(["default", "scale_shift"].contains(c.resnetTimeScaleShift),
                     "resnet_time_scale_shift '\(c.resnetTimeScaleShift)' is not supported (default, scale_shift)")

@@ -122,11 +122,11 @@ open class Module {
     public func load(_ state: [String: Tensor]) throws {
         let own = namedParameters() + namedBuffers()
         for (key, p) in own {
-            guard let t = state[key] else { throw StateError.missing(key: key, shape: p.shape) }
-            guard t.shape == p.shape else { throw StateError.shape(key: key, found: t.shape, expected: p.shape) }
+            guard let t = state[key] else { throw DiffuseError.missingTensor(key: key, shape: p.shape) }
+            guard t.shape == p.shape else { throw DiffuseError.tensorShape(key: key, found: t.shape, expected: p.shape) }
         }
         let known = Set(own.map(\.0))
-        if let extra = state.keys.sorted().first(where: { !known.contains($0) }) { throw StateError.unexpected(key: extra) }
+        if let extra = state.keys.sorted().first(where: { !known.contains($0) }) { throw DiffuseError.unexpectedTensor(key: extra) }
         for (key, p) in own { p.assign(state[key]!) }
     }
 
@@ -136,24 +136,8 @@ open class Module {
     public func load(each source: (String) throws -> StoredTensor) throws {
         for (key, p) in namedParameters() + namedBuffers() {
             let t = try source(key)
-            guard t.shape == p.shape else { throw StateError.shape(key: key, found: t.shape, expected: p.shape) }
+            guard t.shape == p.shape else { throw DiffuseError.tensorShape(key: key, found: t.shape, expected: p.shape) }
             p.assign(t)
-        }
-    }
-}
-
-/// Why a set of tensors does not fit a model.
-public enum StateError: Error, CustomStringConvertible {
-    case missing(key: String, shape: [Int])
-    case shape(key: String, found: [Int], expected: [Int])
-    case unexpected(key: String)
-
-    public var description: String {
-        switch self {
-        case let .missing(key, shape): "tensor '\(key)' (shape \(shape)) is missing: was it saved from another model?"
-        case let .shape(key, found, expected):
-            "tensor '\(key)' has shape \(found), the model expects \(expected) (was it trained with other sizes?)"
-        case let .unexpected(key): "tensor '\(key)' belongs to no parameter of this model: was it saved from another model?"
         }
     }
 }

@@ -33,15 +33,15 @@ private func loadSlots(_ state: [String: Tensor], _ prefixes: [String], _ parame
     for (i, (key, p)) in parameters.enumerated() {
         for (k, prefix) in prefixes.enumerated() {
             let name = "\(prefix).\(key)"
-            guard let t = state[name] else { throw StateError.missing(key: name, shape: p.shape) }
-            guard t.shape == p.shape else { throw StateError.shape(key: name, found: t.shape, expected: p.shape) }
+            guard let t = state[name] else { throw DiffuseError.missingTensor(key: name, shape: p.shape) }
+            guard t.shape == p.shape else { throw DiffuseError.tensorShape(key: name, found: t.shape, expected: p.shape) }
             slots[i][k].storage.pointer.update(from: t.storage.pointer, count: t.count)
         }
     }
 }
 
 private func stepCount(_ state: [String: Tensor]) throws -> Int {
-    guard let t = state["step"], t.count == 1 else { throw StateError.missing(key: "step", shape: [1]) }
+    guard let t = state["step"], t.count == 1 else { throw DiffuseError.missingTensor(key: "step", shape: [1]) }
     return Int(t.item)
 }
 
@@ -256,8 +256,8 @@ public final class ExponentialMovingAverage {
 
     public func load(_ state: [String: Tensor], updates: Int) throws {
         for ((key, p), s) in zip(parameters, shadow) {
-            guard let t = state[key] else { throw StateError.missing(key: key, shape: p.shape) }
-            guard t.shape == p.shape else { throw StateError.shape(key: key, found: t.shape, expected: p.shape) }
+            guard let t = state[key] else { throw DiffuseError.missingTensor(key: key, shape: p.shape) }
+            guard t.shape == p.shape else { throw DiffuseError.tensorShape(key: key, found: t.shape, expected: p.shape) }
             s.storage.pointer.update(from: t.storage.pointer, count: t.count)
         }
         self.updates = updates

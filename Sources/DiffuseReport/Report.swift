@@ -174,7 +174,7 @@ public struct ReportWriter {
     }
 
     public func write(to folder: String) throws {
-        guard !runs.isEmpty else { throw ReportError("a report needs at least one run") }
+        guard !runs.isEmpty else { throw DiffuseError.report("a report needs at least one run") }
         let files = FileManager.default
         let figures = folder + "/figures"
         try files.createDirectory(atPath: figures, withIntermediateDirectories: true)

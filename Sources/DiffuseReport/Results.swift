@@ -26,10 +26,10 @@ public struct ComparisonResults: Codable, Equatable, Sendable {
 
     public static func read(_ path: String) throws -> ComparisonResults {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ReportError("\(path): not found (a results.json written by `diffuse compare`)")
+            throw DiffuseError.report("\(path): not found (a results.json written by `diffuse compare`)")
         }
         do { return try JSONDecoder().decode(ComparisonResults.self, from: data) }
-        catch { throw ReportError("\(path): not a results file of `diffuse compare` (\(error))") }
+        catch { throw DiffuseError.report("\(path): not a results file of `diffuse compare` (\(error))") }
     }
 
     public func write(to path: String) throws {
@@ -114,10 +114,3 @@ public struct StepResult: Codable, Equatable, Sendable {
     }
 }
 
-/// A report that cannot be written, with the reason.
-public struct ReportError: Error, CustomStringConvertible, LocalizedError {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-    public var errorDescription: String? { message }
-}

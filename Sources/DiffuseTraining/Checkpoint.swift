@@ -17,14 +17,6 @@ public struct TrainingState: Codable, Equatable, Sendable {
     public var emaUpdates = 0
 }
 
-/// A checkpoint that cannot be used, with the file and the reason.
-public struct CheckpointError: Error, CustomStringConvertible, LocalizedError {
-    public let path: String
-    public let problem: String
-    public var description: String { "checkpoint \(path): \(problem)" }
-    public var errorDescription: String? { description }
-}
-
 /// One safetensors file with the model weights (`model.*`), their moving average (`ema.*`), the optimizer's state
 /// (`optimizer.*`) and the `TrainingState` as JSON metadata. Written atomically: an interrupted write leaves the
 /// previous checkpoint intact.
@@ -62,14 +54,14 @@ public struct Checkpoint {
 
     private init(_ file: SafeTensorsFile, path: String) throws {
         guard file.metadata["format"] == Self.format, let json = file.metadata["state"] else {
-            throw CheckpointError(path: path, problem: "is a safetensors file but not a Diffuse checkpoint (no training state)")
+            throw DiffuseError.checkpoint(path: path, problem: "is a safetensors file but not a Diffuse checkpoint (no training state)")
         }
         do { state = try JSONDecoder().decode(TrainingState.self, from: Data(json.utf8)) }
-        catch { throw CheckpointError(path: path, problem: "its training state is unreadable (\(error))") }
+        catch { throw DiffuseError.checkpoint(path: path, problem: "its training state is unreadable (\(error))") }
         var groups: [String: [String: Tensor]] = ["model": [:], "ema": [:], "optimizer": [:]]
         for name in file.names {
             guard let dot = name.firstIndex(of: "."), groups[String(name[..<dot])] != nil else {
-                throw CheckpointError(path: path, problem: "tensor '\(name)' belongs to no part of a checkpoint")
+                throw DiffuseError.checkpoint(path: path, problem: "tensor '\(name)' belongs to no part of a checkpoint")
             }
             groups[String(name[..<dot])]![String(name[name.index(after: dot)...])] = try file.tensor(name)
         }
@@ -81,6 +73,6 @@ public struct Checkpoint {
     /// Loads `weights` into `module`, naming the file in any mismatch.
     public static func load(_ weights: [String: Tensor], into module: Module, from path: String) throws {
         do { try module.load(weights) }
-        catch { throw CheckpointError(path: path, problem: "\(error)") }
+        catch { throw DiffuseError.checkpoint(path: path, problem: "\(error)") }
     }
 }

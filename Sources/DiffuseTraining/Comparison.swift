@@ -119,7 +119,7 @@ public func compare(_ o: ComparisonOptions, log: (String) -> Void = { _ in },
     for (kind, folder) in models {
         let config = try RunFolder(folder).readConfig()
         guard config.data == first.data, config.examples == first.examples else {
-            throw ConfigError("\(folder) trained on \(config.data) (examples \(config.examples.map(String.init) ?? "all")), "
+            throw DiffuseError.config("\(folder) trained on \(config.data) (examples \(config.examples.map(String.init) ?? "all")), "
                               + "\(models[0].1) on \(first.data) (examples \(first.examples.map(String.init) ?? "all")): compare like with like")
         }
         var settings = EvaluationSettings()

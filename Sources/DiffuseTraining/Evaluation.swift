@@ -48,7 +48,7 @@ public struct ClassifierFeatures: FeatureNetwork {
         let folder = RunFolder(path)
         let (config, objective) = try folder.loadObjective()
         guard let classifier = (objective as? ClassifierObjective)?.classifier, let c = config.classifier else {
-            throw ConfigError("\(path) is a \(config.kind.rawValue) run, not a classifier run (diffuse train --model classifier)")
+            throw DiffuseError.config("\(path) is a \(config.kind.rawValue) run, not a classifier run (diffuse train --model classifier)")
         }
         self.classifier = classifier
         let dataName = config.data.split(separator: ":").first.map(String.init)?.uppercased() ?? config.data
@@ -258,7 +258,7 @@ public func evaluate(run path: String, network: FeatureNetwork, reference: Refer
     let folder = RunFolder(path)
     let (config, trained) = try folder.loadObjective()
     guard let objective = trained as? GenerativeObjective else {
-        throw ConfigError("\(path) is a \(config.kind.rawValue) run: it does not generate")
+        throw DiffuseError.config("\(path) is a \(config.kind.rawValue) run: it does not generate")
     }
     var sampler: Sampler?
     var samplerName = config.kind == .vae ? "decoder" : "generator"
@@ -324,11 +324,11 @@ public struct InceptionFeatures: FeatureNetwork {
         network = InceptionV3(generator: &g)
         let file: SafeTensorsFile
         do { file = try SafeTensorsFile(path: path) }
-        catch { throw ConfigError("\(path): \(error) (write it with scripts/convert_inception.py)") }
+        catch { throw DiffuseError.config("\(path): \(error) (write it with scripts/convert_inception.py)") }
         var weights: [String: Tensor] = [:]
         for name in file.names { weights[name] = try file.tensor(name) }
         do { try network.load(weights) }
-        catch { throw ConfigError("\(path) does not hold pytorch-fid's Inception-v3 weights: \(error)") }
+        catch { throw DiffuseError.config("\(path) does not hold pytorch-fid's Inception-v3 weights: \(error)") }
         identity = "inception:" + String(fileDigest(path), radix: 16)
     }
 
@@ -343,7 +343,7 @@ public struct InceptionFeatures: FeatureNetwork {
 public func featureNetwork(_ spec: String) throws -> FeatureNetwork {
     if spec.hasPrefix("classifier:") { return try ClassifierFeatures(run: String(spec.dropFirst("classifier:".count))) }
     if spec.hasPrefix("inception:") { return try InceptionFeatures(weights: String(spec.dropFirst("inception:".count))) }
-    throw ConfigError("the features are classifier:RUN (a `diffuse train --model classifier` run) or inception:FILE, got '\(spec)'")
+    throw DiffuseError.config("the features are classifier:RUN (a `diffuse train --model classifier` run) or inception:FILE, got '\(spec)'")
 }
 
 /// The cache folder of reference features: $XDG_CACHE_HOME/diffuse, or ~/.cache/diffuse.
@@ -357,7 +357,7 @@ public func referenceImages(_ config: RunConfig) throws -> (train: LabeledImages
     var all = config
     all.examples = nil
     guard case let .images(images) = try loadTrainingData(all) else {
-        throw ConfigError("\(config.data) holds 2D points; image metrics need image data")
+        throw DiffuseError.config("\(config.data) holds 2D points; image metrics need image data")
     }
     guard let n = config.examples, n < images.count else { return (images, nil, config.data) }
     return (images.subset(Array(0..<n)), images.subset(Array(n..<images.count)), config.data)

@@ -354,16 +354,16 @@ public final class ClassifierObjective: TrainingObjective {
 public func makeNetwork(_ config: RunConfig, exampleShape: [Int], generator: inout RandomGenerator) throws -> DenoisingNetwork {
     if let unet = config.unet {
         guard exampleShape == [unet.inChannels, unet.sampleSize, unet.sampleSize] else {
-            throw ConfigError("the data's images are \(exampleShape), the U-Net expects [\(unet.inChannels), \(unet.sampleSize), \(unet.sampleSize)]")
+            throw DiffuseError.config("the data's images are \(exampleShape), the U-Net expects [\(unet.inChannels), \(unet.sampleSize), \(unet.sampleSize)]")
         }
         let halvings = unet.blockOutChannels.count - 1
         guard unet.sampleSize % (1 << halvings) == 0 else {
-            throw ConfigError("images of \(unet.sampleSize)×\(unet.sampleSize) do not halve \(halvings) times, as a U-Net of "
+            throw DiffuseError.config("images of \(unet.sampleSize)×\(unet.sampleSize) do not halve \(halvings) times, as a U-Net of "
                               + "\(unet.blockOutChannels.count) levels needs: use fewer levels or another --image-size")
         }
         return try UNet2DModel(unet, generator: &generator)
     }
-    guard exampleShape.count == 1 else { throw ConfigError("image data needs a U-Net (use --preset or --channels)") }
+    guard exampleShape.count == 1 else { throw DiffuseError.config("image data needs a U-Net (use --preset or --channels)") }
     return MLPDenoiser(dimension: exampleShape[0], hidden: config.mlpHidden, generator: &generator)
 }
 
@@ -375,7 +375,7 @@ public func makeObjective(_ config: RunConfig, exampleShape: [Int]) throws -> Tr
     switch config.kind {
     case .ddpm:
         if config.classes != nil, config.unet?.numClassEmbeds != config.classes.map({ $0 + 1 }) {
-            throw ConfigError("a class-conditional U-Net needs num_class_embeds = classes + 1 (the null label)")
+            throw DiffuseError.config("a class-conditional U-Net needs num_class_embeds = classes + 1 (the null label)")
         }
         return DiffusionObjective(network: try makeNetwork(config, exampleShape: exampleShape, generator: &g), firstStage: nil,
                                   config: config, exampleShape: exampleShape)
@@ -387,7 +387,7 @@ public func makeObjective(_ config: RunConfig, exampleShape: [Int]) throws -> Tr
     case .vae:
         let c = config.autoencoder!
         guard exampleShape == [c.inChannels, c.sampleSize, c.sampleSize] else {
-            throw ConfigError("the data's images are \(exampleShape), the autoencoder expects [\(c.inChannels), \(c.sampleSize), \(c.sampleSize)]")
+            throw DiffuseError.config("the data's images are \(exampleShape), the autoencoder expects [\(c.inChannels), \(c.sampleSize), \(c.sampleSize)]")
         }
         let vae = try AutoencoderKL(c, generator: &g)
         let discriminator = (config.adversarialWeight ?? 0) > 0
@@ -396,7 +396,7 @@ public func makeObjective(_ config: RunConfig, exampleShape: [Int]) throws -> Tr
     case .gan:
         let c = config.gan!
         guard exampleShape == [c.channels, c.imageSize, c.imageSize] else {
-            throw ConfigError("the data's images are \(exampleShape), the GAN makes [\(c.channels), \(c.imageSize), \(c.imageSize)]")
+            throw DiffuseError.config("the data's images are \(exampleShape), the GAN makes [\(c.channels), \(c.imageSize), \(c.imageSize)]")
         }
         let generator = DCGANGenerator(c, generator: &g)
         return GANObjective(generator: generator, discriminator: Discriminator(channels: c.channels, imageSize: c.imageSize,
@@ -404,7 +404,7 @@ public func makeObjective(_ config: RunConfig, exampleShape: [Int]) throws -> Tr
     case .classifier:
         let c = config.classifier!
         guard exampleShape == [c.channels, c.imageSize, c.imageSize] else {
-            throw ConfigError("the data's images are \(exampleShape), the classifier takes [\(c.channels), \(c.imageSize), \(c.imageSize)]")
+            throw DiffuseError.config("the data's images are \(exampleShape), the classifier takes [\(c.channels), \(c.imageSize), \(c.imageSize)]")
         }
         return ClassifierObjective(classifier: try Classifier(c, generator: &g))
     }

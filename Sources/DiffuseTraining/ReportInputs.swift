@@ -8,12 +8,12 @@ import Foundation
 public func trainingStepListing(source: String) throws -> String {
     let path = source + "/Sources/DiffuseTraining/Objectives.swift"
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-        throw ReportError("the source of the training step is not at \(path); give the Diffuse source tree with --source")
+        throw DiffuseError.report("the source of the training step is not at \(path); give the Diffuse source tree with --source")
     }
     let lines = text.components(separatedBy: "\n")
     guard let classLine = lines.firstIndex(where: { $0.contains("final class DiffusionObjective") }),
           let start = lines[classLine...].firstIndex(where: { $0.contains("public func loss(update") }) else {
-        throw ReportError("\(path) has no DiffusionObjective.loss to list")
+        throw DiffuseError.report("\(path) has no DiffusionObjective.loss to list")
     }
     var depth = 0, end = start
     for i in start..<lines.count {

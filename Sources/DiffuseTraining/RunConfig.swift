@@ -1,4 +1,5 @@
 import DiffuseDiffusion
+import DiffuseEngine
 import DiffuseModels
 import Foundation
 
@@ -100,7 +101,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
 
     /// Checks that the numbers make sense before any work starts.
     public func validate() throws {
-        func check(_ ok: Bool, _ message: String) throws { if !ok { throw ConfigError(message) } }
+        func check(_ ok: Bool, _ message: String) throws { if !ok { throw DiffuseError.config(message) } }
         try check(steps > 0, "steps must be positive, got \(steps)")
         try check(batchSize > 0, "batch size must be positive, got \(batchSize)")
         try check(learningRate > 0 && learningRate.isFinite, "learning rate must be positive, got \(learningRate)")

@@ -23,7 +23,7 @@ public struct SampleModel {
     public init(run path: String, averaged: Bool = true) throws {
         let (config, trained) = try RunFolder(path).loadObjective(averaged: averaged)
         guard let objective = trained as? GenerativeObjective else {
-            throw ConfigError("\(path) is a \(config.kind.rawValue) run: it does not generate")
+            throw DiffuseError.config("\(path) is a \(config.kind.rawValue) run: it does not generate")
         }
         (self.objective, name, run, warnings) = (objective, path, config, [])
         guidable = (config.labelDropout ?? 0) > 0
@@ -48,7 +48,7 @@ public struct SampleModel {
             return
         }
         if folder.scheduler != nil && overrides != nil {
-            throw ConfigError("the noise schedule and prediction options are for a bare UNet folder; this pipeline's "
+            throw DiffuseError.config("the noise schedule and prediction options are for a bare UNet folder; this pipeline's "
                               + "scheduler_config.json sets them")
         }
         let config = folder.scheduler ?? overrides ?? SchedulerConfig()
@@ -57,13 +57,13 @@ public struct SampleModel {
         if let vae = folder.vae {
             shape = [vae.config.outChannels, vae.config.sampleSize, vae.config.sampleSize]
             guard vae.latentShape(imageSize: shape[1]) == [u.inChannels, u.sampleSize, u.sampleSize] else {
-                throw ConfigError("\(path): the VAE's latents are \(vae.latentShape(imageSize: shape[1])), the UNet takes "
+                throw DiffuseError.config("\(path): the VAE's latents are \(vae.latentShape(imageSize: shape[1])), the UNet takes "
                                   + "[\(u.inChannels), \(u.sampleSize), \(u.sampleSize)]")
             }
         }
         let classes = unet.isConditional ? (u.classEmbedType == nil ? u.numClassEmbeds : nil) : nil
         if unet.isConditional && classes == nil && label == nil {
-            throw ConfigError("\(path) is class-conditional with labels embedded like timesteps: give a class")
+            throw DiffuseError.config("\(path) is class-conditional with labels embedded like timesteps: give a class")
         }
         // Labels embedded like timesteps are any integers: no class count bounds them (Int.max).
         objective = DiffusionObjective(network: unet, firstStage: folder.vae, diffusion: GaussianDiffusion(),
@@ -135,7 +135,7 @@ public func sample(_ model: SampleModel, _ options: SampleOptions, group: Proces
     var settings = try model.settings?(options.sampler, options.steps)
     if settings != nil { try apply(options, to: &settings!) }
     if settings == nil && options.asksForASampler {
-        throw ConfigError("the sampler options are for diffusion models; \(model.name) generates in one network evaluation")
+        throw DiffuseError.config("the sampler options are for diffusion models; \(model.name) generates in one network evaluation")
     }
     let sampler = try settings?.makeSampler()
     let labels = try sampleLabels(model, options)
@@ -144,10 +144,10 @@ public func sample(_ model: SampleModel, _ options: SampleOptions, group: Proces
     let initial: Tensor
     if let noise = options.noise {
         guard Array(noise.shape.dropFirst()) == shape else {
-            throw ConfigError("the noise has shape \(noise.shape), this model needs [N, \(shape.map(String.init).joined(separator: ", "))]")
+            throw DiffuseError.config("the noise has shape \(noise.shape), this model needs [N, \(shape.map(String.init).joined(separator: ", "))]")
         }
         if let labels, labels.count != noise.shape[0] {
-            throw ConfigError("\(noise.shape[0]) noise images for \(labels.count) labelled samples")
+            throw DiffuseError.config("\(noise.shape[0]) noise images for \(labels.count) labelled samples")
         }
         initial = noise
     } else {
@@ -192,19 +192,19 @@ public func sample(_ model: SampleModel, _ options: SampleOptions, group: Proces
 private func apply(_ options: SampleOptions, to settings: inout Sampling) throws {
     if let sigmas = options.sigmas { settings.sigmaSpacing = sigmas }
     if options.eta != 0 {
-        guard options.eta > 0, var ddim = settings.solver as? DDIM else { throw ConfigError("η is DDIM's, and not negative") }
+        guard options.eta > 0, var ddim = settings.solver as? DDIM else { throw DiffuseError.config("η is DDIM's, and not negative") }
         ddim.eta = options.eta
         settings.solver = ddim
     }
     if let variance = options.variance {
-        guard var ddpm = settings.solver as? DDPM else { throw ConfigError("the reverse variance is DDPM's (sampler ddpm)") }
+        guard var ddpm = settings.solver as? DDPM else { throw DiffuseError.config("the reverse variance is DDPM's (sampler ddpm)") }
         ddpm.variance = variance
         settings.solver = ddpm
     }
     if let spacing = options.spacing { settings.spacing = spacing }
     if let shift = options.shift {
         guard settings.flow != nil, shift > 0, shift.isFinite else {
-            throw ConfigError("the shift is a positive number, for rectified-flow models (trained with --objective flow)")
+            throw DiffuseError.config("the shift is a positive number, for rectified-flow models (trained with --objective flow)")
         }
         settings.flow!.shift = shift
     }
@@ -214,15 +214,15 @@ private func apply(_ options: SampleOptions, to settings: inout Sampling) throws
 private func sampleLabels(_ model: SampleModel, _ options: SampleOptions) throws -> [Int]? {
     guard let classes = model.objective.classes else {
         if options.label != nil || options.guidance != nil {
-            throw ConfigError("\(model.name) has no class embedding: drop the class and the guidance")
+            throw DiffuseError.config("\(model.name) has no class embedding: drop the class and the guidance")
         }
         return nil
     }
     if options.guidance != nil && !model.guidable {
-        throw ConfigError("\(model.name) was not trained with label dropout (no null label), so it cannot be guided: drop the guidance")
+        throw DiffuseError.config("\(model.name) was not trained with label dropout (no null label), so it cannot be guided: drop the guidance")
     }
     if let label = options.label {
-        guard label >= 0 && label < classes else { throw ConfigError("the class must be in 0..<\(classes), got \(label)") }
+        guard label >= 0 && label < classes else { throw DiffuseError.config("the class must be in 0..<\(classes), got \(label)") }
         return [Int](repeating: label, count: options.count ?? 64)
     }
     let perClass = options.count ?? 8

@@ -63,10 +63,10 @@ public func generate(_ sd: StableDiffusion, _ options: TextToImageOptions, progr
                      warn: (String) -> Void = { _ in }, each: (Int, GeneratedImage) throws -> Void) throws {
     let o = options
     guard o.steps > 0, o.count > 0, o.guidance.isFinite, o.guidance >= 0, o.strength > 0, o.strength <= 1, o.clipSkip >= 0 else {
-        throw ConfigError("steps and count must be positive, guidance a number ≥ 0, strength in (0, 1], clip skip ≥ 0")
+        throw DiffuseError.config("steps and count must be positive, guidance a number ≥ 0, strength in (0, 1], clip skip ≥ 0")
     }
     guard o.clipSkip < sd.textEncoder.config.layers else {
-        throw ConfigError("clip skip (--clip-skip) must be below the text encoder's \(sd.textEncoder.config.layers) layers")
+        throw DiffuseError.config("clip skip (--clip-skip) must be below the text encoder's \(sd.textEncoder.config.layers) layers")
     }
     var scheduler = sd.scheduler
     if let prediction = o.prediction { scheduler.predictionType = prediction.rawValue }
@@ -77,13 +77,13 @@ public func generate(_ sd: StableDiffusion, _ options: TextToImageOptions, progr
     let size = o.size ?? initial.map { ImageSize(width: $0.shape[3], height: $0.shape[2]) }
         ?? ImageSize(width: sd.defaultSide, height: sd.defaultSide)
     if let initial, [initial.shape[3], initial.shape[2]] != [size.width, size.height] {
-        throw ConfigError("the init image is \(initial.shape[3])x\(initial.shape[2]) pixels, not \(size)")
+        throw DiffuseError.config("the init image is \(initial.shape[3])x\(initial.shape[2]) pixels, not \(size)")
     }
     let latent: [Int]
     do { latent = try sd.latentShape(height: size.height, width: size.width) }
-    catch { throw ConfigError("\(size): the size must be a multiple of \(sd.scaleFactor) pixels each way") }
+    catch { throw DiffuseError.config("\(size): the size must be a multiple of \(sd.scaleFactor) pixels each way") }
     if let noise = o.noise, noise.rank != 4 || Array(noise.shape.dropFirst()) != latent || noise.shape[0] < o.count {
-        throw ConfigError("the noise has shape \(noise.shape); this needs [\(o.count), \(latent.map(String.init).joined(separator: ", "))] "
+        throw DiffuseError.config("the noise has shape \(noise.shape); this needs [\(o.count), \(latent.map(String.init).joined(separator: ", "))] "
                           + "(\(o.count) images of \(size))")
     }
     let seed = o.seed ?? UInt64.random(in: 0..<(1 << 32))

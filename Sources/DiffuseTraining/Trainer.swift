@@ -18,10 +18,10 @@ public struct RunFolder: Sendable {
 
     public func readConfig() throws -> RunConfig {
         guard let data = FileManager.default.contents(atPath: config) else {
-            throw CheckpointError(path: config, problem: "not found: is \(path) a run folder made by `diffuse train`?")
+            throw DiffuseError.checkpoint(path: config, problem: "not found: is \(path) a run folder made by `diffuse train`?")
         }
         do { return try JSONDecoder().decode(RunConfig.self, from: data) }
-        catch { throw CheckpointError(path: config, problem: "is not a valid run configuration (\(error))") }
+        catch { throw DiffuseError.checkpoint(path: config, problem: "is not a valid run configuration (\(error))") }
     }
 
     /// The run's configuration and objective, with the weights of its checkpoint: the moving averages where there
@@ -50,18 +50,6 @@ public enum TrainingOutcome: Equatable {
     case interrupted(step: Int)
     /// Stopped at the time limit, after writing a checkpoint and a sample grid.
     case outOfTime(step: Int)
-}
-
-/// A loss that is not a finite number: the run stops and the last good checkpoint stays.
-public struct DivergenceError: Error, CustomStringConvertible, LocalizedError {
-    public let step: Int
-    public let loss: Float
-    public let checkpoint: String
-    public var description: String {
-        "the loss became \(loss) at step \(step); training stopped. The last good checkpoint is \(checkpoint) "
-            + "(try a lower --learning-rate or --grad-clip)."
-    }
-    public var errorDescription: String? { description }
 }
 
 /// Trains any model of `ModelKind` through its `TrainingObjective`: each step takes a batch, runs the objective's
@@ -95,13 +83,13 @@ public final class Trainer {
                 group: ProcessGroup = SingleProcess()) throws {
         try config.validate()
         guard config.batchSize >= group.size else {
-            throw ConfigError("a batch of \(config.batchSize) cannot be shared among \(group.size) processes: use --batch-size \(group.size) or more")
+            throw DiffuseError.config("a batch of \(config.batchSize) cannot be shared among \(group.size) processes: use --batch-size \(group.size) or more")
         }
         self.group = group
         var config = config
         if config.exampleShape.isEmpty { config.exampleShape = data.exampleShape }
         guard config.exampleShape == data.exampleShape else {
-            throw ConfigError("the run was trained on examples of shape \(config.exampleShape), the data has \(data.exampleShape)")
+            throw DiffuseError.config("the run was trained on examples of shape \(config.exampleShape), the data has \(data.exampleShape)")
         }
         self.config = config
         self.folder = folder
@@ -121,10 +109,10 @@ public final class Trainer {
             var bytes: Data?, failure: Error?
             if group.isFirst {
                 do { bytes = try Data(contentsOf: URL(fileURLWithPath: folder.checkpoint), options: .alwaysMapped) }
-                catch { failure = CheckpointError(path: folder.checkpoint, problem: "cannot be read (\(error.localizedDescription))") }
+                catch { failure = DiffuseError.checkpoint(path: folder.checkpoint, problem: "cannot be read (\(error.localizedDescription))") }
             }
             if group.sum([failure == nil ? 0 : 1])[0] > 0 {
-                throw failure ?? CheckpointError(path: folder.checkpoint, problem: "cannot be read on the first process")
+                throw failure ?? DiffuseError.checkpoint(path: folder.checkpoint, problem: "cannot be read on the first process")
             }
             let checkpoint = try Checkpoint(data: group.size > 1 ? group.broadcast(bytes) : bytes!, path: folder.checkpoint)
             try Checkpoint.load(checkpoint.model, into: objective.model, from: folder.checkpoint)
@@ -133,14 +121,14 @@ public final class Trainer {
                     try optimizer.load(Self.section(update.name, of: checkpoint.optimizer))
                 }
                 try ema.load(checkpoint.ema, updates: checkpoint.state.emaUpdates)
-            } catch { throw CheckpointError(path: folder.checkpoint, problem: "\(error)") }
+            } catch { throw DiffuseError.checkpoint(path: folder.checkpoint, problem: "\(error)") }
             state = checkpoint.state
-            guard let position = state.batches else { throw CheckpointError(path: folder.checkpoint, problem: "holds no data position") }
+            guard let position = state.batches else { throw DiffuseError.checkpoint(path: folder.checkpoint, problem: "holds no data position") }
             do { batches = try BatchSampler(count: data.count, batchSize: config.batchSize, resumingFrom: position) }
-            catch { throw CheckpointError(path: folder.checkpoint, problem: "\(error)") }
+            catch { throw DiffuseError.checkpoint(path: folder.checkpoint, problem: "\(error)") }
             let dropouts = dropoutLayers
             guard state.dropoutOffsets.count == dropouts.count else {
-                throw CheckpointError(path: folder.checkpoint, problem: "holds \(state.dropoutOffsets.count) dropout states for \(dropouts.count) layers")
+                throw DiffuseError.checkpoint(path: folder.checkpoint, problem: "holds \(state.dropoutOffsets.count) dropout states for \(dropouts.count) layers")
             }
             for (d, offset) in zip(dropouts, state.dropoutOffsets) { d.generator.offset = offset }
             guard group.isFirst else { return }
@@ -208,9 +196,9 @@ public final class Trainer {
                     let names = values.keys.sorted()
                     let sums = group.sum([Double(loss.item)] + names.map { Double(values[$0]! * share.fraction) })
                     for (name, sum) in zip(names, sums.dropFirst()) { values[name] = Float(sum) }
-                    guard sums[0].isFinite else { throw DivergenceError(step: state.step, loss: Float(sums[0]), checkpoint: folder.checkpoint) }
+                    guard sums[0].isFinite else { throw DiffuseError.divergence(step: state.step, loss: Float(sums[0]), checkpoint: folder.checkpoint) }
                 } else {
-                    guard loss.item.isFinite else { throw DivergenceError(step: state.step, loss: loss.item, checkpoint: folder.checkpoint) }
+                    guard loss.item.isFinite else { throw DiffuseError.divergence(step: state.step, loss: loss.item, checkpoint: folder.checkpoint) }
                 }
                 loss.backward()
                 logged.merge(values) { _, new in new }

@@ -79,15 +79,15 @@ extension RunConfig {
     /// weights it returns).
     private mutating func complete(_ o: TrainingOptions, for data: DataSet) throws -> [String: Tensor]? {
         guard case let .images(images) = data else {
-            guard o.model == .ddpm else { throw ConfigError("--model \(o.model.rawValue) needs image data") }
-            guard !o.conditional else { throw ConfigError("--conditional needs labelled images") }
+            guard o.model == .ddpm else { throw DiffuseError.config("--model \(o.model.rawValue) needs image data") }
+            guard !o.conditional else { throw DiffuseError.config("--conditional needs labelled images") }
             sampleCount = 1000  // a scatter plot needs many points
             return nil
         }
         let (channelCount, size) = (images.channels, images.height)
         if o.conditional {
-            guard o.model == .ddpm || o.model == .latentDiffusion else { throw ConfigError("--conditional is for ddpm and latent-diffusion") }
-            guard images.classes.count >= 2 else { throw ConfigError("--conditional needs a data set with classes; \(self.data) has none") }
+            guard o.model == .ddpm || o.model == .latentDiffusion else { throw DiffuseError.config("--conditional is for ddpm and latent-diffusion") }
+            guard images.classes.count >= 2 else { throw DiffuseError.config("--conditional needs a data set with classes; \(self.data) has none") }
             classes = images.classes.count
             labelDropout = o.labelDropout
         }
@@ -109,7 +109,7 @@ extension RunConfig {
             emaDecay = min(emaDecay, 0.999)
             return nil
         case .classifier:
-            guard images.classes.count >= 2 else { throw ConfigError("a classifier needs a data set with classes; \(self.data) has none") }
+            guard images.classes.count >= 2 else { throw DiffuseError.config("a classifier needs a data set with classes; \(self.data) has none") }
             var c = ClassifierConfig()
             (c.channels, c.imageSize, c.classes) = (channelCount, size, images.classes.count)
             classifier = c
@@ -121,14 +121,14 @@ extension RunConfig {
             gan = c
             return nil
         case .latentDiffusion:
-            guard let run = o.autoencoder else { throw ConfigError("--model latent-diffusion needs --autoencoder RUN (a VAE run)") }
+            guard let run = o.autoencoder else { throw DiffuseError.config("--model latent-diffusion needs --autoencoder RUN (a VAE run)") }
             let vaeFolder = RunFolder(run)
             let (vaeConfig, objective) = try vaeFolder.loadObjective()
             guard vaeConfig.kind == .vae, let vae = (objective as? AutoencoderObjective)?.vae else {
-                throw ConfigError("\(run) is a \(vaeConfig.kind.rawValue) run, not a VAE run")
+                throw DiffuseError.config("\(run) is a \(vaeConfig.kind.rawValue) run, not a VAE run")
             }
             guard vaeConfig.exampleShape == [channelCount, size, size] else {
-                throw ConfigError("the VAE of \(run) was trained on images of \(vaeConfig.exampleShape), the data has [\(channelCount), \(size), \(size)]")
+                throw DiffuseError.config("the VAE of \(run) was trained on images of \(vaeConfig.exampleShape), the data has [\(channelCount), \(size), \(size)]")
             }
             var g = RandomGenerator(seed: seed, stream: 6)
             var first = vae.config
@@ -149,7 +149,7 @@ extension RunConfig {
         var u = try UNet2DConfig.preset(preset, side: side)
         if let channels = o.channels { u.blockOutChannels = channels }
         guard u.blockOutChannels.count == u.downBlockTypes.count else {
-            throw ConfigError("--channels needs \(u.downBlockTypes.count) widths for the \(preset) preset")
+            throw DiffuseError.config("--channels needs \(u.downBlockTypes.count) widths for the \(preset) preset")
         }
         (u.sampleSize, u.inChannels, u.outChannels, u.dropout) = (side, inChannels, inChannels, o.dropout)
         u.numClassEmbeds = classes.map { $0 + 1 }
@@ -161,7 +161,7 @@ extension Trainer {
     /// A trainer for a new run of `options` in `folder` (an error if the folder holds a run already), on its data.
     public static func start(_ options: TrainingOptions, in folder: RunFolder, group: ProcessGroup = SingleProcess()) throws -> Trainer {
         guard !FileManager.default.fileExists(atPath: folder.checkpoint) else {
-            throw ConfigError("\(folder.path) already holds a run: resume it, or choose another folder")
+            throw DiffuseError.config("\(folder.path) already holds a run: resume it, or choose another folder")
         }
         var draft = RunConfig()
         (draft.data, draft.imageSize, draft.examples, draft.seed) =

@@ -44,14 +44,16 @@ func fixture(_ name: String) -> String {
     URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/\(name)").path
 }
 
-/// `body` must throw a DataError about `path` whose problem contains `problem`.
+/// `body` must throw a data error about `path` whose problem contains `problem`.
 func assertDataError<T>(_ body: @autoclosure () throws -> T, path: String, _ problem: String,
                         file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertThrowsError(try body(), file: file, line: line) { error in
-        guard let e = error as? DataError else { return XCTFail("threw \(type(of: error)): \(error), not DataError", file: file, line: line) }
+        guard let e = error as? DiffuseError, case .data = e else {
+            return XCTFail("threw \(type(of: error)): \(error), not a data error", file: file, line: line)
+        }
         XCTAssertEqual(e.path, path, "in: \(e)", file: file, line: line)
         XCTAssertTrue(e.problem.contains(problem), "'\(e.problem)' does not mention '\(problem)'", file: file, line: line)
-        XCTAssertEqual(e.description, "\(e.path): \(e.problem)", file: file, line: line)
+        XCTAssertEqual(e.description, "\(e.path ?? ""): \(e.problem)", file: file, line: line)
     }
 }
 

@@ -22,11 +22,11 @@ final class SafeTensorsTests: XCTestCase {
         return out + json + Data(data)
     }
 
-    /// Opening `data` must throw a SafeTensorsError whose message contains `problem`.
+    /// Opening `data` must throw a safetensors error whose message contains `problem`.
     func assertRejected(_ data: Data, _ problem: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertThrowsError(try SafeTensorsFile(data: data, path: "bad.safetensors"), file: file, line: line) { error in
-            guard let e = error as? SafeTensorsError else {
-                return XCTFail("threw \(type(of: error)), not SafeTensorsError", file: file, line: line)
+            guard let e = error as? DiffuseError, case .safetensors = e else {
+                return XCTFail("threw \(error), not a safetensors error", file: file, line: line)
             }
             XCTAssertEqual(e.path, "bad.safetensors", file: file, line: line)
             XCTAssertTrue(e.problem.contains(problem), "'\(e.problem)' does not mention '\(problem)'", file: file, line: line)
@@ -176,10 +176,10 @@ final class SafeTensorsTests: XCTestCase {
     func testMissingTensorAndWrongTypeAreErrors() throws {
         let read = try SafeTensorsFile(path: Fixtures.path("dtypes.safetensors"))
         XCTAssertThrowsError(try read.tensor("nope")) { error in
-            XCTAssertTrue((error as? SafeTensorsError)?.problem.contains("no tensor 'nope'") == true, "\(error)")
+            XCTAssertTrue((error as? DiffuseError)?.problem.contains("no tensor 'nope'") == true, "\(error)")
         }
         XCTAssertThrowsError(try read.integers("f32")) { error in
-            XCTAssertTrue((error as? SafeTensorsError)?.problem.contains("not I64") == true, "\(error)")
+            XCTAssertTrue((error as? DiffuseError)?.problem.contains("not I64") == true, "\(error)")
         }
     }
 
@@ -188,7 +188,7 @@ final class SafeTensorsTests: XCTestCase {
     func testMissingFile() {
         let path = directory.appendingPathComponent("absent.safetensors").path
         XCTAssertThrowsError(try SafeTensorsFile(path: path)) { error in
-            guard let e = error as? SafeTensorsError else { return XCTFail("threw \(error)") }
+            guard let e = error as? DiffuseError, case .safetensors = e else { return XCTFail("threw \(error)") }
             XCTAssertEqual(e.path, path)
             XCTAssertTrue(e.problem.contains("cannot be read"), e.problem)
         }

@@ -101,7 +101,7 @@ final class TrainerTests: TemporaryFolderTestCase {
         config.steps = 4
         let trainer = try Trainer(config: config, data: .points(points), folder: folder, resume: true)
         XCTAssertThrowsError(try trainer.train()) { error in
-            XCTAssertTrue(error is DivergenceError, "\(error)")
+            guard case .divergence = error as? DiffuseError else { return XCTFail("\(error)") }
             XCTAssertTrue("\(error)".contains("last good checkpoint"), "\(error)")
         }
         let kept = try Checkpoint(path: folder.checkpoint)
