@@ -3,7 +3,8 @@ import Foundation
 import PackageDescription
 
 // Layers, lower never imports higher:
-// DiffuseEngine → DiffuseNN → DiffuseDiffusion → DiffuseModels → DiffuseData, DiffuseMetrics, DiffuseReport → DiffuseTraining → diffuse
+// DiffuseEngine → DiffuseNN → DiffuseDiffusion → DiffuseModels → DiffuseData, DiffuseMetrics, DiffuseReport → DiffuseTraining
+// → DiffuseServer (Hummingbird) → diffuse
 // The engine's kernels are plain Swift loops over SIMD16<Float>: compiled for the machine that builds them (AVX-512
 // where it has it), they run 2–4× faster than for baseline x86-64. The price: a binary built here runs only on
 // machines with this CPU's instruction set, which is what a build from source wants. DIFFUSE_TARGET_CPU names another
@@ -22,6 +23,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS",
@@ -36,9 +38,12 @@ let package = Package(
         .target(name: "DiffuseMetrics", dependencies: ["DiffuseEngine", "COpenBLAS"], swiftSettings: native),
         .target(name: "DiffuseReport", dependencies: ["DiffuseDiffusion", "DiffuseData"], swiftSettings: native),
         .target(name: "DiffuseTraining", dependencies: ["DiffuseModels", "DiffuseData", "DiffuseReport", "DiffuseMetrics"], swiftSettings: native),
+        .target(name: "DiffuseServer", dependencies: [
+            "DiffuseTraining", .product(name: "Hummingbird", package: "hummingbird"),
+        ], swiftSettings: native),
         .executableTarget(name: "diffuse", dependencies: [
             "DiffuseEngine", "DiffuseNN", "DiffuseDiffusion", "DiffuseModels", "DiffuseData", "DiffuseReport",
-            "DiffuseTraining", "DiffuseMetrics", "COpenBLAS",
+            "DiffuseTraining", "DiffuseMetrics", "DiffuseServer", "COpenBLAS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: native),
         .testTarget(name: "DiffuseEngineTests", dependencies: ["DiffuseEngine"], exclude: ["Fixtures"], swiftSettings: native),

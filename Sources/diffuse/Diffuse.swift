@@ -14,7 +14,7 @@ struct Diffuse: ParsableCommand {
         """,
         version: "\(version) (\(Engine.machineDescription))",
         subcommands: [Train.self, Sample.self, Generate.self, Eval.self, Compare.self, ReportCommand.self, Export.self, Info.self,
-                      Demo.self, Bench.self]
+                      Serve.self, Demo.self, Bench.self]
     )
 
     /// Results (standard output) reach a log file or a pipe line by line, in step with the progress lines
