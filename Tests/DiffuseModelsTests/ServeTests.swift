@@ -19,18 +19,28 @@ final class ServeTests: XCTestCase {
         return try XCTUnwrap(result)
     }
 
-    func testReadOnlyEndpointsAnswerInAUTOMATIC1111Shape() throws {
+    func testReadOnlyEndpoints() throws {
         let program = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("diffuse")
         guard FileManager.default.isExecutableFile(atPath: program.path) else { throw XCTSkip("no diffuse program beside the tests") }
-        let models = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(getpid())")
-        defer { try? FileManager.default.removeItem(at: models) }
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let models = base.appendingPathComponent("models")
         let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/pipelines/eps-linear")
         try FileManager.default.createDirectory(at: models, withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: fixture, to: models.appendingPathComponent("eps-linear"))
 
+        // A run under --runs, and a link to a run outside it (not served).
+        let runs = base.appendingPathComponent("runs"), outside = base.appendingPathComponent("outside")
+        for folder in [runs.appendingPathComponent("roll").path, outside.path] {
+            let trained = try diffuse(["train", "--data", "swiss-roll", "--examples", "200", "--steps", "3", "--sample-every", "0",
+                                       "--out", folder])
+            XCTAssertEqual(trained.status, 0, trained.errors)
+        }
+        try FileManager.default.createSymbolicLink(at: runs.appendingPathComponent("link"), withDestinationURL: outside)
+
         let server = Process()
         server.executableURL = program
-        server.arguments = ["serve", "--port", "0", "--models", models.path]
+        server.arguments = ["serve", "--port", "0", "--models", models.path, "--runs", runs.path]
         let out = Pipe()
         server.standardOutput = out
         try server.run()
@@ -54,6 +64,20 @@ final class ServeTests: XCTestCase {
         let (missing, error) = try get(port, "/sdapi/v1/nothing")
         XCTAssertEqual(missing, 404)
         XCTAssertEqual((try JSONSerialization.jsonObject(with: error) as? [String: String])?["detail"], "no endpoint /sdapi/v1/nothing")
+
+        let (_, listedRuns) = try get(port, "/api/runs")
+        let runList = try XCTUnwrap(JSONSerialization.jsonObject(with: listedRuns) as? [[String: Any]])
+        XCTAssertEqual(runList.compactMap { $0["name"] as? String }, ["roll"])
+        XCTAssertEqual(runList.first?["stepsDone"] as? Int, 3)
+        let (logStatus, log) = try get(port, "/api/runs/roll/log")
+        XCTAssertEqual(logStatus, 200)
+        let columns = try XCTUnwrap((try JSONSerialization.jsonObject(with: log) as? [String: Any])?["columns"] as? [String: [Any]])
+        XCTAssertEqual(columns["loss"]?.count, 3)
+        for refused in ["/api/runs/link/log", "/api/runs/..%2Foutside/log", "/api/runs/nope/log"] {
+            let (status, body) = try get(port, refused)
+            XCTAssertEqual(status, 404, refused)
+            XCTAssertNotNil((try? JSONSerialization.jsonObject(with: body) as? [String: String])?["detail"], refused)
+        }
 
         server.interrupt()
         server.waitUntilExit()
