@@ -204,9 +204,7 @@ public func batchNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
     precondition(x.rank >= 2, "batch norm of \(x.shape)")
     let c = x.shape[1]
     let axes = [0] + Array(2..<x.rank)
-    var count = [Double(x.count / c)]
-    count.withUnsafeMutableBufferPointer { group.sum($0) }
-    let n = Float(count[0])
+    let n = Float(group.sum([Double(x.count / c)])[0])
     let mu = processSum(sum(x, axes: axes, keepDims: true), group: group) / n
     let centred = x - mu
     let variance = processSum(sum(square(centred), axes: axes, keepDims: true), group: group) / n

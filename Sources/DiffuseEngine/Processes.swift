@@ -25,8 +25,9 @@ extension ProcessGroup {
         return out
     }
 
-    /// Rank `root`'s bytes, on every process: `data` is read on `root` only.
+    /// Rank `root`'s bytes, on every process: `data` is read on `root` only (and is the answer of a group of one).
     public func broadcast(_ data: Data?, from root: Int = 0) -> Data {
+        if size == 1 { return data! }
         var count = [Double(data?.count ?? 0)]
         count.withUnsafeMutableBytes { broadcast($0, from: root) }
         var bytes = rank == root ? [UInt8](data!) : [UInt8](repeating: 0, count: Int(count[0]))
@@ -40,9 +41,8 @@ extension ProcessGroup {
     /// Every batch's result has the same shape but for its first dimension, its item count.
     public func shareBatches(total: Int, batchSize: Int, _ batch: (Int, Range<Int>) -> Tensor) -> Tensor {
         precondition(total > 0 && batchSize > 0, "\(total) items in batches of \(batchSize)")
-        let batches = stride(from: 0, to: total, by: batchSize).map { $0..<Swift.min(total, $0 + batchSize) }
-        let mine = batches.indices.filter { $0 % size == rank }
-        let results = mine.map { batch($0, batches[$0]) }
+        let mine = batchesHere(total: total, batchSize: batchSize)
+        let results = mine.map { batch($0.index, $0.items) }
         guard size > 1 else { return concat(results, axis: 0) }
         // The shape of an item: rank 0's first batch's (it has batch 0).
         let first = isFirst ? results[0].shape.dropFirst().map { Int64($0) } : []
@@ -51,8 +51,8 @@ extension ProcessGroup {
         }
         let out = Tensor(zeros: [total] + shape)
         let item = shape.reduce(1, *)
-        for (k, result) in zip(mine, results) {
-            (out.storage.pointer + batches[k].lowerBound * item).update(from: result.storage.pointer, count: result.count)
+        for (batch, result) in zip(mine, results) {
+            (out.storage.pointer + batch.items.lowerBound * item).update(from: result.storage.pointer, count: result.count)
         }
         sum(UnsafeMutableBufferPointer(start: out.storage.pointer, count: out.count))
         return out
@@ -60,9 +60,13 @@ extension ProcessGroup {
 
     /// How many of `total` items, in batches of `batchSize`, `shareBatches` computes on this process.
     public func itemsComputedHere(total: Int, batchSize: Int) -> Int {
-        stride(from: 0, to: total, by: batchSize).enumerated().reduce(0) { sum, batch in
-            sum + (batch.offset % size == rank ? Swift.min(batchSize, total - batch.element) : 0)
-        }
+        batchesHere(total: total, batchSize: batchSize).reduce(0) { $0 + $1.items.count }
+    }
+
+    /// The batches of `total` items, `batchSize` at a time, that this process computes: batch k on rank k mod size.
+    private func batchesHere(total: Int, batchSize: Int) -> [(index: Int, items: Range<Int>)] {
+        stride(from: 0, to: total, by: batchSize).enumerated().filter { $0.offset % size == rank }
+            .map { ($0.offset, $0.element..<Swift.min(total, $0.element + batchSize)) }
     }
 
     /// The tensors' values of rank `root`, copied into the same tensors of every process.

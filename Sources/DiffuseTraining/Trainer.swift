@@ -114,7 +114,7 @@ public final class Trainer {
             if group.sum([failure == nil ? 0 : 1])[0] > 0 {
                 throw failure ?? DiffuseError.checkpoint(path: folder.checkpoint, problem: "cannot be read on the first process")
             }
-            let checkpoint = try Checkpoint(data: group.size > 1 ? group.broadcast(bytes) : bytes!, path: folder.checkpoint)
+            let checkpoint = try Checkpoint(data: group.broadcast(bytes), path: folder.checkpoint)
             try Checkpoint.load(checkpoint.model, into: objective.model, from: folder.checkpoint)
             do {
                 for (update, optimizer) in zip(objective.updates, optimizers) {
@@ -191,15 +191,16 @@ public final class Trainer {
             for p in parameters { p.zeroGrad() }  // all of them: an update's loss reaches the other networks too
             try BatchShare.$current.withValue(batch.share) {
                 var (loss, values) = objective.loss(update: i, batch: batch, generator: &state.generator)
+                // The batch's loss: this process' alone, or the shares' weighted sum.
+                var batchLoss = loss.item
                 if let share = batch.share {
                     loss = loss * share.fraction
                     let names = values.keys.sorted()
                     let sums = group.sum([Double(loss.item)] + names.map { Double(values[$0]! * share.fraction) })
                     for (name, sum) in zip(names, sums.dropFirst()) { values[name] = Float(sum) }
-                    guard sums[0].isFinite else { throw DiffuseError.divergence(step: state.step, loss: Float(sums[0]), checkpoint: folder.checkpoint) }
-                } else {
-                    guard loss.item.isFinite else { throw DiffuseError.divergence(step: state.step, loss: loss.item, checkpoint: folder.checkpoint) }
+                    batchLoss = Float(sums[0])
                 }
+                guard batchLoss.isFinite else { throw DiffuseError.divergence(step: state.step, loss: batchLoss, checkpoint: folder.checkpoint) }
                 loss.backward()
                 logged.merge(values) { _, new in new }
             }

@@ -54,10 +54,10 @@ public struct TrainingOptions: Sendable {
 }
 
 extension RunConfig {
-    /// The configuration of a new run of `options` on `data`: the networks sized for the data (or latents),
+    /// The configuration of a new run of `options`, and its data: the networks sized for the data (or latents),
     /// classes, and for latent diffusion the first stage, copied from its VAE run with the scaling factor measured
     /// on the data; that first stage's weights are returned beside. Checked (`validate`).
-    public static func make(_ options: TrainingOptions, for data: DataSet) throws -> (RunConfig, firstStage: [String: Tensor]?) {
+    public static func make(_ options: TrainingOptions) throws -> (RunConfig, data: DataSet, firstStage: [String: Tensor]?) {
         let o = options
         var c = RunConfig()
         c.model = o.model
@@ -70,9 +70,10 @@ extension RunConfig {
         c.learningRate = o.learningRate ?? (o.model == .gan ? 2e-4 : 1e-3)
         c.gradientClip = o.gradientClip > 0 ? o.gradientClip : nil
         (c.seed, c.sampleEvery, c.checkpointEvery) = (o.seed, o.sampleEvery, o.checkpointEvery)
+        let data = try loadTrainingData(c)
         let firstStage = try c.complete(o, for: data)
         try c.validate()
-        return (c, firstStage)
+        return (c, data, firstStage)
     }
 
     /// Fills in what depends on the data: the networks' sizes, classes, latent diffusion's first stage (whose
@@ -163,11 +164,7 @@ extension Trainer {
         guard !FileManager.default.fileExists(atPath: folder.checkpoint) else {
             throw DiffuseError.config("\(folder.path) already holds a run: resume it, or choose another folder")
         }
-        var draft = RunConfig()
-        (draft.data, draft.imageSize, draft.examples, draft.seed) =
-            (try DataSource(parsing: options.data).description, options.imageSize, options.examples, options.seed)
-        let data = try loadTrainingData(draft)
-        let (config, firstStage) = try RunConfig.make(options, for: data)
+        let (config, data, firstStage) = try RunConfig.make(options)
         return try Trainer(config: config, data: data, folder: folder, resume: false, firstStage: firstStage, group: group)
     }
 

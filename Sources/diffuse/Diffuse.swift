@@ -41,3 +41,16 @@ func inProcessGroup(_ body: (ProcessGroup) throws -> Void) throws {
         mpi.abort(code: 1)
     }
 }
+
+/// `--threads`, for the commands that run the engine's kernels.
+struct EngineThreads: ParsableArguments {
+    @Option(help: "Threads of the engine (default: the cores this process may use; under mpirun, those of its rank).")
+    var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be positive") }
+    }
+
+    /// Runs `body` with the engine on --threads threads, or its default.
+    func scope<R>(_ body: () throws -> R) rethrows -> R { try Engine.withThreads(threads ?? Engine.threads, body) }
+}

@@ -42,19 +42,17 @@ struct Eval: ParsableCommand {
     @Option(help: "Folder of cached reference features.") var cache = defaultCacheDirectory
     @Option(help: "Random seed of the samples.") var seed: UInt64 = 0
     @Option(help: "Write the results as JSON to this file.") var out: String?
-    @Option(help: "Threads of the engine (default: the cores this process may use; under mpirun, those of its rank).")
-    var threads: Int?
+    @OptionGroup var engine: EngineThreads
 
     func validate() throws {
         guard samples >= 4, batchSize > 0, steps > 0, nll >= 0 else {
             throw ValidationError("--samples must be at least 4, --batch-size and --steps positive, --nll not negative")
         }
-        if let threads, threads < 1 { throw ValidationError("--threads must be positive") }
         guard ["train", "held-out"].contains(reference) else { throw ValidationError("--reference is train or held-out, got \(reference)") }
     }
 
     func run() throws {
-        try Engine.withThreads(threads ?? Engine.threads) { try inProcessGroup(evaluate(in:)) }
+        try engine.scope { try inProcessGroup(evaluate(in:)) }
     }
 
     /// The evaluation, its samples shared out among the processes of `group` by batch; the first one prints and

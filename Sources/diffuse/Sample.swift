@@ -91,15 +91,13 @@ struct Sample: ParsableCommand {
     @Option(help: "Output file: .png, .safetensors, .csv or .svg.") var out = "samples.png"
     @Option(help: "Also write each image as a PNG in this folder.") var individual: String?
     @Option(help: "Also write the reverse trajectory of the first samples as an image strip (PNG; diffusion only).") var trajectory: String?
-    @Option(help: "Threads of the engine (default: the cores this process may use; under mpirun, those of its rank).")
-    var threads: Int?
+    @OptionGroup var engine: EngineThreads
 
     func validate() throws {
         guard (runFolder == nil) != (model == nil) else {
             throw ValidationError("give either a run folder or --model FOLDER (a diffusers folder), not both or neither")
         }
         guard (count ?? 1) > 0, batchSize > 0 else { throw ValidationError("--count and --batch-size must be positive") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be positive") }
         guard eta >= 0 else { throw ValidationError("--eta must not be negative") }
         if let guidance { guard guidance.isFinite else { throw ValidationError("--guidance must be a number") } }
         guard [".png", ".safetensors", ".csv", ".svg"].contains(where: { out.hasSuffix($0) }) else {
@@ -108,7 +106,7 @@ struct Sample: ParsableCommand {
     }
 
     func run() throws {
-        try Engine.withThreads(threads ?? Engine.threads) { try inProcessGroup(sample(in:)) }
+        try engine.scope { try inProcessGroup(sample(in:)) }
     }
 
     /// The model to sample from.
@@ -140,11 +138,9 @@ struct Sample: ParsableCommand {
     /// process writes and prints.
     private func sample(in group: ProcessGroup) throws {
         let model = try load()
-        var bar: ProgressBar?
+        let bars = progressBars()
         let made = try DiffuseTraining.sample(model, try options(), group: group) { done, total in
-            guard group.isFirst else { return }
-            bar = bar ?? ProgressBar(total: total, label: "sample")
-            bar!.update(done)
+            if group.isFirst { bars("sample", done, total) }
         }
         guard group.isFirst else { return }
         let samples = made.values, total = samples.shape[0]

@@ -90,15 +90,10 @@ struct Train: ParsableCommand {
     @Option(help: "Write a checkpoint every this many steps.") var checkpointEvery = 250
     @Option(help: "The run folder.") var out = "runs/latest"
     @Flag(help: "Continue the run in --out from its checkpoint (its settings are kept; --steps may extend it).") var resume = false
-    @Option(help: "Threads of the engine (default: the cores this process may use; under mpirun, those of its rank).")
-    var threads: Int?
-
-    func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be positive") }
-    }
+    @OptionGroup var engine: EngineThreads
 
     func run() throws {
-        try Engine.withThreads(threads ?? Engine.threads) { try inProcessGroup(train(in:)) }
+        try engine.scope { try inProcessGroup(train(in:)) }
     }
 
     private func train(in group: ProcessGroup) throws {
