@@ -115,6 +115,11 @@ public enum PNG {
     /// with `text` chunks (keyword, text): `parameters` for how it was generated (see `GenerationParameters`).
     public static func write(_ image: Tensor, to path: String, range: ClosedRange<Float> = -1...1,
                              text: [(String, String)] = []) throws {
+        try writeAtomically(data(image, range: range, text: text), to: path)
+    }
+
+    /// The bytes of the PNG file `write` writes.
+    public static func data(_ image: Tensor, range: ClosedRange<Float> = -1...1, text: [(String, String)] = []) -> Data {
         precondition(image.rank == 3 && (image.shape[0] == 1 || image.shape[0] == 3), "PNG of an image of shape \(image.shape)")
         let (c, h, w) = (image.shape[0], image.shape[1], image.shape[2])
         let p = image.storage.pointer, span = range.upperBound - range.lowerBound
@@ -127,7 +132,7 @@ public enum PNG {
                 }
             }
         }
-        try writeAtomically(encode(pixels: pixels, width: w, height: h, channels: c, text: text), to: path)
+        return encode(pixels: pixels, width: w, height: h, channels: c, text: text)
     }
 
     /// The largest image `decode` reads (it needs the whole image in memory, and a corrupt header can claim

@@ -76,8 +76,17 @@ public struct Denoiser {
     }
 
     /// The estimates at x_t of noise level σ, the network called at its timestep t. A network that outputs twice
-    /// the channels of x_t (learned variance) has its second half returned as `variance`.
+    /// the channels of x_t (learned variance) has its second half returned as `variance`. A watcher in scope
+    /// (`EstimateWatch`) sees each one.
     public func callAsFunction(_ xt: Tensor, sigma: Double, t: Double) -> Estimate {
+        guard let watch = EstimateWatch.current else { return estimate(xt, sigma: sigma, t: t) }
+        if StopRequest.isRequested, let latest = watch.latest, latest.x0.shape == xt.shape { return latest }
+        let e = estimate(xt, sigma: sigma, t: t)
+        watch.latest = e
+        return e
+    }
+
+    private func estimate(_ xt: Tensor, sigma: Double, t: Double) -> Estimate {
         var output = network(xt, t), variance: Tensor?
         let c = xt.shape[1]
         if output.shape[1] == 2 * c {
@@ -92,6 +101,20 @@ public struct Denoiser {
         return Estimate(x0: clipped, noise: (xt - clipped * Float(a)) / Float(s), networkNoise: noise, output: output,
                         variance: variance)
     }
+}
+
+/// Someone watching a sampler from outside (a server showing x̂₀ as it forms): the denoiser in scope
+/// (`EstimateWatch.$current.withValue(watch) { … }`) leaves its latest estimate here. Once the work in scope is asked
+/// to stop (`StopRequest`), the denoiser answers every further call with that estimate instead of calling the
+/// network, so that any solver runs out its remaining steps in a few tensor operations and ends at (about) the last
+/// x̂₀: the partial result an interrupted generation shows.
+public final class EstimateWatch: @unchecked Sendable {
+    /// The latest estimate (nil before the first network call). Written and read on the sampling thread.
+    public var latest: Estimate?
+
+    public init() {}
+
+    @TaskLocal public static var current: EstimateWatch?
 }
 
 /// How x̂₀ is kept in range before a step: clamped to [−r, r], or dynamically thresholded (Imagen): clamped to

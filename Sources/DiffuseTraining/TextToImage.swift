@@ -58,7 +58,8 @@ public struct GeneratedImage {
 
 /// Text to image (or image to image) with `sd` as `options` say, one image after another, each handed to `each` as
 /// soon as it is done. `progress(done, total)` counts the sampler's steps over all images; `warn` hears what the
-/// user should know (a prompt truncated to the text encoder's length).
+/// user should know (a prompt truncated to the text encoder's length). A `StopRequest` in scope ends the image in
+/// progress early (with an `EstimateWatch` in scope, at its last x̂₀) and starts no other.
 public func generate(_ sd: StableDiffusion, _ options: TextToImageOptions, progress: ((Int, Int) -> Void)? = nil,
                      warn: (String) -> Void = { _ in }, each: (Int, GeneratedImage) throws -> Void) throws {
     let o = options
@@ -93,7 +94,7 @@ public func generate(_ sd: StableDiffusion, _ options: TextToImageOptions, progr
              + "reads only the first \(sd.tokenizer.maxLength - 2)")
     }
     let stepsRun = o.steps - (initial == nil ? 0 : StableDiffusion.editStart(steps: o.steps, strength: o.strength))
-    for i in 0..<o.count {
+    for i in 0..<o.count where !StopRequest.isRequested {
         let start = Date()
         var generator = RandomGenerator(seed: seed &+ UInt64(i))
         let x = o.noise?.slice(axis: 0, i..<(i + 1)) ?? generator.normal([1] + latent)

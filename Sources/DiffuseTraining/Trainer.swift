@@ -215,12 +215,13 @@ public final class Trainer {
         return (logged, norms)
     }
 
-    /// Why to stop before the next step, the same on every process: an interruption (Ctrl-C or SIGTERM) on any of
-    /// them, or the first one's deadline.
+    /// Why to stop before the next step, the same on every process: an interruption (Ctrl-C or SIGTERM, or a
+    /// `StopRequest` in scope) on any of them, or the first one's deadline.
     private func stopReason(deadline: Date?) -> (interrupted: Bool, deadline: Bool) {
         let passed = group.isFirst && deadline.map { Date() >= $0 } == true
-        guard group.size > 1 else { return (Interruption.requested, passed) }
-        let votes = group.sum([Interruption.requested ? 1 : 0, passed ? 1 : 0])
+        let interrupted = Interruption.requested || StopRequest.isRequested
+        guard group.size > 1 else { return (interrupted, passed) }
+        let votes = group.sum([interrupted ? 1 : 0, passed ? 1 : 0])
         return (votes[0] > 0, votes[1] > 0)
     }
 

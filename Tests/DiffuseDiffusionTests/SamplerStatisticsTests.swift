@@ -126,3 +126,43 @@ final class SamplerStatisticsTests: XCTestCase {
         XCTAssertEqual(sampleSD, sd, accuracy: 5 * sd / (2 * n).squareRoot())
     }
 }
+
+/// A chain asked to stop (`StopRequest`) while watched (`EstimateWatch`): the denoiser stops calling the network and
+/// answers with its last estimate, so the solver runs out its steps at once, ending for DDIM exactly at that x̂₀.
+/// Unwatched, or not asked, the chain runs whole.
+final class StoppedChainTests: XCTestCase {
+    func testStopEndsTheChainAtTheLastEstimate() throws {
+        for kind in [SamplerKind.ddim, .dpmSolver, .eulerAncestral, .heun] {
+            let sampler = try Sampling(kind: kind, steps: 20, alphaBar: NoiseSchedule().alphaBar, prediction: .epsilon).makeSampler()
+            var calls = 0
+            let network: Network = { x, _ in
+                calls += 1
+                return x * 0.5
+            }
+            let noise = Tensor((0..<32).map { Float($0) / 16 - 1 }, shape: [2, 1, 4, 4])
+            func run(watched: Bool, stopAt: Int?) -> (Tensor, Int, EstimateWatch) {
+                calls = 0
+                let stop = StopRequest(), watch = EstimateWatch()
+                let result = StopRequest.$current.withValue(stop) {
+                    EstimateWatch.$current.withValue(watched ? watch : nil) {
+                        sampler.sample(from: noise, model: network, stepNoise: { _ in noise * 0.1 }) { i, _ in
+                            if i == stopAt { stop.request() }
+                        }
+                    }
+                }
+                return (result, calls, watch)
+            }
+            let whole = run(watched: true, stopAt: nil)
+            XCTAssertEqual(whole.1, sampler.evaluations, "\(kind)")
+            XCTAssertEqual(run(watched: false, stopAt: 4).1, sampler.evaluations, "\(kind): unwatched, the chain runs whole")
+            let (stopped, stoppedCalls, watch) = run(watched: true, stopAt: 4)
+            // Heun evaluates twice a step.
+            XCTAssertEqual(stoppedCalls, kind == .heun ? 10 : 5, "\(kind): the network runs for the first 5 steps only")
+            XCTAssertTrue(stopped.scalars.allSatisfy(\.isFinite), "\(kind)")
+            if kind == .ddim {
+                let x0 = try XCTUnwrap(watch.latest?.x0)
+                XCTAssertEqual(zip(stopped.scalars, x0.scalars).map { abs($0 - $1) }.max()!, 0, accuracy: 1e-5)
+            }
+        }
+    }
+}
