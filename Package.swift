@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "DiffuseTraining", dependencies: ["DiffuseModels", "DiffuseData", "DiffuseReport", "DiffuseMetrics"], swiftSettings: native),
         .target(name: "DiffuseServer", dependencies: [
             "DiffuseTraining", .product(name: "Hummingbird", package: "hummingbird"),
-        ], swiftSettings: native),
+        ], resources: [.copy("Page")], swiftSettings: native),
         .executableTarget(name: "diffuse", dependencies: [
             "DiffuseEngine", "DiffuseNN", "DiffuseDiffusion", "DiffuseModels", "DiffuseData", "DiffuseReport",
             "DiffuseTraining", "DiffuseMetrics", "DiffuseServer", "COpenBLAS",

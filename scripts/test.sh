@@ -10,6 +10,12 @@ cd "$(dirname "$0")/.."
 # mpirun (Open MPI): the data-parallel training tests launch `diffuse train` on 2 and 3 ranks with it.
 bash scripts/setup.sh pandoc=pandoc rsvg-convert=librsvg2-bin python3=python3 pip3=python3-pip mpirun=openmpi-bin
 python3 scripts/clip_vocab.py .build/clip-vocab || echo "test.sh: could not write CLIP's vocabulary; the tokenizer test on it will skip" >&2
+# Debian's chromium and Playwright (from PyPI, into .build/page-test: pip's --target needs no virtual environment and
+# is allowed beside Debian's own Python): the page of `diffuse serve` tested in a real browser. Without them that one
+# test skips and says so.
+bash scripts/setup.sh chromium=chromium || echo "test.sh: could not install chromium; the page test will skip" >&2
+[ -d .build/page-test/playwright ] || python3 -m pip install -q --target .build/page-test playwright \
+    || echo "test.sh: could not install Playwright; the page test will skip" >&2
 swift build -c release --build-tests
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
