@@ -123,6 +123,9 @@ struct GenerateRequest: Codable, Sendable {
         if let c = `class` {
             try require(model.classes.map { c < $0 } ?? false, "class",
                         model.classes.map { "must be in 0..<\($0)" } ?? "\(model.name) is not class-conditional")
+        } else if let classes = model.classes {
+            try require(count * classes <= 256, "batch_size", "without a class, \(model.name) makes batch_size × n_iter images of each of its "
+                        + "\(classes) classes: at most 256 in all")
         }
         if !model.diffusion {
             try require(sampler_name?.isEmpty ?? true, "sampler_name", "\(model.name) is a \(model.kind): it generates in one network evaluation")
