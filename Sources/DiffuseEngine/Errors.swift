@@ -30,6 +30,8 @@ public enum DiffuseError: Error, Equatable, CustomStringConvertible, LocalizedEr
     case report(String)
     /// The processes of an MPI job could not be set up.
     case processes(String)
+    /// A file that could not be written (a full disk, no permission); what was there before is kept.
+    case write(path: String, problem: String)
 
     public var description: String {
         switch self {
@@ -38,6 +40,7 @@ public enum DiffuseError: Error, Equatable, CustomStringConvertible, LocalizedEr
         case let .data(path, problem), let .diffusers(path, problem): "\(path): \(problem)"
         case let .safetensors(path, problem): "safetensors \(path): \(problem)"
         case let .checkpoint(path, problem): "checkpoint \(path): \(problem)"
+        case let .write(path, problem): "cannot write \(path): \(problem)"
         case let .scheduler(path, key, problem): key.isEmpty ? "\(path): \(problem)" : "\(path): '\(key)': \(problem)"
         case let .missingTensor(key, shape): "tensor '\(key)' (shape \(shape)) is missing: was it saved from another model?"
         case let .tensorShape(key, found, expected):
@@ -55,7 +58,7 @@ public enum DiffuseError: Error, Equatable, CustomStringConvertible, LocalizedEr
     public var path: String? {
         switch self {
         case let .data(path, _), let .safetensors(path, _), let .checkpoint(path, _), let .diffusers(path, _),
-             let .scheduler(path, _, _): path
+             let .scheduler(path, _, _), let .write(path, _): path
         default: nil
         }
     }

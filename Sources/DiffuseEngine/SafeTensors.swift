@@ -246,21 +246,46 @@ func dropResidentPages(_ start: UnsafeRawPointer, count: Int) {
 }
 
 /// Writes `data` to a temporary file beside `path`, flushes it, then renames it over `path`: a reader sees the old
-/// file or the new one, never a part.
+/// file or the new one, never a part. A write that fails (a full disk) leaves the old file and no temporary one, and
+/// says why in the system's words.
 public func writeAtomically(_ data: Data, to path: String) throws {
     let url = URL(fileURLWithPath: path)
-    let temp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
-    guard FileManager.default.createFile(atPath: temp.path, contents: nil),
-          let handle = FileHandle(forWritingAtPath: temp.path) else {
-        throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: temp.path])
+    let temp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp").path
+    func failure(_ doing: String) -> DiffuseError {
+        DiffuseError.write(path: path, problem: "\(doing) (\(String(cString: strerror(errno)))); what was there is kept")
     }
-    do {
-        try handle.write(contentsOf: data)
-        try handle.synchronize()
-        try handle.close()
-        if rename(temp.path, url.path) != 0 { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
-    } catch {
-        try? FileManager.default.removeItem(at: temp)
-        throw error
+    let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw failure("cannot create \((temp as NSString).lastPathComponent) beside it") }
+    var problem = writeAll(data, to: fd).map { failure("writing failed after \($0) of \(data.count) bytes") }
+    if problem == nil && fsync(fd) != 0 { problem = failure("flushing to disk failed") }
+    if close(fd) != 0 && problem == nil { problem = failure("closing failed") }
+    if problem == nil && rename(temp, path) != 0 { problem = failure("cannot rename the written file over it") }
+    if let problem {
+        unlink(temp)
+        throw problem
+    }
+}
+
+/// Appends `data` to the file at `path` (a log), or says why not in the system's words.
+public func append(_ data: Data, to path: String) throws {
+    let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+    guard fd >= 0 else { throw DiffuseError.write(path: path, problem: "cannot open it (\(String(cString: strerror(errno))))") }
+    defer { close(fd) }
+    if let done = writeAll(data, to: fd) {
+        throw DiffuseError.write(path: path, problem: "appending failed after \(done) of \(data.count) bytes (\(String(cString: strerror(errno))))")
+    }
+}
+
+/// Writes all of `data` to `fd`; nil, or the bytes written when a write failed (errno says why).
+private func writeAll(_ data: Data, to fd: Int32) -> Int? {
+    data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) -> Int? in
+        var done = 0
+        while done < bytes.count {
+            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return done }
+            done += n
+        }
+        return nil
     }
 }

@@ -18,8 +18,8 @@ public struct TrainingState: Codable, Equatable, Sendable {
 }
 
 /// One safetensors file with the model weights (`model.*`), their moving average (`ema.*`), the optimizer's state
-/// (`optimizer.*`) and the `TrainingState` as JSON metadata. Written atomically: an interrupted write leaves the
-/// previous checkpoint intact.
+/// (`optimizer.*`), the `TrainingState` as JSON metadata and a checksum of the values. Written atomically: an
+/// interrupted write leaves the previous checkpoint intact; read back, damaged bytes are an error.
 public struct Checkpoint {
     public static let format = "diffuse-checkpoint-1"
     public var model: [String: Tensor]
@@ -40,7 +40,7 @@ public struct Checkpoint {
             for (k, v) in group { tensors["\(prefix).\(k)"] = v }
         }
         let json = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
-        try SafeTensorsFile.write(tensors, metadata: ["format": Self.format, "state": json], to: path)
+        try SafeTensorsFile.write(tensors, metadata: ["format": Self.format, "state": json, "crc32": String(checksum(tensors))], to: path)
     }
 
     public init(path: String) throws {
@@ -68,6 +68,14 @@ public struct Checkpoint {
         model = groups["model"]!
         ema = groups["ema"]!
         optimizer = groups["optimizer"]!
+        // Checkpoints written before the checksum have none.
+        if let recorded = file.metadata["crc32"] {
+            var all: [String: Tensor] = [:]
+            for (prefix, group) in groups { for (k, v) in group { all[prefix + "." + k] = v } }
+            guard UInt32(recorded) == checksum(all) else {
+                throw DiffuseError.checkpoint(path: path, problem: "is damaged: its values do not match the checksum written with them")
+            }
+        }
     }
 
     /// Loads `weights` into `module`, naming the file in any mismatch.

@@ -77,3 +77,8 @@ public enum Interruption {
         }
     }
 }
+
+/// Writes "warning: TEXT" to standard error: what a user should know that does not stop the work.
+public func printWarning(_ text: String) {
+    FileHandle.standardError.write(Data("warning: \(text)\n".utf8))
+}

@@ -65,6 +65,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var checkpointEvery = 250
     /// Samples in each grid (2D runs: points in each scatter plot).
     public var sampleCount = 16
+    /// How many checkpoints to keep: the latest and the ones before it as checkpoint-STEP (nil: the latest only).
+    public var keepCheckpoints: Int?
     /// DDIM steps of the sample grids written during training.
     public var sampleSteps = 50
 
@@ -109,6 +111,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
         try check(betaStart > 0 && betaEnd < 1 && betaStart <= betaEnd, "need 0 < beta start ≤ beta end < 1, got \(betaStart), \(betaEnd)")
         try check(emaDecay >= 0 && emaDecay < 1, "EMA decay must be in [0, 1), got \(emaDecay)")
         try check(warmup >= 0 && sampleEvery >= 0 && checkpointEvery >= 0, "warm-up and intervals must not be negative")
+        if let k = keepCheckpoints { try check(k >= 1, "the checkpoints kept must be at least 1, got \(k)") }
         try check(sampleCount > 0 && sampleSteps > 0 && sampleSteps <= timesteps, "sample count and steps must be positive (steps ≤ timesteps)")
         if let g = minSNRGamma { try check(g > 0, "min-SNR γ must be positive, got \(g)") }
         try check((objective == .flow) == (prediction == .flow),

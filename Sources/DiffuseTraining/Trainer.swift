@@ -24,16 +24,51 @@ public struct RunFolder: Sendable {
         catch { throw DiffuseError.checkpoint(path: config, problem: "is not a valid run configuration (\(error))") }
     }
 
-    /// The run's configuration and objective, with the weights of its checkpoint: the moving averages where there
-    /// are some (unless `averaged` is false), the trained weights elsewhere; in evaluation mode.
-    public func loadObjective(averaged: Bool = true) throws -> (RunConfig, TrainingObjective) {
+    /// The older checkpoints kept beside the latest (`RunConfig.keepCheckpoints`): checkpoint-STEP.safetensors, by
+    /// step, newest first.
+    public var olderCheckpoints: [(step: Int, path: String)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        return names.compactMap { name -> (Int, String)? in
+            guard name.hasPrefix("checkpoint-"), name.hasSuffix(".safetensors"),
+                  let step = Int(name.dropFirst("checkpoint-".count).dropLast(".safetensors".count)) else { return nil }
+            return (step, file(name))
+        }.sorted { $0.0 > $1.0 }
+    }
+
+    /// The newest checkpoint that reads whole: the latest, else the older ones kept beside it, newest first, each
+    /// one passed over named in a warning. The latest's error if none reads.
+    public func readCheckpoint(warn: (String) -> Void) throws -> (checkpoint: Checkpoint, path: String) {
+        var failure: Error?
+        for path in [checkpoint] + olderCheckpoints.map(\.path) where FileManager.default.fileExists(atPath: path) || failure == nil {
+            do {
+                let read = try Checkpoint(path: path)
+                if let failure { warn("\(failure.localizedDescription); using \(path) (step \(read.state.step)) instead") }
+                return (read, path)
+            } catch {
+                if failure != nil { warn(error.localizedDescription) }
+                failure = failure ?? error
+            }
+        }
+        throw failure!
+    }
+
+    /// The run's configuration and objective, with the weights of its checkpoint (`readCheckpoint`): the moving
+    /// averages where there are some (unless `averaged` is false), the trained weights elsewhere; in evaluation mode.
+    public func loadObjective(averaged: Bool = true, warn: (String) -> Void = printWarning) throws -> (RunConfig, TrainingObjective) {
         let config = try readConfig()
-        let checkpoint = try Checkpoint(path: self.checkpoint)
+        let (checkpoint, path) = try readCheckpoint(warn: warn)
         let objective = try makeObjective(config, exampleShape: config.exampleShape)
         let weights = averaged ? checkpoint.ema.merging(checkpoint.model) { ema, _ in ema } : checkpoint.model
-        try Checkpoint.load(weights, into: objective.model, from: self.checkpoint)
+        try Checkpoint.load(weights, into: objective.model, from: path)
         objective.model.eval()
         return (config, objective)
+    }
+
+    /// Removes what writes cut short left behind (`writeAtomically`'s temporary files): a run killed while writing.
+    func removeUnfinishedWrites() {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] where name.hasPrefix(".") && name.hasSuffix(".tmp") {
+            try? FileManager.default.removeItem(atPath: file(name))
+        }
     }
 
     public func write(_ config: RunConfig) throws {
@@ -74,6 +109,10 @@ public final class Trainer {
     public let group: ProcessGroup
     /// Seconds spent summing gradients over the processes, this session.
     public private(set) var gradientSumSeconds = 0.0
+    /// What the user should know of the resumption (a damaged checkpoint passed over).
+    public private(set) var warnings: [String] = []
+    /// The step of the checkpoint in the folder (nil: none yet).
+    private var savedStep: Int?
 
     /// A new run in `folder` (created), or with `resume` the run already there, continued from its checkpoint (the
     /// caller passes the folder's configuration, possibly with more steps). A new latent-diffusion run takes its
@@ -104,31 +143,36 @@ public final class Trainer {
                                         minimum: config.learningRate / 10)
         state = TrainingState(generator: RandomGenerator(seed: config.seed, stream: 2))
         batches = BatchSampler(count: data.count, batchSize: config.batchSize, generator: RandomGenerator(seed: config.seed, stream: 4))
+        if group.isFirst { folder.removeUnfinishedWrites() }
         if resume {
-            // The first process reads the file; every process takes its bytes (or the first's error) from it.
-            var bytes: Data?, failure: Error?
+            // The first process finds the newest checkpoint that reads whole; every process takes its bytes (or the
+            // first's error) from it.
+            var bytes: Data?, failure: Error?, path = folder.checkpoint
             if group.isFirst {
-                do { bytes = try Data(contentsOf: URL(fileURLWithPath: folder.checkpoint), options: .alwaysMapped) }
-                catch { failure = DiffuseError.checkpoint(path: folder.checkpoint, problem: "cannot be read (\(error.localizedDescription))") }
+                do {
+                    path = try folder.readCheckpoint { warnings.append($0) }.path
+                    bytes = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+                } catch { failure = error }
             }
             if group.sum([failure == nil ? 0 : 1])[0] > 0 {
                 throw failure ?? DiffuseError.checkpoint(path: folder.checkpoint, problem: "cannot be read on the first process")
             }
-            let checkpoint = try Checkpoint(data: group.broadcast(bytes), path: folder.checkpoint)
-            try Checkpoint.load(checkpoint.model, into: objective.model, from: folder.checkpoint)
+            let checkpoint = try Checkpoint(data: group.broadcast(bytes), path: path)
+            try Checkpoint.load(checkpoint.model, into: objective.model, from: path)
             do {
                 for (update, optimizer) in zip(objective.updates, optimizers) {
                     try optimizer.load(Self.section(update.name, of: checkpoint.optimizer))
                 }
                 try ema.load(checkpoint.ema, updates: checkpoint.state.emaUpdates)
-            } catch { throw DiffuseError.checkpoint(path: folder.checkpoint, problem: "\(error)") }
+            } catch { throw DiffuseError.checkpoint(path: path, problem: "\(error)") }
             state = checkpoint.state
-            guard let position = state.batches else { throw DiffuseError.checkpoint(path: folder.checkpoint, problem: "holds no data position") }
+            savedStep = state.step
+            guard let position = state.batches else { throw DiffuseError.checkpoint(path: path, problem: "holds no data position") }
             do { batches = try BatchSampler(count: data.count, batchSize: config.batchSize, resumingFrom: position) }
-            catch { throw DiffuseError.checkpoint(path: folder.checkpoint, problem: "\(error)") }
+            catch { throw DiffuseError.checkpoint(path: path, problem: "\(error)") }
             let dropouts = dropoutLayers
             guard state.dropoutOffsets.count == dropouts.count else {
-                throw DiffuseError.checkpoint(path: folder.checkpoint, problem: "holds \(state.dropoutOffsets.count) dropout states for \(dropouts.count) layers")
+                throw DiffuseError.checkpoint(path: path, problem: "holds \(state.dropoutOffsets.count) dropout states for \(dropouts.count) layers")
             }
             for (d, offset) in zip(dropouts, state.dropoutOffsets) { d.generator.offset = offset }
             guard group.isFirst else { return }
@@ -252,7 +296,7 @@ public final class Trainer {
             let values = objective.logColumns.map { logged[$0].map { String(format: "%.6f", $0) } ?? "" }
                 + [String(format: "%.3e", optimizers[0].learningRate)] + norms.map { String(format: "%.4f", $0) }
                 + [String(format: "%.4f", seconds), String(format: "%.1f", Double(config.batchSize) / max(seconds, 1e-9))]
-            try appendLog(([String(state.step)] + values).joined(separator: ",") + "\n")
+            try append(Data((([String(state.step)] + values).joined(separator: ",") + "\n").utf8), to: folder.log)
             let shown = objective.logColumns.prefix(2).compactMap { name in logged[name].map { String(format: "%@ %.4f", name, $0) } }
             progress?(state.step, shown.joined(separator: "  "))
             if config.checkpointEvery > 0 && state.step % config.checkpointEvery == 0 { try saveCheckpoint() }
@@ -261,16 +305,6 @@ public final class Trainer {
         try saveCheckpoint()
         if config.sampleEvery == 0 || config.steps % config.sampleEvery != 0 { try writeSampleGrid() }
         return .finished
-    }
-
-    private var logHandle: FileHandle?
-
-    private func appendLog(_ line: String) throws {
-        if logHandle == nil {
-            logHandle = FileHandle(forWritingAtPath: folder.log)
-            logHandle?.seekToEndOfFile()
-        }
-        logHandle?.write(Data(line.utf8))
     }
 
     /// `schedule.svg` (ᾱ_t and log-SNR of the run's schedule) and, for images, `forward.png`: the forward process
@@ -299,8 +333,18 @@ public final class Trainer {
         for (update, optimizer) in zip(objective.updates, optimizers) {
             for (k, v) in optimizer.stateDict() { optimizerState[update.name.isEmpty ? k : update.name + "." + k] = v }
         }
+        // The one it replaces stays as checkpoint-STEP (a hard link, no copy), the oldest beyond the ring go.
+        let keep = config.keepCheckpoints ?? 1
+        if keep > 1, let previous = savedStep, previous != state.step {
+            let older = folder.file(String(format: "checkpoint-%06d.safetensors", previous))
+            if !FileManager.default.fileExists(atPath: older) && link(folder.checkpoint, older) != 0 {
+                try FileManager.default.copyItem(atPath: folder.checkpoint, toPath: older)
+            }
+        }
         try Checkpoint(model: objective.model.stateDict(), ema: ema.stateDict(), optimizer: optimizerState, state: state)
             .write(to: folder.checkpoint)
+        savedStep = state.step
+        for (_, path) in folder.olderCheckpoints.dropFirst(keep - 1) { try? FileManager.default.removeItem(atPath: path) }
     }
 
     /// The grid written during training: generated from the averaged weights and the run's fixed noise (the same

@@ -49,6 +49,8 @@ public struct TrainingOptions: Sendable {
     public var seed: UInt64 = 0
     public var sampleEvery = 500
     public var checkpointEvery = 250
+    /// Checkpoints kept: the latest and those before it (a damaged one falls back to the one before).
+    public var keepCheckpoints = 1
 
     public init() {}
 }
@@ -70,6 +72,7 @@ extension RunConfig {
         c.learningRate = o.learningRate ?? (o.model == .gan ? 2e-4 : 1e-3)
         c.gradientClip = o.gradientClip > 0 ? o.gradientClip : nil
         (c.seed, c.sampleEvery, c.checkpointEvery) = (o.seed, o.sampleEvery, o.checkpointEvery)
+        c.keepCheckpoints = o.keepCheckpoints == 1 ? nil : o.keepCheckpoints
         let data = try loadTrainingData(c)
         let firstStage = try c.complete(o, for: data)
         try c.validate()

@@ -88,6 +88,8 @@ struct Train: ParsableCommand {
     @Option(help: "Random seed: the same seed gives the same run.") var seed: UInt64 = 0
     @Option(help: "Write a sample grid every this many steps.") var sampleEvery = 500
     @Option(help: "Write a checkpoint every this many steps.") var checkpointEvery = 250
+    @Option(help: "Keep this many checkpoints: the latest and those before it, as checkpoint-STEP.safetensors (a damaged one falls back to the one before).")
+    var keepCheckpoints = 1
     @Option(help: "The run folder.") var out = "runs/latest"
     @Flag(help: "Continue the run in --out from its checkpoint (its settings are kept; --steps may extend it).") var resume = false
     @OptionGroup var engine: EngineThreads
@@ -102,6 +104,7 @@ struct Train: ParsableCommand {
                              : try Trainer.start(try options(), in: folder, group: group)
         // Only the first process speaks.
         func say(_ line: String) { if group.isFirst { print(line) } }
+        trainer.warnings.forEach(printWarning)
         let ranks = group.size > 1 ? ", shared by \(group.size) processes of \(Engine.threads) thread\(Engine.threads == 1 ? "" : "s")" : ""
         say("\(resume ? "resuming" : "training") \(trainer.summary)\(ranks) → \(out)")
         Interruption.install()
@@ -137,7 +140,7 @@ struct Train: ParsableCommand {
             (schedule, timesteps, objective, shift, prediction, minSnrGamma)
         (o.steps, o.batchSize, o.learningRate, o.warmup, o.emaDecay, o.gradientClip, o.dropout) =
             (steps ?? o.steps, batchSize, learningRate, warmup, emaDecay, gradClip, dropout)
-        (o.seed, o.sampleEvery, o.checkpointEvery) = (seed, sampleEvery, checkpointEvery)
+        (o.seed, o.sampleEvery, o.checkpointEvery, o.keepCheckpoints) = (seed, sampleEvery, checkpointEvery, keepCheckpoints)
         return o
     }
 }
