@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "diffuse", targets: ["diffuse"]),
         .library(name: "Diffuse", targets: ["DiffuseEngine", "DiffuseNN", "DiffuseDiffusion", "DiffuseModels", "DiffuseData",
                                             "DiffuseMetrics", "DiffuseReport", "DiffuseTraining"]),
+        .library(name: "DiffuseServer", targets: ["DiffuseServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

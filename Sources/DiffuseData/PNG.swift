@@ -52,24 +52,11 @@ public enum PNG {
     /// The textual chunks of a PNG file (tEXt, zTXt and iTXt, compressed or not), keyword and text, in file order.
     /// A file that is not a PNG, or a chunk that is cut short or does not decompress, is an error naming the file.
     public static func text(_ path: String) throws -> [(keyword: String, text: String)] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw DiffuseError.data(path: path, problem: "no such file") }
-        let bytes = [UInt8](data)
-        guard bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) else {
-            throw DiffuseError.data(path: path, problem: "is not a PNG file")
-        }
-        func latin1<C: Collection<UInt8>>(_ b: C) -> String { String(String.UnicodeScalarView(b.map { Unicode.Scalar($0) })) }
+        let bytes = try contents(path)
         var out: [(String, String)] = []
-        var at = 8
-        while at + 8 <= bytes.count {
-            let length = bytes[at..<(at + 4)].reduce(0) { $0 << 8 | Int($1) }
-            let type = latin1(bytes[(at + 4)..<(at + 8)])
-            guard at + 12 + length <= bytes.count else { throw DiffuseError.data(path: path, problem: "chunk \(type) is cut short") }
-            let body = Array(bytes[(at + 8)..<(at + 8 + length)])
-            at += 12 + length
-            guard ["tEXt", "zTXt", "iTXt"].contains(type) else {
-                if type == "IEND" { break }
-                continue
-            }
+        for (type, range) in try chunks(bytes, path: path) {
+            let body = Array(bytes[range])
+            guard ["tEXt", "zTXt", "iTXt"].contains(type) else { continue }
             guard let nul = body.firstIndex(of: 0) else { throw DiffuseError.data(path: path, problem: "\(type) chunk without a keyword") }
             let keyword = latin1(body[..<nul])
             var rest = Array(body[(nul + 1)...])
@@ -93,6 +80,35 @@ public enum PNG {
                 }
                 out.append((keyword, String(decoding: text, as: UTF8.self)))
             }
+        }
+        return out
+    }
+
+    private static func latin1<C: Collection<UInt8>>(_ b: C) -> String { String(String.UnicodeScalarView(b.map { Unicode.Scalar($0) })) }
+
+    /// A PNG file's bytes: an error unless it starts with the PNG signature.
+    private static func contents(_ path: String) throws -> [UInt8] {
+        guard let data = fileContents(path) else { throw DiffuseError.data(path: path, problem: "no such file") }
+        guard data.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) else {
+            throw DiffuseError.data(path: path, problem: "is not a PNG file")
+        }
+        return [UInt8](data)
+    }
+
+    /// The chunks of a PNG file's bytes up to IEND, type and body, each checked to fit in the file: libpng would
+    /// allocate what a chunk's length field claims (up to 2 GiB) before finding the file short.
+    private static func chunks(_ bytes: [UInt8], path: String) throws -> [(type: String, body: Range<Int>)] {
+        var out: [(String, Range<Int>)] = []
+        var at = 8
+        while at + 8 <= bytes.count {
+            let length = bytes[at..<(at + 4)].reduce(0) { $0 << 8 | Int($1) }
+            let type = latin1(bytes[(at + 4)..<(at + 8)])
+            guard at + 12 + length <= bytes.count else {
+                throw DiffuseError.data(path: path, problem: "is a corrupt PNG file: chunk '\(type)' is cut short (it claims \(length) bytes, the file holds \(bytes.count - at - 12))")
+            }
+            out.append((type, (at + 8)..<(at + 8 + length)))
+            at += 12 + length
+            if type == "IEND" { break }
         }
         return out
     }
@@ -143,7 +159,8 @@ public enum PNG {
     /// libpng allocated. The `png_image` lives at one address throughout: libpng keeps a pointer to it for its
     /// error handler.
     private static func withHeader<T>(_ path: String, _ body: (UnsafeMutablePointer<png_image>) throws -> T) throws -> T {
-        guard FileManager.default.fileExists(atPath: path) else { throw DiffuseError.data(path: path, problem: "no such file") }
+        let bytes = try contents(path)
+        _ = try chunks(bytes, path: path)
         let image = UnsafeMutablePointer<png_image>.allocate(capacity: 1)
         image.initialize(to: png_image())
         image.pointee.version = png_uint_32(PNG_IMAGE_VERSION)
@@ -151,10 +168,13 @@ public enum PNG {
             png_image_free(image)
             image.deallocate()
         }
-        guard png_image_begin_read_from_file(image, path) != 0 else {
-            throw DiffuseError.data(path: path, problem: "is not a readable PNG file (libpng: \(message(image.pointee)))")
+        // libpng reads the bytes as it decodes: they stay in place until `body` returns.
+        return try bytes.withUnsafeBytes { memory in
+            guard png_image_begin_read_from_memory(image, memory.baseAddress, memory.count) != 0 else {
+                throw DiffuseError.data(path: path, problem: "is not a readable PNG file (libpng: \(message(image.pointee)))")
+            }
+            return try body(image)
         }
-        return try body(image)
     }
 
     /// Whether the header libpng read says colour (RGB or palette) rather than greyscale.

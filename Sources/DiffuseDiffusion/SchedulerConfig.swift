@@ -171,7 +171,7 @@ public enum JSONValue: Codable, Equatable, Sendable, CustomStringConvertible {
 
     /// Reads a file holding a JSON object.
     public static func object(at path: String) throws -> [String: JSONValue] {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let data = fileContents(path) else {
             throw DiffuseError.scheduler(path: path, key: "", problem: "missing or unreadable")
         }
         guard case .object(let o)? = try? JSONDecoder().decode(JSONValue.self, from: data) else {

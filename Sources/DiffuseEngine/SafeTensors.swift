@@ -289,3 +289,27 @@ private func writeAll(_ data: Data, to fd: Int32) -> Int? {
         return nil
     }
 }
+
+/// The bytes of the file at `path`, or nil where it cannot be opened: every parser of outside files reads through
+/// this. (Foundation's `FileManager.contents(atPath:)` leaks a page-sized buffer on an empty file, found by fuzzing.)
+public func fileContents(_ path: String) -> Data? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
+    var data = Data(count: Int(info.st_size))
+    var done = 0
+    let complete = data.withUnsafeMutableBytes { (buffer: UnsafeMutableRawBufferPointer) -> Bool in
+        while done < buffer.count {
+            let n = read(fd, buffer.baseAddress! + done, buffer.count - done)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return n == 0 }
+            done += n
+        }
+        return true
+    }
+    guard complete else { return nil }
+    // A file that shrank while it was read: what was there.
+    return done < data.count ? data.prefix(done) : data
+}

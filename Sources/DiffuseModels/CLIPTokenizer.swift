@@ -42,7 +42,7 @@ public struct CLIPTokenizer: Sendable {
     public init(folder: String) throws {
         let url = URL(fileURLWithPath: folder)
         func read(_ name: String) throws -> Data {
-            guard let data = FileManager.default.contents(atPath: url.appendingPathComponent(name).path) else {
+            guard let data = fileContents(url.appendingPathComponent(name).path) else {
                 throw DiffuseError.diffusers(folder, "\(name) is missing or unreadable")
             }
             return data
@@ -93,7 +93,7 @@ public struct CLIPTokenizer: Sendable {
         }
         var pad = Self.end, maxLength = 77
         for name in ["special_tokens_map.json", "tokenizer_config.json"] {  // the config's word last
-            guard let data = FileManager.default.contents(atPath: url.appendingPathComponent(name).path) else { continue }
+            guard let data = fileContents(url.appendingPathComponent(name).path) else { continue }
             guard case .object(let config)? = try? JSONDecoder().decode(JSONValue.self, from: data) else {
                 throw DiffuseError.diffusers(folder, "\(name) is not a JSON object")
             }

@@ -94,7 +94,7 @@ public struct DiffusersFolder {
         let object = try JSONValue.object(at: configFile.path)
         do {
             warnings += try unknownKeys(object).map { "\(configFile.path): ignoring key '\($0)'" }
-            return try JSONDecoder().decode(Config.self, from: Data(contentsOf: configFile))
+            return try JSONDecoder().decode(Config.self, from: fileContents(configFile.path) ?? Data())
         } catch { throw DiffuseError.diffusers(configFile.path, "\(error)") }
     }
 

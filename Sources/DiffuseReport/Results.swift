@@ -25,7 +25,7 @@ public struct ComparisonResults: Codable, Equatable, Sendable {
     }
 
     public static func read(_ path: String) throws -> ComparisonResults {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let data = fileContents(path) else {
             throw DiffuseError.report("\(path): not found (a results.json written by `diffuse compare`)")
         }
         do { return try JSONDecoder().decode(ComparisonResults.self, from: data) }

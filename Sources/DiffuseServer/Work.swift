@@ -72,7 +72,7 @@ struct Catalog: Sendable {
 
 /// Whether a diffusers folder holds a Stable Diffusion pipeline (its model_index.json names one).
 func isStableDiffusion(_ folder: String) -> Bool {
-    guard let data = FileManager.default.contents(atPath: folder + "/model_index.json"),
+    guard let data = fileContents(folder + "/model_index.json"),
           let index = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return false }
     return (index["_class_name"] as? String)?.hasPrefix("StableDiffusion") == true
 }

@@ -66,7 +66,7 @@ public struct ClassifierFeatures: FeatureNetwork {
 
 /// FNV-1a, 64 bits, of a file's bytes (0 when it cannot be read): identifies weights in cache keys.
 public func fileDigest(_ path: String) -> UInt64 {
-    guard let data = FileManager.default.contents(atPath: path) else { return 0 }
+    guard let data = fileContents(path) else { return 0 }
     return digest(data)
 }
 

@@ -17,7 +17,7 @@ public struct RunFolder: Sendable {
     public func file(_ name: String) -> String { path + "/" + name }
 
     public func readConfig() throws -> RunConfig {
-        guard let data = FileManager.default.contents(atPath: config) else {
+        guard let data = fileContents(config) else {
             throw DiffuseError.checkpoint(path: config, problem: "not found: is \(path) a run folder made by `diffuse train`?")
         }
         do { return try JSONDecoder().decode(RunConfig.self, from: data) }

@@ -81,8 +81,8 @@ final class ImageFolderTests: DataTestCase {
     func testErrors() throws {
         try writePNG("bad/a.png", channels: 3, height: 4, width: 4, seed: 1)
         let corrupt = try write(Array("GIF89a".utf8), to: "bad/b.png")
-        assertDataError(try LabeledImages.imageFolder(path("bad"), size: 4), path: corrupt, "is not a readable PNG file")
-        assertDataError(try LabeledImages.imageFolder(path("bad"), size: 4, channels: 3), path: corrupt, "is not a readable PNG file")
+        assertDataError(try LabeledImages.imageFolder(path("bad"), size: 4), path: corrupt, "is not a PNG file")
+        assertDataError(try LabeledImages.imageFolder(path("bad"), size: 4, channels: 3), path: corrupt, "is not a PNG file")
 
         try FileManager.default.createDirectory(atPath: path("empty"), withIntermediateDirectories: true)
         assertDataError(try LabeledImages.imageFolder(path("empty"), size: 4), path: path("empty"), "holds no .png files (it is empty)")

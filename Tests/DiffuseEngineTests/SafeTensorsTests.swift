@@ -68,6 +68,21 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), ["round.safetensors"])
     }
 
+    /// The file reader every parser uses: a file's bytes, empty for an empty file (Foundation's reader leaked a page
+    /// on one: found by fuzzing), nil for what is missing or not a regular file.
+    func testFileContents() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("contents-\(getpid())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let bytes = Data((0..<70_000).map { UInt8($0 % 251) })
+        try bytes.write(to: folder.appendingPathComponent("a"))
+        try Data().write(to: folder.appendingPathComponent("empty"))
+        XCTAssertEqual(fileContents(folder.appendingPathComponent("a").path), bytes)
+        XCTAssertEqual(fileContents(folder.appendingPathComponent("empty").path), Data())
+        XCTAssertNil(fileContents(folder.appendingPathComponent("missing").path))
+        XCTAssertNil(fileContents(folder.path))
+    }
+
     func testNoMetadataAndNoTensors() throws {
         let data = try SafeTensorsFile.encode([:])
         let read = try SafeTensorsFile(data: data)
