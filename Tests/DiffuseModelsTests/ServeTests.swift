@@ -342,6 +342,25 @@ final class ServeTests: XCTestCase {
         XCTAssertEqual((try JSONSerialization.jsonObject(with: models) as? [[String: Any]])?.first?["name"] as? String, "runs/shapes")
     }
 
+    /// scripts/serve_load.py, shortened: status requests at 100 a second beside a generation for 3 s, 1,000
+    /// malformed requests, 50 jobs with every other one cancelled; no answer lost, every malformed one a 4xx, the
+    /// queue's order kept, the server up.
+    func testUnderLoad() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let program = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("diffuse").path
+        guard FileManager.default.isExecutableFile(atPath: program) else { throw XCTSkip("no diffuse program beside the tests") }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", root.appendingPathComponent("scripts/serve_load.py").path, "--diffuse", program, "--seconds", "3"]
+        let out = Pipe()
+        (process.standardOutput, process.standardError) = (out, out)
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, text)
+        XCTAssertTrue(text.contains("queue: 50 jobs, 25 done, 25 cancelled, 0 failed, 0 unfinished; done in the order queued: True"), text)
+    }
+
     /// The page in a real browser (Debian's chromium, headless, driven by Playwright: Tests/Page/page_test.py):
     /// generate from a run, see the image join the gallery, restore its settings; the Training tab shows the run.
     /// Screenshots go to DIFFUSE_SCREENSHOTS if set (the README's come from there, with DIFFUSE_PAGE_STEPS=3000).
