@@ -80,6 +80,44 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: run + "/log.csv", encoding: .utf8).split(separator: "\n").count, 21)
     }
 
+    /// A real full disk where the machine lets the tests mount one (a 24 MB tmpfs, as root): a checkpoint write that
+    /// meets ENOSPC fails with "No space left on device", the previous checkpoint is kept, and the run resumes once
+    /// there is room again.
+    func testNoSpaceLeftOnATmpfs() throws {
+        let mount = path("disk")
+        try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
+        guard FileManager.default.isExecutableFile(atPath: "/bin/mount"), try run("/bin/mount", ["-t", "tmpfs", "-o", "size=24m", "tmpfs", mount]) == 0 else {
+            throw XCTSkip("cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN): testFullDiskKeepsThePreviousCheckpoint covers a full disk with a file-size limit")
+        }
+        defer { _ = try? run("/bin/umount", [mount]) }
+        let run = mount + "/run"
+        try train(run, steps: 10)
+        let before = try Data(contentsOf: URL(fileURLWithPath: run + "/checkpoint.safetensors"))
+        // Leave about 4 MB free: the next 11 MB checkpoint cannot be written.
+        let free = try XCTUnwrap(try FileManager.default.attributesOfFileSystem(forPath: mount)[.systemFreeSize] as? Int)
+        FileManager.default.createFile(atPath: mount + "/filler", contents: Data(count: max(0, free - 4_000_000)))
+        let full = try diffuse(["train", "--out", run, "--resume", "--steps", "20"])
+        XCTAssertNotEqual(full.status, 0)
+        XCTAssertTrue(full.errors.contains("cannot write \(run)/checkpoint.safetensors: writing failed after"), full.errors)
+        XCTAssertTrue(full.errors.contains("No space left on device"), full.errors)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: run + "/checkpoint.safetensors")), before)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: run).filter { $0.hasSuffix(".tmp") }, [])
+        try FileManager.default.removeItem(atPath: mount + "/filler")
+        let resumed = try diffuse(["train", "--out", run, "--resume", "--steps", "20"])
+        XCTAssertEqual(resumed.status, 0, resumed.errors)
+    }
+
+    /// A program's exit status.
+    private func run(_ program: String, _ arguments: [String]) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: program)
+        process.arguments = arguments
+        (process.standardOutput, process.standardError) = (FileHandle.nullDevice, FileHandle.nullDevice)
+        try process.run()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
     /// A ring of checkpoints (--keep-checkpoints 3): the older ones kept as checkpoint-STEP; a latest one damaged on
     /// disk (a flipped byte, caught by its checksum; a truncation) falls back to the one before, with a warning, for
     /// sampling and for resuming. With no older one, the damage is an error naming the file.
