@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A long run with flat memory: trains the tiny U-Net on 16×16 shapes for STEPS steps (default 20,000, batch 8,
-# a checkpoint every 1000 steps and a sample grid every 5000), samples the trainer's resident memory (VmRSS) every 100
-# steps, and checks that after warm-up (the first tenth of the steps) it stays within ±2 % of its median, and that the
+# a checkpoint and a sample grid every 1000), samples the trainer's resident memory (VmRSS) every 100
+# steps, and checks that after warm-up (the first tenth of the steps, with the first checkpoint and sample grid) it stays
+# within ±2 % of its median, and that the
 # run folder grew only by its log, checkpoints and sample grids. Writes the RSS curve to OUT (default longrun-rss.csv).
 #
 # Usage:  bash scripts/longrun.sh            (STEPS=20000; DIFFUSE=path of the program; OUT=file for the curve)
@@ -14,7 +15,7 @@ work=$(mktemp -d)
 trap 'kill $pid 2> /dev/null || true; rm -rf "$work"' EXIT
 run=$work/run
 "$diffuse" train --data shapes --preset tiny --image-size 16 --examples 2000 --batch-size 8 --steps "$STEPS" \
-    --checkpoint-every 1000 --sample-every 5000 --threads 2 --out "$run" > "$work/out" 2>&1 &
+    --checkpoint-every 1000 --sample-every 1000 --threads 2 --out "$run" > "$work/out" 2>&1 &
 pid=$!
 until [ -f "$run/log.csv" ] && (($(wc -l < "$run/log.csv") > 1)); do sleep 0.1; done
 before=$(cd "$run" && find . -type f | sort)

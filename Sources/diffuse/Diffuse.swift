@@ -21,6 +21,13 @@ struct Diffuse: ParsableCommand {
     /// (standard error), instead of in blocks at exit.
     static func main() {
         setvbuf(stdout, nil, _IOLBF, 0)
+        // Blocks of 1 MiB and more are mapped and given back when freed. glibc's default raises that threshold to the
+        // largest block freed so far (up to 32 MiB), after which a checkpoint's buffers are carved from the heap and
+        // left there: a long run's resident memory then climbs a few MB at some checkpoint writes. (glibc's mallopt,
+        // M_MMAP_THRESHOLD = −3, found at run time: Swift's Glibc module leaves malloc.h out.)
+        if let mallopt = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") {
+            _ = unsafeBitCast(mallopt, to: (@convention(c) (Int32, Int32) -> Int32).self)(-3, 1 << 20)
+        }
         main(nil)
     }
 }
