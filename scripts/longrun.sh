@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# A long run with flat memory: trains the tiny U-Net on 16×16 shapes for STEPS steps (default 20,000, batch 8,
-# a checkpoint and a sample grid every 1000), samples the trainer's resident memory (VmRSS) every 100
-# steps, and checks that after warm-up (the first tenth of the steps, with the first checkpoint and sample grid) it stays
-# within ±2 % of its median, and that the
-# run folder grew only by its log, checkpoints and sample grids. Writes the RSS curve to OUT (default longrun-rss.csv).
+# A long run with flat memory: trains the tiny U-Net on 16×16 shapes for STEPS steps (default 20,000, batch 8, a
+# checkpoint and a sample grid every 1000), samples the trainer's resident memory (VmRSS) every 100 steps, and checks
+# that after warm-up (the first tenth of the steps, with the first checkpoint and sample grid) it stays within ±2 % of
+# its median, and that the run folder grew only by its log, checkpoints and sample grids. Writes the RSS curve to OUT
+# (default longrun-rss.csv).
 #
 # Usage:  bash scripts/longrun.sh            (STEPS=20000; DIFFUSE=path of the program; OUT=file for the curve)
 set -euo pipefail
