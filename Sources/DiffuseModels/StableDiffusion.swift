@@ -55,6 +55,14 @@ public final class StableDiffusion {
         }
     }
 
+    /// Whether `folder` is a pipeline folder that `init(path:)` takes for Stable Diffusion: its model_index.json names
+    /// a UNet2DConditionModel as its `unet` (a UNet2DModel pipeline is a `DiffusersFolder`).
+    public static func isPipeline(_ folder: String) -> Bool {
+        guard let components = try? JSONValue.object(at: folder + "/model_index.json"),
+              case .array(let unet)? = components["unet"], unet.count == 2 else { return false }
+        return unet[1] == .string("UNet2DConditionModel")
+    }
+
     private convenience init(folder root: URL) throws {
         let index = root.appendingPathComponent("model_index.json")
         guard FileManager.default.fileExists(atPath: index.path) else {

@@ -30,7 +30,6 @@ final class Job: @unchecked Sendable {
     let id: Int
     let work: JobWork
     let stop = StopRequest()
-    let created = Date()
     var state = JobState.queued
     var started: Date?
     var finished: Date?

@@ -116,9 +116,9 @@ struct GenerateRequest: Codable, Sendable {
         }
         try require(prompt?.isEmpty ?? true, "prompt", "\(model.name) is a \(model.kind) model: it takes no prompt")
         try require(negative_prompt?.isEmpty ?? true, "negative_prompt", "\(model.name) is a \(model.kind) model: it takes no prompt")
-        for (field, side, index) in [("width", width, 0), ("height", height, 1)] {
-            let own = model.size.map { Int($0.split(separator: "x")[index])! }
-            if let side { try require(side == own, field, "\(model.name) makes images of \(model.size ?? "its own size") only") }
+        let own = model.size.flatMap(ImageSize.init)
+        for (field, side, ownSide) in [("width", width, own?.width), ("height", height, own?.height)] {
+            if let side { try require(side == ownSide, field, "\(model.name) makes images of \(model.size ?? "its own size") only") }
         }
         if let c = `class` {
             try require(model.classes.map { c < $0 } ?? false, "class",

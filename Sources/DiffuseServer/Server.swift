@@ -104,9 +104,12 @@ func bytes(_ data: Data, type: String) -> Response {
     Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-store"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
 }
 
-func notFound(_ what: String) throws -> Response {
-    try json(ErrorBody(error: "not found", detail: what), status: .notFound)
+/// An error answer: its status and a JSON body saying what (`error`) and in detail.
+func failure(_ status: HTTPResponse.Status, _ error: String, _ detail: String) -> Response {
+    (try? json(ErrorBody(error: error, detail: detail), status: status)) ?? Response(status: status)
 }
+
+func notFound(_ what: String) -> Response { failure(.notFound, "not found", what) }
 
 /// The handler's response, or its error as a JSON body: a bad request (400, naming the field), Diffuse's own
 /// errors (422: the request was understood but cannot be done), HTTP errors with their status, anything else 500.
@@ -114,16 +117,13 @@ func answering(_ handler: () async throws -> Response) async -> Response {
     do {
         return try await handler()
     } catch let error as BadRequest {
-        return (try? json(ErrorBody(error: "bad request: \(error.field)", detail: error.description), status: .badRequest))
-            ?? Response(status: .badRequest)
+        return failure(.badRequest, "bad request: \(error.field)", error.description)
     } catch let error as DiffuseError {
-        return (try? json(ErrorBody(error: "cannot do that", detail: error.description), status: .unprocessableContent))
-            ?? Response(status: .unprocessableContent)
+        return failure(.unprocessableContent, "cannot do that", error.description)
     } catch let error as HTTPResponseError {
-        return (try? json(ErrorBody(error: error.status.reasonPhrase, detail: "\(error)"), status: error.status)) ?? Response(status: error.status)
+        return failure(error.status, error.status.reasonPhrase, "\(error)")
     } catch {
-        return (try? json(ErrorBody(error: "internal error", detail: "\(error)"), status: .internalServerError))
-            ?? Response(status: .internalServerError)
+        return failure(.internalServerError, "internal error", "\(error)")
     }
 }
 
@@ -229,6 +229,13 @@ public func makeServer(_ options: ServerOptions, running: @escaping @Sendable (I
     let catalog = Catalog(runs: options.runs, models: options.models)
     let worker = try Worker(catalog: catalog, outputs: options.outputs, data: options.data, version: options.version)
     let queue = JobQueue { job, queue in try worker.run(job, queue: queue) }
+    /// A generation request, checked as far as it can be before its model is loaded.
+    let generation: @Sendable (Data) throws -> GenerateRequest = { data in
+        let r = try decodeBody(GenerateRequest.self, from: data)
+        try r.validate()
+        try r.validate(for: try catalog.find(r.modelName))
+        return r
+    }
     let router = Router()
 
     // The page.
@@ -239,7 +246,7 @@ public func makeServer(_ options: ServerOptions, running: @escaping @Sendable (I
     router.get("page/:file") { _, context in
         await answering {
             let file = context.parameters.get("file") ?? ""
-            guard let type = pageFiles[file] else { return try notFound("no page file \(file)") }
+            guard let type = pageFiles[file] else { return notFound("no page file \(file)") }
             return bytes(try Data(contentsOf: URL(fileURLWithPath: page + "/" + file)), type: type)
         }
     }
@@ -253,9 +260,7 @@ public func makeServer(_ options: ServerOptions, running: @escaping @Sendable (I
     }
     router.post("sdapi/v1/txt2img") { request, _ in
         await answering {
-            let r = try decodeBody(GenerateRequest.self, from: try await body(request))
-            try r.validate()
-            try r.validate(for: try catalog.find(r.modelName))
+            let r = try generation(try await body(request))
             let job = queue.submit(.generate(r))
             // The job goes on if the client goes away (this wait is cancelled, not the job).
             while !queue.with({ job.isFinished }) { try await Task.sleep(nanoseconds: 50_000_000) }
@@ -296,10 +301,7 @@ public func makeServer(_ options: ServerOptions, running: @escaping @Sendable (I
             let work: JobWork
             switch try decodeBody(JobType.self, from: data).type {
             case "generate":
-                let r = try decodeBody(GenerateRequest.self, from: data)
-                try r.validate()
-                try r.validate(for: try catalog.find(r.modelName))
-                work = .generate(r)
+                work = .generate(try generation(data))
             case "train":
                 let r = try decodeBody(TrainRequest.self, from: data)
                 _ = try worker.trainingOptions(r)
@@ -319,7 +321,7 @@ public func makeServer(_ options: ServerOptions, running: @escaping @Sendable (I
     @Sendable func withJob(_ context: BasicRequestContext, _ body: (Job) throws -> Response) async -> Response {
         await answering {
             guard let id = context.parameters.get("id").flatMap(Int.init), let job = queue.job(id) else {
-                return try notFound("no job \(context.parameters.get("id") ?? "")")
+                return notFound("no job \(context.parameters.get("id") ?? "")")
             }
             return try body(job)
         }
@@ -329,14 +331,14 @@ public func makeServer(_ options: ServerOptions, running: @escaping @Sendable (I
     }
     router.get("jobs/:id/preview") { _, context in
         await withJob(context) { job in
-            guard let preview = queue.with({ job.preview }) else { return try notFound("job \(job.id) has no preview now") }
+            guard let preview = queue.with({ job.preview }) else { return notFound("job \(job.id) has no preview now") }
             return bytes(preview, type: "image/png")
         }
     }
     router.delete("jobs/:id") { _, context in
         await withJob(context) { job in
             guard queue.cancel(job) else {
-                return try json(ErrorBody(error: "already finished", detail: "job \(job.id) has finished"), status: .conflict)
+                return failure(.conflict, "already finished", "job \(job.id) has finished")
             }
             return try queue.with { try json(JobStatus(job, queue: queue)) }
         }
@@ -358,7 +360,7 @@ public func makeServer(_ options: ServerOptions, running: @escaping @Sendable (I
     router.get("outputs/:file") { _, context in
         await answering {
             let file = context.parameters.get("file") ?? ""
-            guard galleryFiles(in: options.outputs).contains(file) else { return try notFound("no image \(file)") }
+            guard galleryFiles(in: options.outputs).contains(file) else { return notFound("no image \(file)") }
             return bytes(try Data(contentsOf: URL(fileURLWithPath: options.outputs + "/" + file)), type: "image/png")
         }
     }
@@ -376,8 +378,7 @@ public func makeServer(_ options: ServerOptions, running: @escaping @Sendable (I
         await answering {
             let name = context.parameters.get("name") ?? ""
             guard runFolders(in: options.runs).contains(where: { $0.name == name }) else {
-                return try json(ErrorBody(error: "no such run", detail: "name: '\(name)' is not a run under the runs folder"),
-                                status: .notFound)
+                return failure(.notFound, "no such run", "name: '\(name)' is not a run under the runs folder")
             }
             return try body(RunFolder(options.runs + "/" + name))
         }
@@ -393,7 +394,7 @@ public func makeServer(_ options: ServerOptions, running: @escaping @Sendable (I
     router.get("api/runs/:name/samples/:file") { _, context in
         await withRun(context) { run in
             let file = context.parameters.get("file") ?? ""
-            guard sampleGrids(in: run).contains(file) else { return try notFound("no sample grid \(file)") }
+            guard sampleGrids(in: run).contains(file) else { return notFound("no sample grid \(file)") }
             return bytes(try Data(contentsOf: URL(fileURLWithPath: run.samples + "/" + file)), type: "image/png")
         }
     }
@@ -402,7 +403,7 @@ public func makeServer(_ options: ServerOptions, running: @escaping @Sendable (I
     for unknown in ["**", "sdapi/**", "sdapi/v1/**", "api/**", "jobs/**"] {
         for method in [HTTPRequest.Method.get, .post, .delete] {
             router.on(RouterPath(unknown), method: method) { request, _ in
-                try json(ErrorBody(error: "not found", detail: "no endpoint \(request.method) \(request.uri.path)"), status: .notFound)
+                notFound("no endpoint \(request.method) \(request.uri.path)")
             }
         }
     }

@@ -33,13 +33,13 @@ struct Catalog: Sendable {
         let runModels = runFolders(in: runs).compactMap { run -> ModelInfo? in
             let c = run.config
             guard c.kind != .classifier, c.exampleShape.count == 3 || c.exampleShape.isEmpty else { return nil }
-            let side = c.exampleShape.count == 3 ? "\(c.exampleShape[2])x\(c.exampleShape[1])" : nil
+            let side = c.exampleShape.count == 3 ? ImageSize(width: c.exampleShape[2], height: c.exampleShape[1]).description : nil
             return ModelInfo(name: "runs/" + run.name, kind: c.kind.rawValue, prompt: false, classes: c.classes,
                              guidable: (c.labelDropout ?? 0) > 0 && c.classes != nil,
                              diffusion: c.kind == .ddpm || c.kind == .latentDiffusion, size: side)
         }
         let folderModels = modelFolders(in: models).map { name -> ModelInfo in
-            let sd = isStableDiffusion(models + "/" + name)
+            let sd = StableDiffusion.isPipeline(models + "/" + name)
             return ModelInfo(name: "models/" + name, kind: sd ? "stable-diffusion" : "diffusers", prompt: sd, classes: nil,
                              guidable: sd, diffusion: true, size: nil)
         }
@@ -68,13 +68,6 @@ struct Catalog: Sendable {
     func path(_ model: ModelInfo) -> String {
         model.name.hasPrefix("runs/") ? runs + "/" + model.name.dropFirst(5) : models + "/" + model.name.dropFirst(7)
     }
-}
-
-/// Whether a diffusers folder holds a Stable Diffusion pipeline (its model_index.json names one).
-func isStableDiffusion(_ folder: String) -> Bool {
-    guard let data = fileContents(folder + "/model_index.json"),
-          let index = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return false }
-    return (index["_class_name"] as? String)?.hasPrefix("StableDiffusion") == true
 }
 
 /// A model loaded for generation.

@@ -34,11 +34,17 @@ public struct Checkpoint {
         self.state = state
     }
 
-    public func write(to path: String) throws {
+    /// Every tensor by its name in the file: `model.*`, `ema.*`, `optimizer.*`.
+    var tensors: [String: Tensor] {
         var tensors: [String: Tensor] = [:]
         for (prefix, group) in [("model", model), ("ema", ema), ("optimizer", optimizer)] {
             for (k, v) in group { tensors["\(prefix).\(k)"] = v }
         }
+        return tensors
+    }
+
+    public func write(to path: String) throws {
+        let tensors = self.tensors
         let json = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
         try SafeTensorsFile.write(tensors, metadata: ["format": Self.format, "state": json, "crc32": String(checksum(tensors))], to: path)
     }
@@ -70,9 +76,7 @@ public struct Checkpoint {
         optimizer = groups["optimizer"]!
         // Checkpoints written before the checksum have none.
         if let recorded = file.metadata["crc32"] {
-            var all: [String: Tensor] = [:]
-            for (prefix, group) in groups { for (k, v) in group { all[prefix + "." + k] = v } }
-            guard UInt32(recorded) == checksum(all) else {
+            guard UInt32(recorded) == checksum(tensors) else {
                 throw DiffuseError.checkpoint(path: path, problem: "is damaged: its values do not match the checksum written with them")
             }
         }

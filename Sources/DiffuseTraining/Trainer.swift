@@ -36,14 +36,17 @@ public struct RunFolder: Sendable {
     }
 
     /// The newest checkpoint that reads whole: the latest, else the older ones kept beside it, newest first, each
-    /// one passed over named in a warning. The latest's error if none reads.
-    public func readCheckpoint(warn: (String) -> Void) throws -> (checkpoint: Checkpoint, path: String) {
+    /// one passed over named in a warning; with its path and its file's bytes. The latest's error if none reads.
+    public func readCheckpoint(warn: (String) -> Void) throws -> (checkpoint: Checkpoint, path: String, bytes: Data) {
         var failure: Error?
         for path in [checkpoint] + olderCheckpoints.map(\.path) where FileManager.default.fileExists(atPath: path) || failure == nil {
             do {
-                let read = try Checkpoint(path: path)
+                let bytes: Data
+                do { bytes = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) }
+                catch { throw DiffuseError.checkpoint(path: path, problem: "cannot be read (\(error.localizedDescription))") }
+                let read = try Checkpoint(data: bytes, path: path)
                 if let failure { warn("\(failure.localizedDescription); using \(path) (step \(read.state.step)) instead") }
-                return (read, path)
+                return (read, path, bytes)
             } catch {
                 if failure != nil { warn(error.localizedDescription) }
                 failure = failure ?? error
@@ -56,7 +59,7 @@ public struct RunFolder: Sendable {
     /// averages where there are some (unless `averaged` is false), the trained weights elsewhere; in evaluation mode.
     public func loadObjective(averaged: Bool = true, warn: (String) -> Void = printWarning) throws -> (RunConfig, TrainingObjective) {
         let config = try readConfig()
-        let (checkpoint, path) = try readCheckpoint(warn: warn)
+        let (checkpoint, path, _) = try readCheckpoint(warn: warn)
         let objective = try makeObjective(config, exampleShape: config.exampleShape)
         let weights = averaged ? checkpoint.ema.merging(checkpoint.model) { ema, _ in ema } : checkpoint.model
         try Checkpoint.load(weights, into: objective.model, from: path)
@@ -145,19 +148,18 @@ public final class Trainer {
         batches = BatchSampler(count: data.count, batchSize: config.batchSize, generator: RandomGenerator(seed: config.seed, stream: 4))
         if group.isFirst { folder.removeUnfinishedWrites() }
         if resume {
-            // The first process finds the newest checkpoint that reads whole; every process takes its bytes (or the
-            // first's error) from it.
-            var bytes: Data?, failure: Error?, path = folder.checkpoint
+            // The first process finds the newest checkpoint that reads whole; the others take its bytes (or the first's
+            // error) from it.
+            var read: (checkpoint: Checkpoint, path: String, bytes: Data)?, failure: Error?
             if group.isFirst {
-                do {
-                    path = try folder.readCheckpoint { warnings.append($0) }.path
-                    bytes = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-                } catch { failure = error }
+                do { read = try folder.readCheckpoint { warnings.append($0) } } catch { failure = error }
             }
             if group.sum([failure == nil ? 0 : 1])[0] > 0 {
                 throw failure ?? DiffuseError.checkpoint(path: folder.checkpoint, problem: "cannot be read on the first process")
             }
-            let checkpoint = try Checkpoint(data: group.broadcast(bytes), path: path)
+            let path = read?.path ?? folder.checkpoint
+            let bytes = group.size > 1 ? group.broadcast(read?.bytes) : nil
+            let checkpoint = try read?.checkpoint ?? Checkpoint(data: bytes!, path: path)
             try Checkpoint.load(checkpoint.model, into: objective.model, from: path)
             do {
                 for (update, optimizer) in zip(objective.updates, optimizers) {

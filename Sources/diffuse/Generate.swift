@@ -86,7 +86,7 @@ struct Generate: ParsableCommand {
     func run() throws {
         let loading = Date()
         let sd = try StableDiffusion(path: model, config: config)
-        for warning in sd.warnings { warn(warning) }
+        sd.warnings.forEach(printWarning)
         note(String(format: "loaded %@ in %.1f s", sd.name, Date().timeIntervalSince(loading)))
         var o = TextToImageOptions()
         (o.prompt, o.negativePrompt, o.steps, o.guidance, o.seed, o.size) = (prompt, negativePrompt, steps, guidance, seed, size)
@@ -106,7 +106,7 @@ struct Generate: ParsableCommand {
         try DiffuseTraining.generate(sd, o, progress: { done, total in
             progress = progress ?? ProgressBar(total: total, label: "generate", lineEvery: 1)
             progress!.update(done)
-        }, warn: warn) { i, made in
+        }, warn: printWarning) { i, made in
             note(String(format: "image %d/%d in %.1f s", i + 1, count, made.seconds))
             images.append(made.image)
             guard out.hasSuffix(".png") else { return }
@@ -128,5 +128,4 @@ struct Generate: ParsableCommand {
     }
 
     private func note(_ line: String) { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
-    private func warn(_ line: String) { note("warning: \(line)") }
 }

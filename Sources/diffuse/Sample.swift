@@ -117,7 +117,7 @@ struct Sample: ParsableCommand {
         (scheduler.betaSchedule, scheduler.betaStart, scheduler.betaEnd) = (schedule?.rawValue, betaStart, betaEnd)
         (scheduler.numTrainTimesteps, scheduler.predictionType) = (trainTimesteps, prediction?.rawValue)
         let loaded = try SampleModel(diffusers: model, scheduler: bare ? scheduler : nil, label: `class`)
-        for warning in loaded.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+        loaded.warnings.forEach(printWarning)
         return loaded
     }
 

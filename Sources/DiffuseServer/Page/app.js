@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { models: [], job: null, run: null, selected: null };
+const state = { models: [], job: null, run: null };
 
 /** GET (or another method with a JSON body) and the parsed answer; an error carries the server's detail. */
 async function api(path, method = "GET", body) {
