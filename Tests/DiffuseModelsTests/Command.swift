@@ -1,15 +1,37 @@
 import Foundation
 import XCTest
 
-/// Runs the `diffuse` program built beside the tests (swift build --build-tests builds it), returning its exit status
-/// and what it printed.
-func diffuse(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
-    let program = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("diffuse")
-    guard FileManager.default.isExecutableFile(atPath: program.path) else {
-        throw XCTSkip("no diffuse program beside the tests at \(program.path): build it first (swift build --build-tests)")
+/// The `diffuse` program built beside the tests (swift build --build-tests builds it); the test skips without it.
+func diffuseProgram() throws -> String {
+    let program = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("diffuse").path
+    guard FileManager.default.isExecutableFile(atPath: program) else {
+        throw XCTSkip("no diffuse program beside the tests at \(program): build it first (swift build --build-tests)")
     }
+    return program
+}
+
+/// The repository's root folder (for its scripts).
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// Runs a program found on the PATH (`/usr/bin/env` finds it) with `environment` added to the tests'; its exit
+/// status and its output and errors together.
+func runProgram(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
     let process = Process()
-    process.executableURL = program
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = [name] + arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let out = Pipe()
+    (process.standardOutput, process.standardError) = (out, out)
+    try process.run()
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, text)
+}
+
+/// Runs the `diffuse` program built beside the tests, returning its exit status and what it printed.
+func diffuse(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: try diffuseProgram())
     process.arguments = arguments
     let (out, err) = (Pipe(), Pipe())
     (process.standardOutput, process.standardError) = (out, err)
@@ -34,4 +56,20 @@ final class SampleCommandTests: XCTestCase {
             XCTAssertTrue(info.output.contains(line + "\n"), "\(line) in \(info.output)")
         }
     }
+}
+
+/// A test case with a fresh temporary folder for each test, removed after it.
+class FolderTestCase: XCTestCase {
+    private(set) var base: URL!
+
+    override func setUpWithError() throws {
+        base = FileManager.default.temporaryDirectory.appendingPathComponent("\(type(of: self))-\(getpid())-\(name.filter(\.isLetter))")
+        try? FileManager.default.removeItem(at: base)
+        try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(at: base) }
+
+    /// A path in the test's folder.
+    func path(_ name: String) -> String { base.appendingPathComponent(name).path }
 }

@@ -2,32 +2,10 @@ import Foundation
 import XCTest
 
 /// What a crash, a full disk or a damaged file does to a run: nothing that cannot be recovered.
-final class ReliabilityTests: XCTestCase {
-    private var base: URL!
-
-    override func setUpWithError() throws {
-        base = FileManager.default.temporaryDirectory.appendingPathComponent("reliability-\(getpid())-\(name.filter(\.isLetter))")
-        try? FileManager.default.removeItem(at: base)
-        try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() { try? FileManager.default.removeItem(at: base) }
-
-    private func path(_ name: String) -> String { base.appendingPathComponent(name).path }
-
-    /// The program beside the tests, run by bash with `setup` first (a ulimit); its status, output and errors.
+final class ReliabilityTests: FolderTestCase {
+    /// The program beside the tests, run by bash with `setup` first (a ulimit); its status and output.
     private func shell(_ setup: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let program = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("diffuse").path
-        guard FileManager.default.isExecutableFile(atPath: program) else { throw XCTSkip("no diffuse program beside the tests") }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-c", "\(setup); exec \"$0\" \"$@\"", program] + arguments
-        let out = Pipe()
-        (process.standardOutput, process.standardError) = (out, out)
-        try process.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, text)
+        try runProgram("bash", ["-c", "\(setup); exec \"$0\" \"$@\"", try diffuseProgram()] + arguments)
     }
 
     private func train(_ out: String, steps: Int, extra: [String] = []) throws {
@@ -39,20 +17,9 @@ final class ReliabilityTests: XCTestCase {
     /// scripts/kill9.sh, reduced: 4 SIGKILLs (two while a checkpoint is written), each resumed; the losses and the
     /// final checkpoint equal an uninterrupted run's, bit for bit.
     func testKillNineAndResume() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let program = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("diffuse").path
-        guard FileManager.default.isExecutableFile(atPath: program) else { throw XCTSkip("no diffuse program beside the tests") }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [root.appendingPathComponent("scripts/kill9.sh").path]
-        process.environment = ProcessInfo.processInfo.environment.merging(
-            ["DIFFUSE": program, "KILLS": "4", "STEPS": "60", "EVERY": "5", "SEED": "7"]) { $1 }
-        let out = Pipe()
-        (process.standardOutput, process.standardError) = (out, out)
-        try process.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, text)
+        let (status, text) = try runProgram("bash", [repositoryRoot.appendingPathComponent("scripts/kill9.sh").path],
+                                            environment: ["DIFFUSE": try diffuseProgram(), "KILLS": "4", "STEPS": "60", "EVERY": "5", "SEED": "7"])
+        XCTAssertEqual(status, 0, text)
         XCTAssertTrue(text.contains("equal the uninterrupted run's, bit for bit"), text)
         XCTAssertTrue(text.contains("mid-write"), "a kill landed while a checkpoint was being written: \(text)")
     }
@@ -86,16 +53,16 @@ final class ReliabilityTests: XCTestCase {
     func testNoSpaceLeftOnATmpfs() throws {
         let mount = path("disk")
         try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
-        guard FileManager.default.isExecutableFile(atPath: "/bin/mount"), try run("/bin/mount", ["-t", "tmpfs", "-o", "size=24m", "tmpfs", mount]) == 0 else {
+        guard try runProgram("mount", ["-t", "tmpfs", "-o", "size=24m", "tmpfs", mount]).status == 0 else {
             throw XCTSkip("cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN): testFullDiskKeepsThePreviousCheckpoint covers a full disk with a file-size limit")
         }
-        defer { _ = try? run("/bin/umount", [mount]) }
+        defer { _ = try? runProgram("umount", [mount]) }
         let run = mount + "/run"
         try train(run, steps: 10)
         let before = try Data(contentsOf: URL(fileURLWithPath: run + "/checkpoint.safetensors"))
         // Leave about 4 MB free: the next 11 MB checkpoint cannot be written.
         let free = try XCTUnwrap(try FileManager.default.attributesOfFileSystem(forPath: mount)[.systemFreeSize] as? Int)
-        FileManager.default.createFile(atPath: mount + "/filler", contents: Data(count: max(0, free - 4_000_000)))
+        XCTAssertTrue(FileManager.default.createFile(atPath: mount + "/filler", contents: Data(count: max(0, free - 4_000_000))))
         let full = try diffuse(["train", "--out", run, "--resume", "--steps", "20"])
         XCTAssertNotEqual(full.status, 0)
         XCTAssertTrue(full.errors.contains("cannot write \(run)/checkpoint.safetensors: writing failed after"), full.errors)
@@ -105,17 +72,6 @@ final class ReliabilityTests: XCTestCase {
         try FileManager.default.removeItem(atPath: mount + "/filler")
         let resumed = try diffuse(["train", "--out", run, "--resume", "--steps", "20"])
         XCTAssertEqual(resumed.status, 0, resumed.errors)
-    }
-
-    /// A program's exit status.
-    private func run(_ program: String, _ arguments: [String]) throws -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: program)
-        process.arguments = arguments
-        (process.standardOutput, process.standardError) = (FileHandle.nullDevice, FileHandle.nullDevice)
-        try process.run()
-        process.waitUntilExit()
-        return process.terminationStatus
     }
 
     /// A ring of checkpoints (--keep-checkpoints 3): the older ones kept as checkpoint-STEP; a latest one damaged on

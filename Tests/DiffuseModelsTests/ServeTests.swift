@@ -10,9 +10,7 @@ private final class Server {
     let port: Int
 
     init(_ arguments: [String]) throws {
-        let program = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("diffuse")
-        guard FileManager.default.isExecutableFile(atPath: program.path) else { throw XCTSkip("no diffuse program beside the tests") }
-        process.executableURL = program
+        process.executableURL = URL(fileURLWithPath: try diffuseProgram())
         process.arguments = ["serve", "--port", "0"] + arguments
         let out = Pipe()
         process.standardOutput = out
@@ -72,38 +70,26 @@ private final class Server {
 }
 
 /// `diffuse serve` over HTTP on loopback: a real server started from the built program, on tiny runs.
-final class ServeTests: XCTestCase {
-    private var base: URL!
-
-    override func setUpWithError() throws {
-        base = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(getpid())-\(name.filter(\.isLetter))")
-        try? FileManager.default.removeItem(at: base)
-        try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() { try? FileManager.default.removeItem(at: base) }
-
-    private func folder(_ name: String) -> String { base.appendingPathComponent(name).path }
-
+final class ServeTests: FolderTestCase {
     /// A tiny DDPM run on 16×16 shapes under runs/NAME.
     private func tinyRun(_ name: String, steps: Int = 20, examples: Int = 200, extra: [String] = []) throws {
         let trained = try diffuse(["train", "--data", "shapes", "--preset", "tiny", "--image-size", "16", "--examples", "\(examples)",
-                                   "--steps", "\(steps)", "--sample-every", "10", "--out", folder("runs/" + name)] + extra)
+                                   "--steps", "\(steps)", "--sample-every", "10", "--out", path("runs/" + name)] + extra)
         XCTAssertEqual(trained.status, 0, trained.errors)
     }
 
     func testReadOnlyEndpoints() throws {
         let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/pipelines/eps-linear")
-        try FileManager.default.createDirectory(atPath: folder("models"), withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: fixture.path, toPath: folder("models/eps-linear"))
+        try FileManager.default.createDirectory(atPath: path("models"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: fixture.path, toPath: path("models/eps-linear"))
         // A run under --runs, and a link to a run outside it (not served).
-        for path in [folder("runs/roll"), folder("outside")] {
+        for path in [path("runs/roll"), path("outside")] {
             let trained = try diffuse(["train", "--data", "swiss-roll", "--examples", "200", "--steps", "3", "--sample-every", "0",
                                        "--out", path])
             XCTAssertEqual(trained.status, 0, trained.errors)
         }
-        try FileManager.default.createSymbolicLink(atPath: folder("runs/link"), withDestinationPath: folder("outside"))
-        let server = try Server(["--models", folder("models"), "--runs", folder("runs"), "--outputs", folder("outputs")])
+        try FileManager.default.createSymbolicLink(atPath: path("runs/link"), withDestinationPath: path("outside"))
+        let server = try Server(["--models", path("models"), "--runs", path("runs"), "--outputs", path("outputs")])
 
         let (status, body) = try server.request("GET", "/sdapi/v1/sd-models")
         XCTAssertEqual(status, 200)
@@ -141,7 +127,7 @@ final class ServeTests: XCTestCase {
     /// bad requests: a 4xx naming the field, the server still up after each.
     func testGenerationQueueAndErrors() throws {
         try tinyRun("tiny")
-        let server = try Server(["--runs", folder("runs"), "--models", folder("models"), "--outputs", folder("outputs")])
+        let server = try Server(["--runs", path("runs"), "--models", path("models"), "--outputs", path("outputs")])
 
         // A1111's txt2img: base64 PNGs carrying their parameters.
         let (status, made) = try server.object("POST", "/sdapi/v1/txt2img",
@@ -207,7 +193,7 @@ final class ServeTests: XCTestCase {
         XCTAssertEqual(gallery.count, 3)
         XCTAssertEqual((gallery.last?["settings"] as? [String: String])?["Seed"], "3")
         XCTAssertEqual((gallery.first?["settings"] as? [String: String])?["Steps"], "3")
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder("outputs")).count, 3)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: path("outputs")).count, 3)
         let (imageStatus, image) = try server.request("GET", try XCTUnwrap(gallery.first?["url"] as? String))
         XCTAssertEqual(imageStatus, 200)
         XCTAssertEqual(Array(image.prefix(4)), [0x89, 0x50, 0x4E, 0x47])
@@ -242,7 +228,7 @@ final class ServeTests: XCTestCase {
             if !field.isEmpty { XCTAssertEqual(answer["error"] as? String, "bad request: \(field)", "\(answer)") }
         }
         XCTAssertEqual(try server.object("GET", "/jobs/\(ids[2])").0, 200, "the server is still up")
-        XCTAssertFalse(FileManager.default.fileExists(atPath: folder("runs/x")))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("runs/x")))
     }
 
     /// A Stable Diffusion pipeline (the tiny SD 1.x fixture) gives the image `diffuse generate` gives, byte for byte;
@@ -250,12 +236,12 @@ final class ServeTests: XCTestCase {
     /// leaves the server and the job going.
     func testStableDiffusionAndOneStepModels() throws {
         let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/sd/sd1")
-        try FileManager.default.createDirectory(atPath: folder("models"), withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: fixture.path, toPath: folder("models/sd1"))
+        try FileManager.default.createDirectory(atPath: path("models"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: fixture.path, toPath: path("models/sd1"))
         let gan = try diffuse(["train", "--model", "gan", "--data", "shapes", "--image-size", "16", "--examples", "64", "--batch-size", "8",
-                               "--steps", "2", "--sample-every", "0", "--out", folder("runs/gan")])
+                               "--steps", "2", "--sample-every", "0", "--out", path("runs/gan")])
         XCTAssertEqual(gan.status, 0, gan.errors)
-        let server = try Server(["--runs", folder("runs"), "--models", folder("models"), "--outputs", folder("outputs")])
+        let server = try Server(["--runs", path("runs"), "--models", path("models"), "--outputs", path("outputs")])
         let (_, modelsData) = try server.request("GET", "/api/models")
         let models = try XCTUnwrap(JSONSerialization.jsonObject(with: modelsData) as? [[String: Any]])
         XCTAssertEqual(models.map { $0["name"] as? String }, ["runs/gan", "models/sd1"])
@@ -267,8 +253,8 @@ final class ServeTests: XCTestCase {
                                                       "sampler_name": "Euler a"])
         XCTAssertEqual(status, 200, "\(made)")
         let png = try XCTUnwrap(Data(base64Encoded: try XCTUnwrap((made["images"] as? [String])?.first)))
-        let cli = folder("cli.png")
-        let generated = try diffuse(["generate", "--model", folder("models/sd1"), "--prompt", "a red square", "--negative-prompt", "blue",
+        let cli = path("cli.png")
+        let generated = try diffuse(["generate", "--model", path("models/sd1"), "--prompt", "a red square", "--negative-prompt", "blue",
                                      "--steps", "4", "--seed", "5", "--sampler", "euler-ancestral", "--out", cli])
         XCTAssertEqual(generated.status, 0, generated.errors)
         XCTAssertEqual(png, try Data(contentsOf: URL(fileURLWithPath: cli)), "the server's image is diffuse generate's")
@@ -304,7 +290,7 @@ final class ServeTests: XCTestCase {
     /// Training from the API: a run started, its progress, stopped while running (a checkpoint first), resumed to
     /// its end; its log and sample grids served.
     func testTrainingJobs() throws {
-        let server = try Server(["--runs", folder("runs"), "--outputs", folder("outputs")])
+        let server = try Server(["--runs", path("runs"), "--outputs", path("outputs")])
         let request: [String: Any] = ["type": "train", "name": "shapes", "preset": "tiny", "image_size": 16, "examples": 100,
                                       "steps": 2000, "sample_every": 0, "checkpoint_every": 0]
         let (status, job) = try server.object("POST", "/jobs", body: request)
@@ -323,7 +309,7 @@ final class ServeTests: XCTestCase {
         XCTAssertEqual(stopped["state"] as? String, "cancelled")
         let stepsDone = try XCTUnwrap(stopped["step"] as? Int)
         XCTAssertLessThan(stepsDone, 2000)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: folder("runs/shapes/checkpoint.safetensors")), "stopping writes a checkpoint")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: path("runs/shapes/checkpoint.safetensors")), "stopping writes a checkpoint")
 
         // Resumed up to a few more steps than were done, with a sample grid at the end.
         var resume = request
@@ -346,18 +332,9 @@ final class ServeTests: XCTestCase {
     /// malformed requests, 50 jobs with every other one cancelled; no answer lost, every malformed one a 4xx, the
     /// queue's order kept, the server up.
     func testUnderLoad() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let program = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("diffuse").path
-        guard FileManager.default.isExecutableFile(atPath: program) else { throw XCTSkip("no diffuse program beside the tests") }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", root.appendingPathComponent("scripts/serve_load.py").path, "--diffuse", program, "--seconds", "3"]
-        let out = Pipe()
-        (process.standardOutput, process.standardError) = (out, out)
-        try process.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, text)
+        let (status, text) = try runProgram("python3", [repositoryRoot.appendingPathComponent("scripts/serve_load.py").path,
+                                                        "--diffuse", try diffuseProgram(), "--seconds", "3"])
+        XCTAssertEqual(status, 0, text)
         XCTAssertTrue(text.contains("queue: 50 jobs, 25 done, 25 cancelled, 0 failed, 0 unfinished; done in the order queued: True"), text)
     }
 
@@ -365,8 +342,7 @@ final class ServeTests: XCTestCase {
     /// generate from a run, see the image join the gallery, restore its settings; the Training tab shows the run.
     /// Screenshots go to DIFFUSE_SCREENSHOTS if set (the README's come from there, with DIFFUSE_PAGE_STEPS=3000).
     func testPageInBrowser() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let packages = root.appendingPathComponent(".build/page-test").path
+        let packages = repositoryRoot.appendingPathComponent(".build/page-test").path
         let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }
         guard FileManager.default.fileExists(atPath: packages + "/playwright"), let chromium else {
             throw XCTSkip("the page test needs Debian's chromium and Playwright in .build/page-test (scripts/test.sh installs both)")
@@ -374,19 +350,13 @@ final class ServeTests: XCTestCase {
         // DIFFUSE_PAGE_STEPS trains longer, for pictures worth showing (the README's: 3000).
         let steps = ProcessInfo.processInfo.environment["DIFFUSE_PAGE_STEPS"].flatMap(Int.init) ?? 300
         try tinyRun("shapes", steps: steps, examples: 2000, extra: ["--sample-every", "\(steps / 4)", "--prediction", "sample"])
-        let server = try Server(["--runs", folder("runs"), "--outputs", folder("outputs")])
-        let shots = ProcessInfo.processInfo.environment["DIFFUSE_SCREENSHOTS"] ?? folder("screenshots")
-        let test = Process()
-        test.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        test.environment = ProcessInfo.processInfo.environment.merging(["PYTHONPATH": packages]) { $1 }
-        test.arguments = ["python3", root.appendingPathComponent("Tests/Page/page_test.py").path, "--url", "http://127.0.0.1:\(server.port)",
-                          "--model", "runs/shapes", "--chromium", chromium, "--screenshots", shots]
-        let errors = Pipe()
-        test.standardError = errors
-        try test.run()
-        let printed = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        test.waitUntilExit()
-        XCTAssertEqual(test.terminationStatus, 0, printed)
+        let server = try Server(["--runs", path("runs"), "--outputs", path("outputs")])
+        let shots = ProcessInfo.processInfo.environment["DIFFUSE_SCREENSHOTS"] ?? path("screenshots")
+        let (status, printed) = try runProgram("python3", [repositoryRoot.appendingPathComponent("Tests/Page/page_test.py").path, "--url",
+                                                           "http://127.0.0.1:\(server.port)", "--model", "runs/shapes",
+                                                           "--chromium", chromium, "--screenshots", shots],
+                                               environment: ["PYTHONPATH": packages])
+        XCTAssertEqual(status, 0, printed)
         XCTAssertTrue(FileManager.default.fileExists(atPath: shots + "/generate.png"))
     }
 }
