@@ -10,7 +10,7 @@ func readMaybeGzipped(_ path: String) throws -> [UInt8] {
     guard let file = gzopen(path, "rb") else { throw DiffuseError.data(path: path, problem: "cannot be opened") }
     defer { gzclose(file) }
     var out: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 20)
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
     while true {
         let n = chunk.withUnsafeMutableBytes { gzread(file, $0.baseAddress, UInt32($0.count)) }
         if n <= 0 { break }
