@@ -102,20 +102,32 @@ extension Kernels {
     /// (then `steps` holds whole source channels, and the 16 rows of a transposition overlap: row i starts at pair
     /// i's taps); one by one otherwise.
     static func packChunk(_ weights: TapWeights, block b: Int, steps: Range<Int>, into chunk: UnsafeMutablePointer<Float>) {
+        switch weights.values {
+        case .float(let w): packChunk(weights, from: w, block: b, steps: steps, into: chunk)
+        case .float16(let w): packChunk(weights, from: w, block: b, steps: steps, into: chunk)
+        case .bfloat16(let w): packChunk(weights, from: w, block: b, steps: steps, into: chunk)
+        }
+    }
+
+    static func packChunk<S: WeightSource>(_ weights: TapWeights, from w: S, block b: Int, steps: Range<Int>,
+                                           into chunk: UnsafeMutablePointer<Float>) {
         let (group, first, taps) = (channelTileOutputs, steps.lowerBound, weights.taps)
-        let (w, outputStride, inputStride) = (weights.w, weights.outputStride, weights.inputStride)
+        let (outputStride, inputStride) = (weights.outputStride, weights.inputStride)
         let o0 = b * group
         if outputStride == 1 {  // each step's 64 weights lie side by side: copies
             for s in steps {
-                let src = w + o0 + s / taps * inputStride + weights.tapOffsets[s % taps], dst = chunk + (s - first) * group
-                for j in Swift.stride(from: 0, to: group, by: 16) { store(load(src + j), dst + j) }
+                let src = o0 + s / taps * inputStride + weights.tapOffsets[s % taps], dst = chunk + (s - first) * group
+                w.copy(src, count: group, into: dst)
             }
             return
         }
         if weights.rowsContiguous && steps.count % 16 == 0 {
-            for s0 in Swift.stride(from: 0, to: steps.count, by: 16) {
-                for i0 in Swift.stride(from: 0, to: group, by: 16) {
-                    transpose16(w + (o0 + i0) * outputStride + first + s0, outputStride, chunk + s0 * group + i0, group)
+            for i0 in Swift.stride(from: 0, to: group, by: 16) {
+                let start = (o0 + i0) * outputStride + first
+                w.withRows(16, from: start, stride: outputStride, count: steps.count) { rows, ls in
+                    for s0 in Swift.stride(from: 0, to: steps.count, by: 16) {
+                        transpose16(rows + s0, ls, chunk + s0 * group + i0, group)
+                    }
                 }
             }
             return
@@ -125,16 +137,18 @@ extension Kernels {
             && (c1 - 1) * inputStride + (o0 + group - 1) * outputStride + 16 <= weights.count {
             for c in c0..<c1 {
                 for i0 in Swift.stride(from: 0, to: group, by: 16) {
-                    transpose16(w + c * inputStride + (o0 + i0) * outputStride, outputStride,
-                                chunk + (c * taps - first) * group + i0, group, rows: taps)
+                    let start = c * inputStride + (o0 + i0) * outputStride
+                    w.withRows(16, from: start, stride: outputStride, count: taps) { rows, ls in
+                        transpose16(rows, ls, chunk + (c * taps - first) * group + i0, group, rows: taps)
+                    }
                 }
             }
             return
         }
         for s in steps {
-            let src = w + o0 * outputStride + s / taps * inputStride + weights.tapOffsets[s % taps]
+            let src = o0 * outputStride + s / taps * inputStride + weights.tapOffsets[s % taps]
             let dst = chunk + (s - first) * group
-            for i in 0..<group { dst[i] = src[i * outputStride] }
+            for i in 0..<group { dst[i] = w[at: src + i * outputStride] }
         }
     }
 

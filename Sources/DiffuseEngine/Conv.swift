@@ -94,16 +94,11 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
 /// conv2d with `padding.rows` zero rows above and below and `padding.columns` zero columns left and right (for
 /// rectangular kernels such as Inception's 1×7 and 7×1).
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: (rows: Int, columns: Int)) -> Tensor {
-    precondition(x.rank == 4 && weight.rank == 4 && weight.shape[1] == x.shape[1],
-                 "conv2d of input \(x.shape) with kernel \(weight.shape)")
-    precondition(stride >= 1 && padding.rows >= 0 && padding.columns >= 0, "conv2d with stride \(stride) and padding \(padding)")
-    let geo = ConvGeometry(input: x.shape, weight: weight.shape, stride: stride, padding: padding)
-    precondition(geo.oh > 0 && geo.ow > 0, "conv2d kernel \(weight.shape) larger than padded input \(x.shape)")
-    precondition(bias.map { $0.count == geo.o } ?? true, "conv2d bias of shape \(bias!.shape) for \(geo.o) output channels")
+    let geo = convGeometry(x, weight: weight.shape, bias: bias, stride: stride, padding: padding)
     let plan = ConvolutionPlan(geo, frozen: frozenPacks != nil)
     convolutionTrace?.calls[geo, default: (plan, 0)].calls += 1
     let out = Tensor(uninitialized: [geo.n, geo.o, geo.oh, geo.ow])
-    convForward(x, weight: weight, bias: bias, geo, plan, into: out)
+    convForward(x, weight: UnsafePointer(weight.storage.pointer), frozen: weight, bias: bias, geo, plan, into: out)
     var inputs = [x, weight]
     if let bias { inputs.append(bias) }
     return out.recording(inputs: inputs) { g in
@@ -115,28 +110,66 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     }
 }
 
-/// The forward pass of conv2d on `plan.forward`.
-private func convForward(_ x: Tensor, weight: Tensor, bias: Tensor?, _ geo: ConvGeometry, _ plan: ConvolutionPlan,
-                         into out: Tensor) {
+/// conv2d with a kernel kept in 16 bits, packed for the kernels straight from its 16-bit values (no widened copy of
+/// it is made): the same values as conv2d of `weight.widened()`. For inference: the gradient reaches x and the bias,
+/// never the kernel, and the packing is not kept across calls (withFrozenWeights).
+public func conv2d(_ x: Tensor, weight: HalfTensor, bias: Tensor?, stride: Int = 1,
+                   padding: (rows: Int, columns: Int)) -> Tensor {
+    let geo = convGeometry(x, weight: weight.shape, bias: bias, stride: stride, padding: padding)
+    let plan = ConvolutionPlan(geo, frozen: false)
+    convolutionTrace?.calls[geo, default: (plan, 0)].calls += 1
+    let out = Tensor(uninitialized: [geo.n, geo.o, geo.oh, geo.ow])
+    withExtendedLifetime(weight) {
+        switch weight.values {
+        case .float(let w): convForward(x, weight: w, frozen: nil, bias: bias, geo, plan, into: out)
+        case .float16(let w): convForward(x, weight: w, frozen: nil, bias: bias, geo, plan, into: out)
+        case .bfloat16(let w): convForward(x, weight: w, frozen: nil, bias: bias, geo, plan, into: out)
+        }
+    }
+    return out.recording(inputs: [x] + (bias.map { [$0] } ?? [])) { g in
+        [x.requiresGrad ? convInputGradient(g, weight: weight.widened(), geo, plan) : nil]
+            + (bias.map { [$0.requiresGrad ? channelSums(g) : nil] } ?? [])
+    }
+}
+
+/// The sizes of conv2d of `x` with a kernel of shape `weight`, checked.
+private func convGeometry(_ x: Tensor, weight: [Int], bias: Tensor?, stride: Int,
+                          padding: (rows: Int, columns: Int)) -> ConvGeometry {
+    precondition(x.rank == 4 && weight.count == 4 && weight[1] == x.shape[1],
+                 "conv2d of input \(x.shape) with kernel \(weight)")
+    precondition(stride >= 1 && padding.rows >= 0 && padding.columns >= 0,
+                 "conv2d with stride \(stride) and padding \(padding)")
+    let geo = ConvGeometry(input: x.shape, weight: weight, stride: stride, padding: padding)
+    precondition(geo.oh > 0 && geo.ow > 0, "conv2d kernel \(weight) larger than padded input \(x.shape)")
+    precondition(bias.map { $0.count == geo.o } ?? true,
+                 "conv2d bias of shape \(bias!.shape) for \(geo.o) output channels")
+    return geo
+}
+
+/// The forward pass of conv2d on `plan.forward`, reading the kernel from `weight`; its packing is kept while weights
+/// are frozen by the tensor `frozen` (nil: never kept).
+private func convForward<S: WeightSource>(_ x: Tensor, weight: S, frozen key: Tensor?, bias: Tensor?,
+                                          _ geo: ConvGeometry, _ plan: ConvolutionPlan, into out: Tensor) {
     let (c, o, taps) = (geo.c, geo.o, geo.taps)
     let biasPointer = bias.map { UnsafePointer($0.storage.pointer) }
     switch plan.forward {
     case .reference:
-        ReferenceConvolution.forward(x.storage.pointer, weight: weight.storage.pointer, bias: biasPointer, geo,
-                                     into: out.storage.pointer)
+        weight.withFloats(count: o * c * taps) { w in
+            ReferenceConvolution.forward(x.storage.pointer, weight: w, bias: biasPointer, geo, into: out.storage.pointer)
+        }
     case .winograd:
         let tiles = Winograd.Plan(images: geo.n, channels: c, outputs: o, height: geo.h, width: geo.w)
-        withPacked(weight, kind: 0, count: Winograd.weightCount(outputs: o, inputs: c), pack: { u in
-            Winograd.transformWeights(weight.storage.pointer, outputs: o, inputs: c, outputStride: c * taps,
-                                      inputStride: taps, flipped: false, into: u)
+        withPacked(key, kind: 0, count: Winograd.weightCount(outputs: o, inputs: c), pack: { u in
+            Winograd.transformWeights(weight, outputs: o, inputs: c, outputStride: c * taps, inputStride: taps,
+                                      flipped: false, into: u)
         }) { u in
             Winograd.correlate(x.storage.pointer, tiles, weights: u, bias: biasPointer, out: out.storage.pointer)
         }
     case .channelTiles, .flatTiles, .packedTiles:
         let kind = Tiling.Kind(plan.forward)
-        let tapWeights = TapWeights(w: weight.storage.pointer, count: weight.count, outputs: o, inputs: c,
+        let tapWeights = TapWeights(values: weight.values, count: o * c * taps, outputs: o, inputs: c,
                                     outputStride: c * taps, inputStride: taps, tapOffsets: Array(0..<taps))
-        withWeights(weight, tapWeights, kind: kind, streamed: plan.streamsForward) { weights in
+        withWeights(key, tapWeights, kind: kind, streamed: plan.streamsForward) { weights in
             let target = CorrelationTarget(weights: weights, outputs: o, bias: biasPointer, out: out.storage.pointer,
                                            height: geo.oh, width: geo.ow)
             Kernels.correlate(images: geo.n, kind: kind, bands: { k in
@@ -174,7 +207,7 @@ private func convInputGradient(_ g: Tensor, weight: Tensor, _ geo: ConvGeometry,
         // One set of packed weights per phase, shared by every band (none where the tiles stream them).
         let group = kind == .channels ? Kernels.channelTileOutputs : Kernels.tileRows
         let tapWeights = phases.map {
-            TapWeights(w: pw, count: weight.count, outputs: c, inputs: o, outputStride: kh * kw,
+            TapWeights(values: .float(pw), count: weight.count, outputs: c, inputs: o, outputStride: kh * kw,
                        inputStride: c * kh * kw, tapOffsets: $0.taps.map { $0.0 * kw + $0.1 })
         }
         let packs = tapWeights.map { weights -> TensorStorage? in
@@ -253,10 +286,10 @@ public func withFrozenWeights<R>(_ body: () throws -> R) rethrows -> R {
 }
 
 /// `body` with `weight` packed by `pack` into `count` floats: kept from an earlier call while weights are frozen
-/// (by storage, shape and `kind` of packing), else packed into a pooled buffer.
-private func withPacked(_ weight: Tensor, kind: Int, count: Int, pack: (UnsafeMutablePointer<Float>) -> Void,
+/// (by storage, shape and `kind` of packing), else (or with no `weight` to key it by) packed into a pooled buffer.
+private func withPacked(_ weight: Tensor?, kind: Int, count: Int, pack: (UnsafeMutablePointer<Float>) -> Void,
                         _ body: (UnsafePointer<Float>) -> Void) {
-    guard let frozen = frozenPacks else {
+    guard let frozen = frozenPacks, let weight else {
         withBuffer(count) { packed in
             pack(packed)
             body(packed)
@@ -273,7 +306,7 @@ private func withPacked(_ weight: Tensor, kind: Int, count: Int, pack: (UnsafeMu
 
 /// `body` with a convolution's weights as `kind`'s tiles take them: `streamed`, or packed (withPacked) in groups of
 /// 64 output channels for channel tiles, of 8 for row tiles.
-private func withWeights(_ weight: Tensor, _ tapWeights: TapWeights, kind: Tiling.Kind, streamed: Bool,
+private func withWeights(_ weight: Tensor?, _ tapWeights: TapWeights, kind: Tiling.Kind, streamed: Bool,
                          _ body: (CorrelationTarget.Weights) -> Void) {
     guard !streamed else { return body(.streamed(tapWeights)) }
     let o = tapWeights.outputs

@@ -100,7 +100,7 @@ struct WideLayout {
 /// The weights of a correlation where they lie: output channel o's step (c, t) (source channel c, tap t) is
 /// w[o·outputStride + c·inputStride + tapOffsets[t]]; `count` floats are readable from w.
 struct TapWeights {
-    let w: UnsafePointer<Float>
+    let values: WeightValues
     let count, outputs, inputs, outputStride, inputStride: Int
     let tapOffsets: [Int]
     var taps: Int { tapOffsets.count }
@@ -193,8 +193,17 @@ extension Kernels {
     /// 64 for `channelTile`), step (c, t) holds weight (o, c, t), zero past the last output channel. Channel tiles'
     /// blocks of 64 (whole, as channel tiles need) are packed chunk by chunk, as their tiles pack streamed weights.
     static func packTaps(_ weights: TapWeights, group: Int, into packed: UnsafeMutablePointer<Float>) {
+        switch weights.values {
+        case .float(let w): packTaps(weights, from: w, group: group, into: packed)
+        case .float16(let w): packTaps(weights, from: w, group: group, into: packed)
+        case .bfloat16(let w): packTaps(weights, from: w, group: group, into: packed)
+        }
+    }
+
+    private static func packTaps<S: WeightSource>(_ weights: TapWeights, from w: S, group: Int,
+                                                  into packed: UnsafeMutablePointer<Float>) {
         let (outputs, inputs, taps, depth) = (weights.outputs, weights.inputs, weights.taps, weights.depth)
-        let (w, outputStride, inputStride) = (weights.w, weights.outputStride, weights.inputStride)
+        let (outputStride, inputStride) = (weights.outputStride, weights.inputStride)
         let groups = (outputs + group - 1) / group
         if group == channelTileOutputs {
             let chunk = weights.chunk
@@ -202,7 +211,7 @@ extension Kernels {
             parallelFor(groups * chunks, grain: 8) { range in
                 for unit in range {
                     let (b, first) = (unit / chunks, unit % chunks * chunk)
-                    packChunk(weights, block: b, steps: first..<Swift.min(depth, first + chunk),
+                    packChunk(weights, from: w, block: b, steps: first..<Swift.min(depth, first + chunk),
                               into: packed + (b * depth + first) * group)
                 }
             }
@@ -215,8 +224,8 @@ extension Kernels {
                     var p = packed + (g * inputs + c) * taps * group
                     let valid = Swift.min(group, outputs - g * group)
                     for t in 0..<taps {
-                        let src = w + g * group * outputStride + c * inputStride + tapOffsets[t]
-                        for i in 0..<valid { p[i] = src[i * outputStride] }
+                        let src = g * group * outputStride + c * inputStride + tapOffsets[t]
+                        for i in 0..<valid { p[i] = w[at: src + i * outputStride] }
                         for i in valid..<group { p[i] = 0 }
                         p += group
                     }

@@ -5,17 +5,11 @@ public final class HalfTensor: @unchecked Sendable {
     public enum Format: String, Sendable {
         case float16 = "F16", bfloat16 = "BF16"
 
-        /// The Float32 value of 16 bits of this format, exactly: both widen without rounding. An F16 subnormal,
-        /// (−1)ˢ·m·2⁻²⁴, is made from its fields: a conversion may return 0 for it on a thread that flushes
-        /// denormals (`flushDenormals()`, which the engine's kernels set; F16C's does not, software ones may),
-        /// although each is a normal Float32.
+        /// The Float32 value of 16 bits of this format, exactly: both widen without rounding.
         @inline(__always) func widen(_ bits: UInt16) -> Float {
             switch self {
-            case .float16:
-                let magnitude = bits & 0x7FFF
-                let value = magnitude < 0x0400 ? Float(magnitude) * 0x1p-24 : Float(Float16(bitPattern: magnitude))
-                return bits & 0x8000 != 0 ? -value : value
-            case .bfloat16: return Float(bitPattern: UInt32(bits) << 16)
+            case .float16: Float16Format.widen(bits)
+            case .bfloat16: BFloat16Format.widen(bits)
             }
         }
     }
@@ -82,8 +76,8 @@ public final class HalfTensor: @unchecked Sendable {
         parallelFor(count, grain: 1 << 16) { range in
             // One loop per format, so that each vectorises.
             switch format {
-            case .float16: for i in range { p[i] = Format.float16.widen(q[i]) }
-            case .bfloat16: for i in range { p[i] = Format.bfloat16.widen(q[i]) }
+            case .float16: Float16Format.widen(q + range.lowerBound, count: range.count, into: p + range.lowerBound)
+            case .bfloat16: BFloat16Format.widen(q + range.lowerBound, count: range.count, into: p + range.lowerBound)
             }
         }
         return out
@@ -154,6 +148,117 @@ public enum StoredTensor {
         switch self {
         case .float(let t): t
         case .half(let h): h.widened()
+        }
+    }
+}
+
+/// Where a kernel's packing reads a weight's values: Float32 in place, or 16-bit values widened as they are read
+/// (exactly, as `HalfTensor.widened()` widens), so that 16-bit weights are packed for the register tiles without a
+/// widened copy of the whole tensor first (that copy is written once and read again for every use: about 8 bytes of
+/// memory traffic per weight).
+protocol WeightSource {
+    /// The value at offset i.
+    subscript(at i: Int) -> Float { get }
+    /// dst[j] = the value at offset i + j, for j < count.
+    func copy(_ i: Int, count: Int, into dst: UnsafeMutablePointer<Float>)
+    /// The values as a Float32 pointer, when that is what they are.
+    var floats: UnsafePointer<Float>? { get }
+    var values: WeightValues { get }
+}
+
+extension WeightSource {
+    /// `body` with `rows` rows of `count` values, row r from offset start + r·stride, as Float32 rows `ls` apart (the
+    /// second argument): in place, or widened into a pooled block (whose slack a kernel may read past the last row's
+    /// end).
+    @inline(__always) func withRows<R>(_ rows: Int, from start: Int, stride: Int, count: Int,
+                                       _ body: (UnsafePointer<Float>, Int) -> R) -> R {
+        if let floats { return body(floats + start, stride) }
+        return withBuffer(rows * count) { block in
+            for r in 0..<rows { copy(start + r * stride, count: count, into: block + r * count) }
+            return body(UnsafePointer(block), count)
+        }
+    }
+
+    /// `body` with the first `count` values as Float32: in place, or widened into a pooled buffer.
+    func withFloats<R>(count: Int, _ body: (UnsafePointer<Float>) -> R) -> R {
+        if let floats { return body(floats) }
+        return withBuffer(count) { buffer in
+            parallelFor(count, grain: 1 << 16) { range in
+                copy(range.lowerBound, count: range.count, into: buffer + range.lowerBound)
+            }
+            return body(buffer)
+        }
+    }
+}
+
+extension UnsafePointer: WeightSource where Pointee == Float {
+    @inline(__always) subscript(at i: Int) -> Float { self[i] }
+    @inline(__always) func copy(_ i: Int, count: Int, into dst: UnsafeMutablePointer<Float>) {
+        dst.update(from: self + i, count: count)
+    }
+    var floats: UnsafePointer<Float>? { self }
+    var values: WeightValues { .float(self) }
+}
+
+/// A 16-bit format's widening as a type, so that a kernel that reads 16-bit weights is compiled for one format.
+protocol HalfFormat {
+    static func widen(_ bits: UInt16) -> Float
+    static func values(_ v: HalfValues<Self>) -> WeightValues
+}
+
+extension HalfFormat {
+    /// q[j] = the value of p[j] for j < count: a plain loop, which the compiler vectorises (where SIMD types' own
+    /// conversions and selects compile to calls and scalar loops).
+    @inline(__always) static func widen(_ p: UnsafePointer<UInt16>, count: Int, into q: UnsafeMutablePointer<Float>) {
+        for j in 0..<count { q[j] = widen(p[j]) }
+    }
+}
+
+/// IEEE half precision: (−1)ˢ·2^(e−15)·1.m, or (−1)ˢ·m·2⁻²⁴ for a subnormal, made from its fields: a conversion may
+/// return 0 for a subnormal on a thread that flushes denormals (`flushDenormals()`, which the engine's kernels set;
+/// F16C's does not, software ones may), although each is a normal Float32.
+enum Float16Format: HalfFormat {
+    @inline(__always) static func widen(_ bits: UInt16) -> Float {
+        let magnitude = bits & 0x7FFF
+        let value = magnitude < 0x0400 ? Float(magnitude) * 0x1p-24 : Float(Float16(bitPattern: magnitude))
+        return bits & 0x8000 != 0 ? -value : value
+    }
+
+    static func values(_ v: HalfValues<Self>) -> WeightValues { .float16(v) }
+}
+
+/// bfloat16: the high 16 bits of a Float32.
+enum BFloat16Format: HalfFormat {
+    @inline(__always) static func widen(_ bits: UInt16) -> Float { Float(bitPattern: UInt32(bits) << 16) }
+
+    static func values(_ v: HalfValues<Self>) -> WeightValues { .bfloat16(v) }
+}
+
+/// A HalfTensor's values as a kernel reads them (the tensor must outlive the reads).
+struct HalfValues<Format: HalfFormat>: WeightSource {
+    let bits: UnsafePointer<UInt16>
+
+    @inline(__always) subscript(at i: Int) -> Float { Format.widen(bits[i]) }
+    @inline(__always) func copy(_ i: Int, count: Int, into dst: UnsafeMutablePointer<Float>) {
+        Format.widen(bits + i, count: count, into: dst)
+    }
+    var floats: UnsafePointer<Float>? { nil }
+    var values: WeightValues { Format.values(self) }
+}
+
+/// A weight's values, of any source: what a correlation's TapWeights keeps.
+enum WeightValues {
+    case float(UnsafePointer<Float>)
+    case float16(HalfValues<Float16Format>)
+    case bfloat16(HalfValues<BFloat16Format>)
+}
+
+extension HalfTensor {
+    /// The values as the kernels read them (the tensor must outlive the reads).
+    var values: WeightValues {
+        switch format {
+        case .float16: .float16(HalfValues(bits: bits))
+        case .bfloat16: .bfloat16(HalfValues(bits: bits))
         }
     }
 }

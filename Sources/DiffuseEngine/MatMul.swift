@@ -13,15 +13,16 @@ extension Kernels {
     /// columns are cut into panels of 48 (or of 32, on the narrow tile, where that wastes less) that the threads
     /// share out (or, with a single panel, C's row groups), and each panel of B is packed 256 rows deep and swept
     /// by the row groups. The pieces depend on the shape alone and every element of C is one sum in one order, so
-    /// the result does not depend on the thread count.
-    static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
-                      _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, beta: Float = 0,
-                      _ c: UnsafeMutablePointer<Float>) {
+    /// the result does not depend on the thread count. B may be 16-bit values (HalfValues), widened as they are
+    /// packed.
+    static func sgemm<B: WeightSource>(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                                       _ a: UnsafePointer<Float>, _ b: B, beta: Float = 0,
+                                       _ c: UnsafeMutablePointer<Float>) {
         guard m > 0 && n > 0 else { return }
         if beta != 1 { scaleInPlace(c, count: m * n, by: beta) }
         guard k > 0 else { return }
         if m <= tileRows && transB && !transA && alpha == 1 {
-            return rowsTimesRows(m: m, n: n, k: k, a, b, accumulate: beta != 0, c)
+            return b.withFloats(count: k * n) { rowsTimesRows(m: m, n: n, k: k, a, $0, accumulate: beta != 0, c) }
         }
         // Taller than wide, B's packing (k·n) costs less than A's (m·k) that it saves.
         if n % channelTileOutputs == 0 && !transA && alpha == 1 && m >= n {
@@ -69,19 +70,20 @@ extension Kernels {
     /// of linear layers over channels, packing A cost as much as the product), against a row of B's 64 columns
     /// (packed [block][k][64] unless B is one such block already). A long inner dimension is cut into depth blocks
     /// whose rows of B stay in L2 while every tile sweeps them (Caches.productDepth), C accumulated over them.
-    private static func rowsTimesBlocks(m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                                        transB: Bool, accumulate: Bool, _ c: UnsafeMutablePointer<Float>) {
+    private static func rowsTimesBlocks<B: WeightSource>(m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, _ b: B,
+                                                         transB: Bool, accumulate: Bool,
+                                                         _ c: UnsafeMutablePointer<Float>) {
         let (rows, width) = (channelTilePositions, channelTileOutputs)
         let (tiles, blocks) = ((m + rows - 1) / rows, n / width)
-        let packs = transB || blocks > 1
+        let packs = transB || blocks > 1 || b.floats == nil
         withBuffer(packs ? k * n : 0) { packed in
             if packs {
                 // B's column j, row s as a correlation's weight (output j, step s): packed as channel tiles' are.
-                let weights = TapWeights(w: b, count: k * n, outputs: n, inputs: k, outputStride: transB ? k : 1,
-                                         inputStride: transB ? 1 : n, tapOffsets: [0])
+                let weights = TapWeights(values: b.values, count: k * n, outputs: n, inputs: k,
+                                         outputStride: transB ? k : 1, inputStride: transB ? 1 : n, tapOffsets: [0])
                 packTaps(weights, group: width, into: packed)
             }
-            let w = packs ? UnsafePointer(packed) : b
+            let w = packs ? UnsafePointer(packed) : b.floats!
             let depthBlock = Engine.caches.productDepth(columns: n)
             withUnsafeTemporaryAllocation(of: Int.self, capacity: k) { index in
                 for s in 0..<k { index[s] = s }
@@ -115,8 +117,9 @@ extension Kernels {
 
     /// C (+)= A·op(B) with A packed by packRows: the register tile over panels of `width` (48 or 32) columns of C,
     /// each panel of B packed 256 rows deep at a time, C accumulated over the depth blocks.
-    private struct PackedProduct {
-        let a, b: UnsafePointer<Float>
+    private struct PackedProduct<B: WeightSource> {
+        let a: UnsafePointer<Float>
+        let b: B
         let c: UnsafeMutablePointer<Float>
         let m, n, k, width: Int
         let transB, accumulate: Bool
@@ -164,16 +167,29 @@ extension Kernels {
 
     /// Packs rows `rows` × columns `columns` of B (k × n; stored transposed, n × k, when `transposed`) into
     /// rows of 48 floats, zero past the last column.
-    fileprivate static func packColumns(_ b: UnsafePointer<Float>, transposed: Bool, n: Int, k: Int, rows: Range<Int>,
-                                    columns: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
+    fileprivate static func packColumns<B: WeightSource>(_ b: B, transposed: Bool, n: Int, k: Int, rows: Range<Int>,
+                                                         columns: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
         let width = columns.count
         if transposed {
-            for (j, col) in columns.enumerated() {
-                let src = b + col * k
-                for (r, row) in rows.enumerated() { dst[r * tileColumns + j] = src[row] }
+            // By 16 × 16 transpositions, where whole; one by one at the edges.
+            let (whole, deep) = (width / 16 * 16, rows.count / 16 * 16)
+            for j in Swift.stride(from: 0, to: whole, by: 16) {
+                let start = (columns.lowerBound + j) * k + rows.lowerBound
+                b.withRows(16, from: start, stride: k, count: deep) { block, ls in
+                    for r in Swift.stride(from: 0, to: deep, by: 16) {
+                        transpose16(block + r, ls, dst + r * tileColumns + j, tileColumns)
+                    }
+                }
+            }
+            for j in 0..<width {
+                let src = (columns.lowerBound + j) * k + rows.lowerBound
+                for r in (j < whole ? deep : 0)..<rows.count { dst[r * tileColumns + j] = b[at: src + r] }
             }
         } else {
-            for (r, row) in rows.enumerated() { (dst + r * tileColumns).update(from: b + row * n + columns.lowerBound, count: width) }
+            for (r, row) in rows.enumerated() {
+                let (src, to) = (row * n + columns.lowerBound, dst + r * tileColumns)
+                b.copy(src, count: width, into: to)
+            }
         }
         if width < tileColumns {
             for r in 0..<rows.count { (dst + r * tileColumns + width).update(repeating: 0, count: tileColumns - width) }
@@ -201,7 +217,8 @@ extension Kernels {
         // One product after another, each on every thread: products run side by side would take their scratch from
         // the pool in an order that changes from run to run.
         for i in 0..<batch.reduce(1, *) {
-            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, pa + i * m * k, pb + i * k * n, po + i * m * n)
+            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, pa + i * m * k, UnsafePointer(pb + i * k * n),
+                  po + i * m * n)
         }
         return out
     }
@@ -246,5 +263,27 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
 /// y = x·Wᵀ + b, with W of shape [out, in] (PyTorch's layout) and x of shape [..., in].
 public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     let y = matmul(x, weight, transposeB: true)
+    return bias.map { add(y, $0) } ?? y
+}
+
+/// linear with a weight kept in 16 bits, packed for the product straight from its 16-bit values (no widened copy of
+/// it is made): the same values as linear of `weight.widened()`. For inference: the gradient reaches x and the
+/// bias, never the weight.
+public func linear(_ x: Tensor, weight: HalfTensor, bias: Tensor?) -> Tensor {
+    precondition(x.rank >= 2 && weight.shape.count == 2 && x.shape.last == weight.shape[1],
+                 "linear of \(x.shape) with a weight of shape \(weight.shape)")
+    let (n, k) = (weight.shape[0], weight.shape[1])
+    let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [n])
+    let (a, c, m) = (UnsafePointer(x.storage.pointer), out.storage.pointer, x.count / k)
+    withExtendedLifetime(weight) {
+        switch weight.values {
+        case .float(let w): Kernels.sgemm(transA: false, transB: true, m: m, n: n, k: k, a, w, c)
+        case .float16(let w): Kernels.sgemm(transA: false, transB: true, m: m, n: n, k: k, a, w, c)
+        case .bfloat16(let w): Kernels.sgemm(transA: false, transB: true, m: m, n: n, k: k, a, w, c)
+        }
+    }
+    let y = out.recording(inputs: [x]) { g in
+        [x.requiresGrad ? matmul(g.reshaped([-1, n]), weight.widened()).reshaped(x.shape) : nil]
+    }
     return bias.map { add(y, $0) } ?? y
 }

@@ -20,21 +20,37 @@ enum Winograd {
     /// channels per step, the input channels as the steps): u[((ξ·groups + ⌊o/8⌋)·inputs + c)·8 + o mod 8] = U_{o,c}[ξ]
     /// for ξ = 4·row + column, zero past the last output channel; 8 output channels at a time, in vectors. Kernel
     /// element (i, j) lies at w[o·outputStride + c·inputStride + 3i + j], or at 8 − (3i + j) when `flipped` (rotated
-    /// by 180°, as an input gradient takes it).
-    static func transformWeights(_ w: UnsafePointer<Float>, outputs: Int, inputs: Int, outputStride: Int,
-                                 inputStride: Int, flipped: Bool, into u: UnsafeMutablePointer<Float>) {
+    /// by 180°, as an input gradient takes it). 16-bit kernels are widened first, 16 input channels of 8 output
+    /// channels at a time where each output channel's kernels lie side by side (runs of 144 values), else one.
+    static func transformWeights<S: WeightSource>(_ w: S, outputs: Int, inputs: Int, outputStride: Int,
+                                                  inputStride: Int, flipped: Bool, into u: UnsafeMutablePointer<Float>) {
         typealias Eight = SIMD8<Float>
         let groups = (outputs + 7) / 8, plane = groups * inputs * 8
         // G times a column (a, b, d) of g, or Gᵀ a row of G g: (a, (a + b + d)/2, (a − b + d)/2, d).
         @inline(__always) func times(_ a: Eight, _ b: Eight, _ d: Eight) -> (Eight, Eight, Eight, Eight) {
             (a, 0.5 * (a + b + d), 0.5 * (a - b + d), d)
         }
-        parallelFor(groups * inputs, grain: 256) { range in
+        let span = inputStride == 9 ? 16 : 1, staging = w.floats == nil ? 8 * 9 * span : 0
+        parallelFor(groups * inputs, grain: 256) { range in withUnsafeTemporaryAllocation(of: Float.self, capacity: staging) { staged in
+            var stagedFrom = 0  // the first input channel staged
             for unit in range {
                 let (group, c) = (unit / inputs, unit % inputs)
-                let valid = Swift.min(8, outputs - group * 8), k = w + group * 8 * outputStride + c * inputStride
+                let valid = Swift.min(8, outputs - group * 8), first = group * 8 * outputStride + c * inputStride
+                let (k, os): (UnsafePointer<Float>, Int)
+                if let floats = w.floats {
+                    (k, os) = (floats + first, outputStride)
+                } else {
+                    if unit == range.lowerBound || c % span == 0 {
+                        let count = 9 * Swift.min(span - c % span, inputs - c)
+                        for i in 0..<valid {
+                            w.copy(first + i * outputStride, count: count, into: staged.baseAddress! + 9 * span * i)
+                        }
+                        stagedFrom = c
+                    }
+                    (k, os) = (UnsafePointer(staged.baseAddress! + 9 * (c - stagedFrom)), 9 * span)
+                }
                 @inline(__always) func g(_ r: Int, _ s: Int) -> Eight {
-                    let (e, os) = (flipped ? 8 - 3 * r - s : 3 * r + s, outputStride)
+                    let e = flipped ? 8 - 3 * r - s : 3 * r + s
                     if valid == 8 {
                         return Eight(k[e], k[os + e], k[2 * os + e], k[3 * os + e], k[4 * os + e], k[5 * os + e],
                                      k[6 * os + e], k[7 * os + e])
@@ -58,7 +74,7 @@ enum Winograd {
                 put(2, times(c0.2, c1.2, c2.2))
                 put(3, times(c0.3, c1.3, c2.3))
             }
-        }
+        } }
     }
 
     /// A convolution's sizes, and its tiles: 2×2 blocks of outputs, ⌈height/2⌉ rows × ⌈width/2⌉ columns of them per

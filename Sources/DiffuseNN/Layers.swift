@@ -19,7 +19,11 @@ public final class Linear: Module {
         if let b = self.bias { register("bias", b) }
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight.tensor, bias: bias?.tensor) }
+    /// x·Wᵀ + b; a 16-bit weight is read as it is (no widened copy).
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        if let half = weight.half { return linear(x, weight: half, bias: bias?.tensor) }
+        return linear(x, weight: weight.tensor, bias: bias?.tensor)
+    }
 }
 
 /// A 2D convolution over NCHW input.
@@ -49,8 +53,12 @@ public final class Conv2d: Module {
         if let b = self.bias { register("bias", b) }
     }
 
+    /// The convolution; a 16-bit kernel is read as it is (no widened copy).
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        conv2d(x, weight: weight.tensor, bias: bias?.tensor, stride: stride, padding: padding)
+        if let half = weight.half {
+            return conv2d(x, weight: half, bias: bias?.tensor, stride: stride, padding: padding)
+        }
+        return conv2d(x, weight: weight.tensor, bias: bias?.tensor, stride: stride, padding: padding)
     }
 }
 
