@@ -122,11 +122,11 @@ extension Kernels {
             return
         }
         if weights.rowsContiguous && steps.count % 16 == 0 {
-            for i0 in Swift.stride(from: 0, to: group, by: 16) {
-                let start = (o0 + i0) * outputStride + first
-                w.withRows(16, from: start, stride: outputStride, count: steps.count) { rows, ls in
-                    for s0 in Swift.stride(from: 0, to: steps.count, by: 16) {
-                        transpose16(rows + s0, ls, chunk + s0 * group + i0, group)
+            for s0 in Swift.stride(from: 0, to: steps.count, by: 16) {
+                for i0 in Swift.stride(from: 0, to: group, by: 16) {
+                    let start = (o0 + i0) * outputStride + first + s0
+                    w.withRows(16, from: start, stride: outputStride, count: 16) { rows, ls in
+                        transpose16(rows, ls, chunk + s0 * group + i0, group)
                     }
                 }
             }

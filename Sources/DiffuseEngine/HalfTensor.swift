@@ -168,14 +168,15 @@ protocol WeightSource {
 
 extension WeightSource {
     /// `body` with `rows` rows of `count` values, row r from offset start + r·stride, as Float32 rows `ls` apart (the
-    /// second argument): in place, or widened into a pooled block (whose slack a kernel may read past the last row's
-    /// end).
+    /// second argument): in place, or widened into a block on the stack (for the small blocks a transposition takes:
+    /// a pooled buffer costs a lock and a search per block, which two threads packing side by side wait on), with
+    /// 16 floats of slack that a kernel may read past the last row's end.
     @inline(__always) func withRows<R>(_ rows: Int, from start: Int, stride: Int, count: Int,
                                        _ body: (UnsafePointer<Float>, Int) -> R) -> R {
         if let floats { return body(floats + start, stride) }
-        return withBuffer(rows * count) { block in
-            for r in 0..<rows { copy(start + r * stride, count: count, into: block + r * count) }
-            return body(UnsafePointer(block), count)
+        return withUnsafeTemporaryAllocation(of: Float.self, capacity: rows * count + 16) { block in
+            for r in 0..<rows { copy(start + r * stride, count: count, into: block.baseAddress! + r * count) }
+            return body(UnsafePointer(block.baseAddress!), count)
         }
     }
 

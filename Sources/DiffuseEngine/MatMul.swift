@@ -174,10 +174,10 @@ extension Kernels {
             // By 16 × 16 transpositions, where whole; one by one at the edges.
             let (whole, deep) = (width / 16 * 16, rows.count / 16 * 16)
             for j in Swift.stride(from: 0, to: whole, by: 16) {
-                let start = (columns.lowerBound + j) * k + rows.lowerBound
-                b.withRows(16, from: start, stride: k, count: deep) { block, ls in
-                    for r in Swift.stride(from: 0, to: deep, by: 16) {
-                        transpose16(block + r, ls, dst + r * tileColumns + j, tileColumns)
+                for r in Swift.stride(from: 0, to: deep, by: 16) {
+                    let start = (columns.lowerBound + j) * k + rows.lowerBound + r
+                    b.withRows(16, from: start, stride: k, count: 16) { block, ls in
+                        transpose16(block, ls, dst + r * tileColumns + j, tileColumns)
                     }
                 }
             }
