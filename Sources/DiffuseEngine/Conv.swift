@@ -120,10 +120,11 @@ public func conv2d(_ x: Tensor, weight: HalfTensor, bias: Tensor?, stride: Int =
     convolutionTrace?.calls[geo, default: (plan, 0)].calls += 1
     let out = Tensor(uninitialized: [geo.n, geo.o, geo.oh, geo.ow])
     withExtendedLifetime(weight) {
-        switch weight.values {
-        case .float(let w): convForward(x, weight: w, frozen: nil, bias: bias, geo, plan, into: out)
-        case .float16(let w): convForward(x, weight: w, frozen: nil, bias: bias, geo, plan, into: out)
-        case .bfloat16(let w): convForward(x, weight: w, frozen: nil, bias: bias, geo, plan, into: out)
+        switch weight.format {
+        case .float16:
+            convForward(x, weight: HalfValues<Float16Format>(weight), frozen: nil, bias: bias, geo, plan, into: out)
+        case .bfloat16:
+            convForward(x, weight: HalfValues<BFloat16Format>(weight), frozen: nil, bias: bias, geo, plan, into: out)
         }
     }
     return out.recording(inputs: [x] + (bias.map { [$0] } ?? [])) { g in

@@ -239,6 +239,9 @@ enum BFloat16Format: HalfFormat {
 struct HalfValues<Format: HalfFormat>: WeightSource {
     let bits: UnsafePointer<UInt16>
 
+    /// The tensor's values, read as `Format` (which must be the tensor's).
+    init(_ tensor: HalfTensor) { bits = UnsafePointer(tensor.bits) }
+
     @inline(__always) subscript(at i: Int) -> Float { Format.widen(bits[i]) }
     @inline(__always) func copy(_ i: Int, count: Int, into dst: UnsafeMutablePointer<Float>) {
         Format.widen(bits + i, count: count, into: dst)
@@ -254,12 +257,3 @@ enum WeightValues {
     case bfloat16(HalfValues<BFloat16Format>)
 }
 
-extension HalfTensor {
-    /// The values as the kernels read them (the tensor must outlive the reads).
-    var values: WeightValues {
-        switch format {
-        case .float16: .float16(HalfValues(bits: bits))
-        case .bfloat16: .bfloat16(HalfValues(bits: bits))
-        }
-    }
-}

@@ -276,10 +276,9 @@ public func linear(_ x: Tensor, weight: HalfTensor, bias: Tensor?) -> Tensor {
     let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [n])
     let (a, c, m) = (UnsafePointer(x.storage.pointer), out.storage.pointer, x.count / k)
     withExtendedLifetime(weight) {
-        switch weight.values {
-        case .float(let w): Kernels.sgemm(transA: false, transB: true, m: m, n: n, k: k, a, w, c)
-        case .float16(let w): Kernels.sgemm(transA: false, transB: true, m: m, n: n, k: k, a, w, c)
-        case .bfloat16(let w): Kernels.sgemm(transA: false, transB: true, m: m, n: n, k: k, a, w, c)
+        switch weight.format {
+        case .float16: Kernels.sgemm(transA: false, transB: true, m: m, n: n, k: k, a, HalfValues<Float16Format>(weight), c)
+        case .bfloat16: Kernels.sgemm(transA: false, transB: true, m: m, n: n, k: k, a, HalfValues<BFloat16Format>(weight), c)
         }
     }
     let y = out.recording(inputs: [x]) { g in
