@@ -2,8 +2,9 @@ import Foundation
 
 // Scaled dot-product attention as one fused kernel each way, head by head, so that the L×S score matrix of a
 // head never leaves cache (for a 16×16 feature map at batch 8 with 32 heads, the scores alone would be 67 MB per
-// layer). Keys and values are held transposed, 16 keys to a vector, which suits any head size (diffusers' U-Nets
-// use heads of 8 channels). The backward pass recomputes the probabilities from the saved log-sum-exp of each row.
+// layer). The scores run on the register tile (8 query rows × 48 keys), Kᵀ packed in its panels, which suits any
+// head size (diffusers' U-Nets use heads of 8 channels, Stable Diffusion's of 40 to 160). The backward pass
+// recomputes the probabilities from the saved log-sum-exp of each row.
 
 /// Attention(Q, K, V) = softmax(Q·Kᵀ·scale)·V over the last two dimensions: queries [..., L, D], keys [..., S, D],
 /// values [..., S, E], the same leading (batch, head) dimensions; scale defaults to 1/√D. `causal`: query i sees the
@@ -46,38 +47,53 @@ public func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, sca
     }
 }
 
-/// One head of attention: L queries and S keys of D values, values of E; keys padded to a multiple of 16. The query
-/// rows go 8 at a time (a last block repeats its last row, with a zero output gradient), so that each pass over Kᵀ,
+/// One head of attention: L queries and S keys of D values, values of E; keys padded to whole panels of the register
+/// tile (48), on which the scores are taken. The query rows go 8 at a time (a last block repeats its last row, with a zero output gradient), so that each pass over Kᵀ,
 /// Vᵀ and their gradients, read from L2, serves 8 rows.
 private struct AttentionHead {
     let l, s, d, e: Int
     let scale: Float
     /// Whether query i sees only the keys j ≤ i.
     let causal: Bool
-    var padded: Int { (s + 15) / 16 * 16 }
+    var padded: Int { (s + Kernels.tileColumns - 1) / Kernels.tileColumns * Kernels.tileColumns }
+    /// The distance between the rows of Kᵀ, Vᵀ and their gradients: 16 floats past `padded`, so that the rows (of
+    /// a power-of-two length, often) do not all fall in the same sets of the L1 cache.
+    var rowStride: Int { padded + 16 }
 
     /// Eight vectors, one per row of a block.
     typealias Rows = (Lanes, Lanes, Lanes, Lanes, Lanes, Lanes, Lanes, Lanes)
     static let zeroRows: Rows = (Lanes(), Lanes(), Lanes(), Lanes(), Lanes(), Lanes(), Lanes(), Lanes())
 
-    /// The forward pass' blocks: `queryBlock` query rows against `keyBlock` keys at a time, so that a block of Kᵀ
-    /// and V stays in cache while every row of the query block uses it.
-    static let queryBlock = 128, keyBlock = 256
+    /// The forward pass' blocks: `queryBlock` query rows against `keyBlock` keys (5 panels) at a time, so that a
+    /// block of Kᵀ and V stays in cache while every row of the query block uses it.
+    static let queryBlock = 128, keyBlock = 5 * Kernels.tileColumns
     /// V's rows padded to whole vectors.
     var paddedE: Int { (e + 15) / 16 * 16 }
 
-    /// Floats for the forward pass (Kᵀ, V's padded rows, 8 rows of a key block's scores, the query block's outputs,
-    /// running maxima and sums) or the backward pass (Kᵀ and Vᵀ zero-padded, their gradients, 8 rows of scores and 8
-    /// of their gradients, and E zeros: the output gradient of a block's repeated rows), whichever is more.
+    /// Floats for the forward pass (Kᵀ in panels, V's padded rows, 8 rows of a key block's scores, 8 packed query
+    /// rows, the query block's outputs, running maxima and sums) or the backward pass (Kᵀ in panels, Kᵀ and Vᵀ
+    /// zero-padded, their gradients, 8 rows of scores and 8 of their gradients, 8 packed query rows, and E zeros: the
+    /// output gradient of a block's repeated rows), whichever is more.
     var scratch: Int {
-        let forward = d * padded + padded * paddedE + 8 * Self.keyBlock + Self.queryBlock * (paddedE + 2)
-        return Swift.max(forward, padded * (2 * d + 2 * e + 16) + e)
+        let forward = d * padded + padded * paddedE + 8 * Self.keyBlock + 8 * d + Self.queryBlock * (paddedE + 2)
+        return Swift.max(forward, d * padded + rowStride * (2 * d + 2 * e) + 16 * padded + 8 * d + e)
+    }
+
+    /// Kᵀ in the register tile's panels: kp[(j / 48)·48·D + 48·c + j mod 48] = K[j][c] for j < S, zero past S.
+    private func panels(_ k: UnsafePointer<Float>, into kp: UnsafeMutablePointer<Float>) {
+        let columns = Kernels.tileColumns
+        for j0 in Swift.stride(from: 0, to: padded, by: columns) {
+            let panel = kp + j0 * d
+            for c in 0..<d {
+                for jj in 0..<columns { panel[c * columns + jj] = j0 + jj < s ? k[(j0 + jj) * d + c] : 0 }
+            }
+        }
     }
 
     /// dst[c][j] = src[j][c] for j < S, zero for S ≤ j < padded.
     private func transpose(_ src: UnsafePointer<Float>, columns: Int, into dst: UnsafeMutablePointer<Float>) {
         for c in 0..<columns {
-            let row = dst + c * padded
+            let row = dst + c * rowStride
             for j in 0..<s { row[j] = src[j * columns + c] }
             for j in s..<padded { row[j] = 0 }
         }
@@ -91,27 +107,23 @@ private struct AttentionHead {
         return (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7))
     }
 
-    /// out[r][j − keys.lowerBound] = scale·Σ_c Q[first + r][c]·kt[c][j] for r < 8 and j in `keys` (rows of
-    /// `keys.count`, a multiple of 16), −∞ past S and, when causal, past the row's own index (the forward and the
-    /// backward pass both take their scores here).
-    private func scores(_ q: UnsafePointer<Float>, first: Int, _ kt: UnsafePointer<Float>, keys: Range<Int>,
-                        into out: UnsafeMutablePointer<Float>) {
-        let query = rows(q, first, width: d), width = keys.count
-        for j in Swift.stride(from: keys.lowerBound, to: keys.upperBound, by: 16) {
-            var acc = AttentionHead.zeroRows
-            for c in 0..<d {
-                let kv = Kernels.load(kt + c * padded + j)
-                acc.0 = acc.0.addingProduct(Lanes(repeating: query.0[c]), kv)
-                acc.1 = acc.1.addingProduct(Lanes(repeating: query.1[c]), kv)
-                acc.2 = acc.2.addingProduct(Lanes(repeating: query.2[c]), kv)
-                acc.3 = acc.3.addingProduct(Lanes(repeating: query.3[c]), kv)
-                acc.4 = acc.4.addingProduct(Lanes(repeating: query.4[c]), kv)
-                acc.5 = acc.5.addingProduct(Lanes(repeating: query.5[c]), kv)
-                acc.6 = acc.6.addingProduct(Lanes(repeating: query.6[c]), kv)
-                acc.7 = acc.7.addingProduct(Lanes(repeating: query.7[c]), kv)
-            }
-            AttentionHead.store(acc, scaledBy: scale, out + j - keys.lowerBound, width)
+    /// out[r][j − keys.lowerBound] = scale·Σ_c Q[first + r][c]·K[j][c] for r < 8 and j in `keys` (rows of
+    /// `keys.count`, whole panels), −∞ past S and, when causal, past the row's own index (the forward and the
+    /// backward pass both take their scores here). The product runs on the register tile, the 8 query rows packed
+    /// into `qa` ([c][r]) against Kᵀ's panels `kp` (`panels`); each score is one sum over c in order, then scaled.
+    private func scores(_ q: UnsafePointer<Float>, first: Int, _ kp: UnsafePointer<Float>, keys: Range<Int>,
+                        qa: UnsafeMutablePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+        let width = keys.count, columns = Kernels.tileColumns
+        for r in 0..<8 {
+            let row = q + Swift.min(first + r, l - 1) * d
+            for c in 0..<d { qa[c * 8 + r] = row[c] }
         }
+        for j in Swift.stride(from: keys.lowerBound, to: keys.upperBound, by: columns) {
+            Kernels.tile(channels: d, taps: 1, a: qa, b: kp + j * d, bChannel: columns, bTap: Kernels.noTaps,
+                         out: out + j - keys.lowerBound, ldo: width, accumulate: false)
+        }
+        let factor = Lanes(repeating: scale)
+        for i in Swift.stride(from: 0, to: 8 * width, by: 16) { Kernels.store(Kernels.load(out + i) * factor, out + i) }
         for r in 0..<8 {
             let end = causal ? Swift.min(Swift.min(first + r, l - 1) + 1, s) : s
             for j in Swift.min(Swift.max(end, keys.lowerBound), keys.upperBound)..<keys.upperBound {
@@ -143,10 +155,10 @@ private struct AttentionHead {
     func forward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
                  logSumExp: UnsafeMutablePointer<Float>?, scratch: UnsafeMutablePointer<Float>) {
         let ep = paddedE
-        let kt = scratch, vp = scratch + d * padded
-        let p = vp + padded * ep, o = p + 8 * Self.keyBlock
+        let kp = scratch, vp = scratch + d * padded
+        let p = vp + padded * ep, qa = p + 8 * Self.keyBlock, o = qa + 8 * d
         let m = o + Self.queryBlock * ep, total = m + Self.queryBlock
-        transpose(k, columns: d, into: kt)
+        panels(k, into: kp)
         for j in 0..<padded {
             let row = vp + j * ep
             if j < s { row.update(from: v + j * e, count: e) } else { row.update(repeating: 0, count: e) }
@@ -161,15 +173,14 @@ private struct AttentionHead {
                 let keys = keyStart..<Swift.min(keyStart + Self.keyBlock, padded), width = keys.count
                 for group in 0..<groups {
                     let first = block + 8 * group
-                    scores(q, first: first, kt, keys: keys, into: p)
+                    scores(q, first: first, kp, keys: keys, qa: qa, into: p)
                     for r in 0..<8 {
                         let row = p + r * width, i = 8 * group + r
                         let blockMax = Kernels.maximum(row, width), newMax = Swift.max(m[i], blockMax)
                         // A row whose keys so far are all masked keeps m = −∞ and nothing summed.
                         guard newMax > -.infinity else { continue }
                         let correction = fastExp(m[i] - newMax)
-                        for j in 0..<width { row[j] = fastExp(row[j] - newMax) }
-                        total[i] = total[i] * correction + Kernels.sum(row, width)
+                        total[i] = total[i] * correction + Self.exponentiate(row, width, minus: newMax)
                         m[i] = newMax
                         if correction != 1 {
                             let oi = o + i * ep
@@ -185,6 +196,28 @@ private struct AttentionHead {
                 logSumExp?[block + r] = m[r] + Foundation.log(total[r])
             }
         }
+    }
+
+    /// row[j] ← e^(row[j] − shift) for j < n (a multiple of 16); returns their sum, added as Kernels.sum adds.
+    private static func exponentiate(_ row: UnsafeMutablePointer<Float>, _ n: Int, minus shift: Float) -> Float {
+        let m = Lanes(repeating: shift)
+        var a0 = Lanes(), a1 = Lanes(), a2 = Lanes(), a3 = Lanes()
+        var i = 0
+        while i + 64 <= n {
+            let (p0, p1, p2, p3) = (row + i, row + i + 16, row + i + 32, row + i + 48)
+            let (y0, y1) = (fastExp(Kernels.load(p0) - m), fastExp(Kernels.load(p1) - m))
+            let (y2, y3) = (fastExp(Kernels.load(p2) - m), fastExp(Kernels.load(p3) - m))
+            Kernels.store(y0, p0); Kernels.store(y1, p1); Kernels.store(y2, p2); Kernels.store(y3, p3)
+            a0 += y0; a1 += y1; a2 += y2; a3 += y3
+            i += 64
+        }
+        while i < n {
+            let y = fastExp(Kernels.load(row + i) - m)
+            Kernels.store(y, row + i)
+            a0 += y
+            i += 16
+        }
+        return Kernels.laneTotal((a0 + a1) + (a2 + a3))
     }
 
     /// o[r][c] += Σ_j p[r][j]·vp[j][c] for 8 rows r, j < width, over V's padded rows (`paddedE` wide), 48 columns
@@ -221,18 +254,19 @@ private struct AttentionHead {
     func backward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafePointer<Float>,
                   logSumExp: UnsafePointer<Float>, gradOut: UnsafePointer<Float>, gradQ: UnsafeMutablePointer<Float>,
                   gradK: UnsafeMutablePointer<Float>, gradV: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        let (kt, vt) = (scratch, scratch + d * padded)
-        let (gkt, gvt) = (scratch + (d + e) * padded, scratch + (2 * d + e) * padded)
-        let (p, gs) = (scratch + (2 * d + 2 * e) * padded, scratch + (2 * d + 2 * e + 8) * padded)
-        let zeros = scratch + (2 * d + 2 * e + 16) * padded  // the output gradient of repeated rows
+        let kp = scratch, kt = scratch + d * padded, vt = kt + d * rowStride
+        let (gkt, gvt) = (kt + (d + e) * rowStride, kt + (2 * d + e) * rowStride)
+        let p = kt + (2 * d + 2 * e) * rowStride, gs = p + 8 * padded, qa = gs + 8 * padded
+        let zeros = qa + 8 * d  // the output gradient of repeated rows
+        panels(k, into: kp)
         transpose(k, columns: d, into: kt)
         transpose(v, columns: e, into: vt)
-        gkt.update(repeating: 0, count: (d + e) * padded)
+        gkt.update(repeating: 0, count: (d + e) * rowStride)
         zeros.update(repeating: 0, count: e)
         var delta = [Float](repeating: 0, count: 8)
         for first in Swift.stride(from: 0, to: l, by: 8) {
             let count = Swift.min(8, l - first)
-            scores(q, first: first, kt, keys: 0..<padded, into: p)
+            scores(q, first: first, kp, keys: 0..<padded, qa: qa, into: p)
             for r in 0..<8 {
                 let (row, lse) = (p + r * padded, logSumExp[Swift.min(first + r, l - 1)])
                 for j in 0..<padded { row[j] = fastExp(row[j] - lse) }
@@ -254,7 +288,7 @@ private struct AttentionHead {
                                             Lanes(repeating: go.2[c]), Lanes(repeating: go.3[c]))
                     let (g4, g5, g6, g7) = (Lanes(repeating: go.4[c]), Lanes(repeating: go.5[c]),
                                             Lanes(repeating: go.6[c]), Lanes(repeating: go.7[c]))
-                    let vv = Kernels.load(vt + c * padded + j), grow = gvt + c * padded + j
+                    let vv = Kernels.load(vt + c * rowStride + j), grow = gvt + c * rowStride + j
                     dp.0 = dp.0.addingProduct(g0, vv); dp.1 = dp.1.addingProduct(g1, vv)
                     dp.2 = dp.2.addingProduct(g2, vv); dp.3 = dp.3.addingProduct(g3, vv)
                     dp.4 = dp.4.addingProduct(g4, vv); dp.5 = dp.5.addingProduct(g5, vv)
@@ -279,7 +313,7 @@ private struct AttentionHead {
                 let (q4, q5, q6, q7) = (Lanes(repeating: query.4[c]), Lanes(repeating: query.5[c]),
                                         Lanes(repeating: query.6[c]), Lanes(repeating: query.7[c]))
                 for j in Swift.stride(from: 0, to: padded, by: 16) {
-                    let kv = Kernels.load(kt + c * padded + j), grow = gkt + c * padded + j, g = load(gs, j)
+                    let kv = Kernels.load(kt + c * rowStride + j), grow = gkt + c * rowStride + j, g = load(gs, j)
                     acc.0 = acc.0.addingProduct(g.0, kv); acc.1 = acc.1.addingProduct(g.1, kv)
                     acc.2 = acc.2.addingProduct(g.2, kv); acc.3 = acc.3.addingProduct(g.3, kv)
                     acc.4 = acc.4.addingProduct(g.4, kv); acc.5 = acc.5.addingProduct(g.5, kv)
@@ -296,8 +330,8 @@ private struct AttentionHead {
             }
         }
         for j in 0..<s {
-            for c in 0..<d { gradK[j * d + c] = gkt[c * padded + j] }
-            for c in 0..<e { gradV[j * e + c] = gvt[c * padded + j] }
+            for c in 0..<d { gradK[j * d + c] = gkt[c * rowStride + j] }
+            for c in 0..<e { gradV[j * e + c] = gvt[c * rowStride + j] }
         }
     }
 }

@@ -293,8 +293,8 @@ final class OpTests: XCTestCase {
     }
 
     /// Attention against plain loops (in Double) where its kernels take the query rows 8 at a time with a partial
-    /// last block (21 queries), keys past a multiple of 16 (37), and heads of 40 and 24 channels; and where the
-    /// forward pass runs several blocks of queries (150 > 128) and of keys (530 > 2·256, the last partial), with
+    /// last block (21 queries), keys past a whole panel of 48 (37), and heads of 40 and 24 channels; and where the
+    /// forward pass runs several blocks of queries (150 > 128) and of keys (530 > 2·240, the last partial), with
     /// values of 56 channels (two column passes, the last partial): with and without the causal mask, output and the
     /// three gradients, the same bits on 1 and 2 threads.
     func testAttentionMatchesPlainLoops() {
