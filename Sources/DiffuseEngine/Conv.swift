@@ -34,6 +34,9 @@ public struct ConvGeometry: Hashable, Sendable, CustomStringConvertible {
     var taps: Int { kh * kw }
     /// A 3×3 kernel at stride 1 with one row and column of padding: what Winograd's F(2×2, 3×3) runs.
     var fitsWinograd: Bool { kh == 3 && kw == 3 && stride == 1 && py == 1 && px == 1 }
+    /// A 1×1 kernel at stride 1 without padding: each image's output is the weights (outputs × channels) times its
+    /// input (channels × positions), what the product algorithm runs.
+    var isPointwise: Bool { kh == 1 && kw == 1 && stride == 1 && py == 0 && px == 0 }
     public var description: String {
         "\(n)×\(c)×\(h)×\(w) → \(o), \(kh)×\(kw)" + (stride > 1 ? " stride \(stride)" : "")
             + (py > 0 || px > 0 ? " padding \(py == px ? "\(py)" : "(\(py), \(px))")" : "")
@@ -166,6 +169,12 @@ private func convForward<S: WeightSource>(_ x: Tensor, weight: S, frozen key: Te
         }) { u in
             Winograd.correlate(x.storage.pointer, tiles, weights: u, bias: biasPointer, out: out.storage.pointer)
         }
+    case .product:
+        let positions = geo.h * geo.w
+        weight.withFloats(count: o * c) { w in
+            pointwiseProducts(w, transposed: false, x.storage.pointer, images: geo.n, inputs: c, outputs: o,
+                              positions: positions, bias: biasPointer, into: out.storage.pointer)
+        }
     case .channelTiles, .flatTiles, .packedTiles:
         let kind = Tiling.Kind(plan.forward)
         let tapWeights = TapWeights(values: weight.values, count: o * c * taps, outputs: o, inputs: c,
@@ -181,6 +190,21 @@ private func convForward<S: WeightSource>(_ x: Tensor, weight: S, frozen key: Te
                             stride: geo.stride, parallel: parallel)
             })
         }
+    }
+}
+
+/// The product algorithm of a 1×1 convolution: for each image, out (outputs × positions) = W·x (+ the bias of each
+/// output channel), W being `w` (outputs × inputs) or, `transposed`, `w`ᵀ (w inputs × outputs: an input gradient).
+private func pointwiseProducts(_ w: UnsafePointer<Float>, transposed: Bool, _ x: UnsafePointer<Float>, images: Int,
+                               inputs: Int, outputs: Int, positions: Int, bias: UnsafePointer<Float>?,
+                               into out: UnsafeMutablePointer<Float>) {
+    for image in 0..<images {
+        let y = out + image * outputs * positions
+        if let bias {
+            for channel in 0..<outputs { (y + channel * positions).update(repeating: bias[channel], count: positions) }
+        }
+        Kernels.sgemm(transA: transposed, transB: false, m: outputs, n: positions, k: inputs, w,
+                      x + image * inputs * positions, beta: bias == nil ? 0 : 1, y)
     }
 }
 
@@ -201,6 +225,9 @@ private func convInputGradient(_ g: Tensor, weight: Tensor, _ geo: ConvGeometry,
                                       flipped: true, into: u)
             Winograd.correlate(g.storage.pointer, tiles, weights: u, bias: nil, out: gx.storage.pointer)
         }
+    case .product:
+        pointwiseProducts(pw, transposed: true, g.storage.pointer, images: geo.n, inputs: o, outputs: c,
+                          positions: geo.h * geo.w, bias: nil, into: gx.storage.pointer)
     case .channelTiles, .flatTiles, .packedTiles:
         let kind = Tiling.Kind(plan.inputGradient)
         let phases = geo.inputGradient(images: 1).1

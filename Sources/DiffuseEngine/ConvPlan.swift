@@ -16,6 +16,10 @@ public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
     case flatTiles = "flat-tiles"
     /// The same tiles over the valid outputs only, each tile's inputs first gathered into a panel (RowTiles.swift).
     case packedTiles = "packed-tiles"
+    /// For 1×1 kernels at stride 1 without padding: each image's output channels × positions as a matrix product,
+    /// the weights times the input's channels × positions (MatMul.swift's register tiles over packed panels of 48
+    /// positions).
+    case product
     /// Plain loops (ReferenceConvolution.swift), for tests; never planned.
     case reference
 
@@ -24,6 +28,7 @@ public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
         switch self {
         case .winograd: geo.fitsWinograd
         case .channelTiles: outputs % Kernels.channelTileOutputs == 0
+        case .product: geo.isPointwise
         case .flatTiles, .packedTiles, .reference: true
         }
     }
@@ -84,9 +89,12 @@ public struct ConvolutionPlan: Hashable, Sendable, CustomStringConvertible {
     ///   write and read than fewer tiles save; from a first layer's 3 channels, the input transform costs more than
     ///   it saves: 2.8× slower); else channel tiles where the output channels come in blocks of 64 from ≥ 16 input
     ///   channels (fewer leave too few steps per tile to pay for scattering the outputs across 64 channel planes),
-    ///   except for 1 × 1 kernels over images of ≥ 14 × 14, whose row tiles read each input row in place, 48
-    ///   positions a step (cifar's 256 → 128 at 32², batch 8: row tiles 1.2–1.4× faster on either instruction set);
-    ///   else the cheaper of flat and packed row tiles (Tiling's cost).
+    ///   except for 1 × 1 kernels (at stride 1, unpadded) over images of 8 × 8 to 16 × 16, a product per image
+    ///   (Stable Diffusion's 1280 → 1280 at 8² and 16², batch 2: 1.6× and 1.3× faster than channel and row tiles;
+    ///   cifar's 128 → 256 at 16², batch 8: 1.2×), and over larger images, whose row tiles read each input row in
+    ///   place, 48 positions a step (cifar's 256 → 128 at 32², batch 8: row tiles 1.2–1.4× faster on either
+    ///   instruction set; the product, which packs its panels of positions, ran SD's 320 → 320 at 64² and 640 →
+    ///   640 at 32² at 0.84× their speed); else the cheaper of flat and packed row tiles (Tiling's cost).
     /// - input gradient: the same, with the roles of the input and output channels swapped.
     /// - weight gradient: Winograd where the forward's rule for it holds both ways, over images larger than 8 × 8
     ///   (at 16 tiles per image channel tiles were faster: cifar's 256 → 256 at 8², batch 8, 2.8 against 4.1 ms)
@@ -96,10 +104,11 @@ public struct ConvolutionPlan: Hashable, Sendable, CustomStringConvertible {
         let (c, o) = (geo.c, geo.o)
         let tiles = Winograd.Plan(images: geo.n, channels: c, outputs: o, height: geo.h, width: geo.w)
         let winograd = geo.fitsWinograd && tiles.tiles >= Self.winogradTiles
-        let pointwise = geo.kh == 1 && geo.kw == 1 && geo.stride == 1 && geo.py == 0 && geo.px == 0
-        let rowsInPlace = pointwise && geo.h * geo.w >= 14 * 14
+        let positions = geo.h * geo.w
         func planned(outputs: Int, inputs: Int, _ correlations: [Correlation]) -> ConvolutionAlgorithm {
             if winograd && inputs >= 16 { return .winograd }
+            if geo.isPointwise && positions >= 8 * 8 && positions <= 16 * 16 { return .product }
+            let rowsInPlace = geo.isPointwise && positions > 16 * 16
             if outputs % Kernels.channelTileOutputs == 0 && inputs >= 16 && !rowsInPlace { return .channelTiles }
             func cost(_ kind: Tiling.Kind) -> Double {
                 correlations.reduce(0) { $0 + Tiling($1, outputs: outputs, kind: kind).cost(outputs: outputs) }
@@ -245,7 +254,7 @@ struct Tiling {
             case .channelTiles: self = .channels
             case .flatTiles: self = .flat
             case .packedTiles: self = .packed
-            case .winograd, .reference: preconditionFailure("\(algorithm) runs on no tiling")
+            case .winograd, .product, .reference: preconditionFailure("\(algorithm) runs on no tiling")
             }
         }
     }

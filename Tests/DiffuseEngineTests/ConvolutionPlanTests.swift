@@ -49,11 +49,13 @@ final class ConvolutionPlanTests: XCTestCase {
             }
             let expected = Engine.withConvolutionForcing(try .init(parsing: "reference"), run)
             // What each algorithm needs: Winograd a 3×3 kernel at stride 1 and padding 1, channel tiles blocks of 64
-            // output channels (of 32 for the weight gradient).
+            // output channels (of 32 for the weight gradient), the product a 1×1 kernel at stride 1, unpadded.
             let winograd = geo.kh == 3 && geo.kw == 3 && geo.stride == 1 && geo.py == 1 && geo.px == 1
+            let pointwise = geo.kh == 1 && geo.kw == 1 && geo.stride == 1 && geo.py == 0 && geo.px == 0
             func tiles(outputs: Int) -> [ConvolutionAlgorithm] {
                 ConvolutionAlgorithm.allCases.filter {
                     $0 != .reference && ($0 != .winograd || winograd) && ($0 != .channelTiles || outputs % 64 == 0)
+                        && ($0 != .product || pointwise)
                 }
             }
             let (forwards, inputs) = (tiles(outputs: geo.o), tiles(outputs: geo.c))
@@ -127,9 +129,15 @@ final class ConvolutionPlanTests: XCTestCase {
         XCTAssertEqual(last.forward, .winograd)
         XCTAssertTrue([.flatTiles, .packedTiles].contains(last.inputGradient), "\(last)")
         XCTAssertEqual(last.weightGradient, .positionLanes)
-        // A 1×1 shortcut 128 → 256 at 16²: row tiles; at 7², and a downsampling 3×3 at stride 2: channel tiles.
-        XCTAssertTrue([.flatTiles, .packedTiles].contains(planned([8, 128, 16, 16], [256, 128, 1, 1], padding: 0).forward))
+        // A 1×1 shortcut 128 → 256: at 8² and 16² a product per image, at 32² row tiles; at 7², and a downsampling
+        // 3×3 at stride 2: channel tiles. A padded 1×1 kernel is no product.
+        for side in [8, 16] {
+            let pointwise = planned([8, 128, side, side], [256, 128, 1, 1], padding: 0)
+            XCTAssertEqual([pointwise.forward, pointwise.inputGradient], [.product, .product], "\(side)²")
+        }
+        XCTAssertTrue([.flatTiles, .packedTiles].contains(planned([8, 128, 32, 32], [256, 128, 1, 1], padding: 0).forward))
         XCTAssertEqual(planned([32, 128, 7, 7], [256, 128, 1, 1], padding: 0).forward, .channelTiles)
+        XCTAssertNotEqual(planned([8, 128, 16, 16], [256, 128, 1, 1], padding: 1).forward, .product)
         XCTAssertEqual(planned([8, 128, 32, 32], [128, 128, 3, 3], stride: 2).forward, .channelTiles)
         // mnist-small's 32 channels: Winograd forward and backward, ∂W in blocks of 32.
         let mnist = planned([32, 32, 28, 28], [32, 32, 3, 3])
