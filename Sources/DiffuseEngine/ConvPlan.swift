@@ -232,6 +232,9 @@ public struct Caches: Sendable, Equatable {
     /// Steps of the inner dimension per depth block of a product on channel tiles (MatMul's rowsTimesBlocks), whose
     /// rows of B (`columns` floats each) stay in half of L2 while every tile sweeps them: whole 64s, at least 64.
     func productDepth(columns: Int) -> Int { Swift.max(64, l2 / 2 / (columns * 4) / 64 * 64) }
+    /// Row groups (8 rows of A, packed a depth block deep) per block of rows of a product on the register tile
+    /// (MatMul's PackedProduct), whose packed A stays in half of L2 while every panel of B sweeps it.
+    var productGroups: Int { Swift.max(1, l2 / 2 / (Kernels.tileRows * Kernels.depthBlock * 4)) }
     /// Tiles × channels of Winograd's transformed inputs per band of its forward pass (16 floats each): 3/8 of L2.
     var winogradBand: Int { l2 * 3 / 8 / 64 }
     /// Tiles × (input + output) channels of transformed inputs and gradients per band of Winograd's weight gradient

@@ -12,7 +12,8 @@ extension Kernels {
     /// multiple of 64, on channel tiles: rowsTimesBlocks). A is packed once, 8 rows at a time with α folded in; C's
     /// columns are cut into panels of 48 (or of 32, on the narrow tile, where that wastes less) that the threads
     /// share out (or, with a single panel, C's row groups), and each panel of B is packed 256 rows deep and swept
-    /// by the row groups. The pieces depend on the shape alone and every element of C is one sum in one order, so
+    /// by the row groups: by a block of them at a time whose packed A stays in L2 (Caches.productGroups), every
+    /// panel sweeping one block before the next. The pieces depend on the shape alone and every element of C is one sum in one order, so
     /// the result does not depend on the thread count. B may be 16-bit values (HalfValues), widened as they are
     /// packed.
     static func sgemm<B: WeightSource>(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
@@ -40,7 +41,11 @@ extension Kernels {
                                         accumulate: beta != 0)
             let scratch = depthBlock * tileColumns + tileRows * tileColumns
             if panels >= 2 {
-                parallelFor(panels, grain: 1, scratch: scratch) { product.sweep(panels: $0, groups: 0..<groups, scratch: $1) }
+                let block = Engine.caches.productGroups
+                for first in stride(from: 0, to: groups, by: block) {
+                    let rows = first..<Swift.min(first + block, groups)
+                    parallelFor(panels, grain: 1, scratch: scratch) { product.sweep(panels: $0, groups: rows, scratch: $1) }
+                }
             } else {
                 parallelFor(groups, grain: Swift.max(1, (groups + 1) / 2), scratch: scratch) {
                     product.sweep(panels: 0..<1, groups: $0, scratch: $1)

@@ -376,7 +376,8 @@ final class OpTests: XCTestCase {
         // transposed) and a last one of 32 after panels of 48 (n = 80), over two depth blocks (k = 300) and a partial
         // row group (m = 37); tall products with n a multiple of 64 (channel tiles) with a partial last tile, and with
         // B packed in two blocks of 64 columns (n = 128), and such a product cut into 5 depth blocks (the last of 44)
-        // by caches of 16 and 64 KiB.
+        // by caches of 16 and 64 KiB, which also cut the register tile's row groups into blocks of 4 (A transposed:
+        // 17 groups of m = 130 in 5 blocks).
         let small = Caches(l1: 16 << 10, l2: 64 << 10)
         // A few rows (m ≤ 8) against Bᵀ: dot products, B's rows split among the threads (8 × 300 × 100, 3 × 70 × 33).
         let cases: [(Int, Int, Int, Caches)] = [(64, 256, 512), (512, 256, 64), (37, 300, 64), (64, 300, 80), (100, 70, 128),
