@@ -48,8 +48,8 @@ public func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, sca
 }
 
 /// One head of attention: L queries and S keys of D values, values of E; keys padded to whole panels of the register
-/// tile (48), on which the scores are taken. The query rows go 8 at a time (a last block repeats its last row, with a zero output gradient), so that each pass over Kᵀ,
-/// Vᵀ and their gradients, read from L2, serves 8 rows.
+/// tile (48), on which the scores are taken. The query rows go 8 at a time (a last block repeats its last row, with
+/// a zero output gradient), so that each pass over Kᵀ, Vᵀ and their gradients, read from L2, serves 8 rows.
 private struct AttentionHead {
     let l, s, d, e: Int
     let scale: Float

@@ -13,9 +13,9 @@ extension Kernels {
     /// columns are cut into panels of 48 (or of 32, on the narrow tile, where that wastes less) that the threads
     /// share out (or, with a single panel, C's row groups), and each panel of B is packed 256 rows deep and swept
     /// by the row groups: by a block of them at a time whose packed A stays in L2 (Caches.productGroups), every
-    /// panel sweeping one block before the next. The pieces depend on the shape alone and every element of C is one sum in one order, so
-    /// the result does not depend on the thread count. B may be 16-bit values (HalfValues), widened as they are
-    /// packed.
+    /// panel sweeping one block before the next. The pieces depend on the shape alone and every element of C is one
+    /// sum in one order, so the result does not depend on the thread count. B may be 16-bit values (HalfValues),
+    /// widened as they are packed.
     static func sgemm<B: WeightSource>(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                                        _ a: UnsafePointer<Float>, _ b: B, beta: Float = 0,
                                        _ c: UnsafeMutablePointer<Float>) {
